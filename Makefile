@@ -1,0 +1,91 @@
+# uxstream: the one interface for people and CI. `make` (or `make help`) lists the targets.
+#
+# Versions live in one place each: Python packages in pyproject.toml (hash-locked in requirements/lock.txt),
+# JVM artifacts in jvm/pom.xml, the uv installer below.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+UVENV := .cache/uv-env
+UV := $(UVENV)/bin/uv
+STAMP := $(VENV)/.installed
+JARS_STAMP := .cache/jars/.resolved
+PYTEST_ARGS ?=
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup jars lock up down status run-local test lint fmt clean
+
+help: ## List the targets
+	@echo "uxstream: real-time UX metrics on Apache Flink"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) $(JARS_STAMP) ## Install everything: Python venv (.venv) and Flink/Kafka jars (.cache/jars)
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: uxstream needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 2; }
+	@echo "==> installing the uv installer $(UV_VERSION) into $(UVENV)"
+	@$(PYTHON) -m venv $(UVENV)
+	@$(UVENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): requirements/lock.txt pyproject.toml | $(UV)
+	@echo "==> creating $(VENV) and installing the locked Python dependencies (first time: ~1 GB, a few minutes)"
+	@[ -x $(PY) ] || $(UV) venv --quiet --python $$(command -v $(PYTHON)) $(VENV)
+	@VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet --require-hashes requirements/lock.txt
+	@VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .
+	@touch $@
+	@echo "==> Python environment ready"
+
+jars: $(JARS_STAMP) ## Fetch the Flink connector and Kafka broker jars from Maven Central (jvm/pom.xml)
+
+$(JARS_STAMP): jvm/pom.xml jvm/flink-lib/pom.xml jvm/kafka-broker/pom.xml
+	@command -v java >/dev/null || { echo "error: java not found: uxstream needs Java 17 (e.g. apt-get install openjdk-17-jdk-headless)"; exit 2; }
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])' || { echo "error: Java 17 or newer is needed, found: $$(java -version 2>&1 | head -1)"; exit 2; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found: Maven is needed to fetch the jars (e.g. apt-get install maven)"; exit 2; }
+	@echo "==> resolving jars from Maven Central into .cache/jars (first time: ~60 MB)"
+	@rm -rf .cache/jars
+	@mvn --batch-mode --quiet --no-transfer-progress -f jvm/pom.xml package
+	@touch $@
+	@echo "==> jars ready: $$(ls .cache/jars/flink-lib | wc -l) for Flink, $$(ls .cache/jars/kafka-broker | wc -l) for the broker"
+
+lock: | $(UV) ## Re-resolve requirements/lock.txt from pyproject.toml (hash-pinned)
+	@$(UV) pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --extra dev --generate-hashes pyproject.toml -o requirements/lock.txt
+	@echo "==> requirements/lock.txt updated"
+
+up: setup ## Start local Kafka and PostgreSQL (idempotent)
+	@$(PY) -m uxstream.cli up
+
+down: ## Stop the local services
+	@if [ -x $(PY) ]; then $(PY) -m uxstream.cli down; else echo "nothing to stop (no $(VENV))"; fi
+
+status: ## Show whether the local services are running
+	@$(PY) -m uxstream.cli status
+
+run-local: up ## Set up, start services, run the suite on a demo stream, print results
+	@$(PY) -m uxstream.cli smoke
+
+test: setup lint ## Lint, then run all tests (starts the services it needs)
+	@echo "==> running tests"
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@echo "==> mypy"
+	@$(VENV)/bin/mypy
+
+fmt: setup ## Format the code with ruff
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+clean: down ## Stop services and remove the venv, jars and local data
+	@rm -rf $(VENV) .cache .local .pytest_cache .mypy_cache .ruff_cache
+	@echo "==> removed .venv, .cache and .local"

@@ -1,0 +1,1 @@
+"""uxstream Flink jobs (PyFlink)."""

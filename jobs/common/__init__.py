@@ -1,0 +1,1 @@
+"""Shared pieces of every uxstream job: settings, environment setup, connectors."""

@@ -1,0 +1,1 @@
+"""uxstream job: sessionize."""

@@ -1,0 +1,1 @@
+"""Smoke pipeline: proves Kafka → PyFlink (SQL + a Python UDF) → PostgreSQL and Kafka, exactly-once."""

@@ -1,0 +1,1 @@
+"""uxstream tooling: command line, local services, event contract tools."""
