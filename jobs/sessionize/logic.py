@@ -1,0 +1,247 @@
+"""Session rules of SEMANTICS.md ("Sessions") as a streaming state machine. Pure Python, no pyflink.
+
+The job feeds each user's clean events (valid, first occurrence, not late, not future) in event-time
+order, a batch at a time, to `SessionState.add`; it calls `SessionState.expire` when the watermark passes
+the open session's end + gap. Closed sessions come back as final `SessionRow`s with the reason the next
+session started; the open one can be snapshotted as a provisional row (`is_final=False`, reason `open`).
+
+Rules, applied to each event `e` after the open session's last event `p` (start `S`), first match wins:
+1. `gap`: e.ts - p.ts > gap (a gap of exactly `gap` stays in the session);
+2. `midnight`: e falls on a later local day than p in the session time zone (when enabled);
+3. `max_duration`: e.ts - S > max duration (the session would exceed it).
+A session that ends because the watermark passed end + gap is final with reason `gap`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+SplitReason = Literal["gap", "midnight", "max_duration", "open"]
+
+MINUTE_MS: Final = 60_000
+DEFAULT_GAP_MS: Final = 30 * MINUTE_MS
+DEFAULT_MAX_DURATION_MS: Final = 24 * 60 * MINUTE_MS
+ENGAGED_MIN_DURATION_MS: Final = 10_000
+"""GA4: an engaged session lasts longer than 10 seconds …"""
+ENGAGED_MIN_PAGE_VIEWS: Final = 2
+"""… or has at least 2 page views (or at least one conversion)."""
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    gap_ms: int = DEFAULT_GAP_MS
+    timezone: str = "UTC"
+    split_at_midnight: bool = True
+    max_duration_ms: int = DEFAULT_MAX_DURATION_MS
+    conversion_events: frozenset[str] = frozenset({"order_completed", "signup_completed"})
+
+    def __post_init__(self) -> None:
+        if self.gap_ms <= 0:
+            raise ValueError(f"session gap must be positive, got {self.gap_ms} ms")
+        if self.max_duration_ms <= 0:
+            raise ValueError(f"max session duration must be positive, got {self.max_duration_ms} ms")
+        ZoneInfo(self.timezone)  # raises ZoneInfoNotFoundError for an unknown zone
+
+    def next_midnight_ms(self, ts: int) -> int:
+        """Epoch ms of the first local midnight after `ts` in the session time zone."""
+        zone = ZoneInfo(self.timezone)
+        local = datetime.fromtimestamp(ts / 1000, zone)
+        next_day = (local + timedelta(days=1)).date()
+        midnight = datetime(next_day.year, next_day.month, next_day.day, tzinfo=zone)
+        return int(midnight.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """What the sessionizer needs of one event."""
+
+    ts: int
+    event_id: str
+    event_type: str
+    event_name: str
+    page_path: str | None = None
+    referrer: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    device_type: str | None = None
+    browser: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One row of the sessions table."""
+
+    session_id: str
+    user_key: str
+    session_start: int
+    session_end: int
+    duration_ms: int
+    event_count: int
+    page_views: int
+    distinct_pages: int
+    entry_page: str | None
+    exit_page: str | None
+    referrer: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    device_type: str | None
+    browser: str | None
+    country: str | None
+    error_count: int
+    conversions: int
+    engaged: bool
+    bounce: bool
+    split_reason: SplitReason
+    is_final: bool
+
+
+def session_id(user_key: str, start_ms: int) -> str:
+    """Deterministic id: the same user and start give the same id in every run and replay."""
+    return hashlib.sha256(f"{user_key}\x1f{start_ms}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class OpenSession:
+    """The running summary of a user's open session (kept in Flink state between batches)."""
+
+    start: int
+    end: int
+    first: SessionEvent
+    midnight_ms: int
+    """First local midnight after the last event (only meaningful when midnight splits are on)."""
+    event_count: int = 0
+    page_views: int = 0
+    pages: set[str] = field(default_factory=set)
+    entry_page: str | None = None
+    exit_page: str | None = None
+    error_count: int = 0
+    conversions: int = 0
+
+    def row(self, user_key: str, reason: SplitReason, is_final: bool) -> SessionRow:
+        duration = self.end - self.start
+        engaged = (
+            duration > ENGAGED_MIN_DURATION_MS
+            or self.page_views >= ENGAGED_MIN_PAGE_VIEWS
+            or self.conversions >= 1
+        )
+        first = self.first
+        return SessionRow(
+            session_id=session_id(user_key, self.start),
+            user_key=user_key,
+            session_start=self.start,
+            session_end=self.end,
+            duration_ms=duration,
+            event_count=self.event_count,
+            page_views=self.page_views,
+            distinct_pages=len(self.pages),
+            entry_page=self.entry_page,
+            exit_page=self.exit_page,
+            referrer=first.referrer,
+            utm_source=first.utm_source,
+            utm_medium=first.utm_medium,
+            utm_campaign=first.utm_campaign,
+            device_type=first.device_type,
+            browser=first.browser,
+            country=first.country,
+            error_count=self.error_count,
+            conversions=self.conversions,
+            engaged=engaged,
+            bounce=not engaged,
+            split_reason=reason,
+            is_final=is_final,
+        )
+
+
+def event_order(event: SessionEvent) -> tuple[int, str]:
+    """Events are ordered by event time, ties broken by event id (deterministic)."""
+    return (event.ts, event.event_id)
+
+
+class SessionState:
+    """One user's sessionizer. `open` is the only state; it is None between sessions."""
+
+    def __init__(self, user_key: str, rules: SessionRules, open_session: OpenSession | None = None) -> None:
+        self.user_key = user_key
+        self.rules = rules
+        self.open = open_session
+
+    def split_reason(self, event: SessionEvent) -> SplitReason | None:
+        """Why `event` starts a new session, or None when it continues the open one."""
+        current = self.open
+        assert current is not None
+        if event.ts - current.end > self.rules.gap_ms:
+            return "gap"
+        if self.rules.split_at_midnight and event.ts >= current.midnight_ms:
+            return "midnight"
+        if event.ts - current.start > self.rules.max_duration_ms:
+            return "max_duration"
+        return None
+
+    def _start(self, event: SessionEvent) -> OpenSession:
+        midnight = self.rules.next_midnight_ms(event.ts) if self.rules.split_at_midnight else 0
+        return OpenSession(start=event.ts, end=event.ts, first=event, midnight_ms=midnight)
+
+    def _extend(self, session: OpenSession, event: SessionEvent) -> None:
+        if event.ts > session.end:
+            if self.rules.split_at_midnight and event.ts >= session.midnight_ms:
+                session.midnight_ms = self.rules.next_midnight_ms(event.ts)
+            session.end = event.ts
+        session.event_count += 1
+        if event.event_type == "page_view":
+            session.page_views += 1
+            if event.page_path is not None:
+                session.pages.add(event.page_path)
+                if session.entry_page is None:
+                    session.entry_page = event.page_path
+                session.exit_page = event.page_path
+        elif event.event_type == "error":
+            session.error_count += 1
+        if event.event_name in self.rules.conversion_events:
+            session.conversions += 1
+
+    def add(self, events: Iterable[SessionEvent]) -> list[SessionRow]:
+        """Apply a batch of events (any order; they must not be older than the open session's end
+        beyond what the watermark allows). Returns the sessions this batch closed, final."""
+        closed: list[SessionRow] = []
+        for event in sorted(events, key=event_order):
+            if self.open is None:
+                self.open = self._start(event)
+            else:
+                reason = self.split_reason(event)
+                if reason is not None:
+                    closed.append(self.open.row(self.user_key, reason, is_final=True))
+                    self.open = self._start(event)
+            self._extend(self.open, event)
+        return closed
+
+    def snapshot(self) -> SessionRow | None:
+        """The open session as a provisional row (`is_final=False`, reason `open`)."""
+        return None if self.open is None else self.open.row(self.user_key, "open", is_final=False)
+
+    def expiry_ms(self) -> int | None:
+        """Event time at which the open session becomes final: its end + gap."""
+        return None if self.open is None else self.open.end + self.rules.gap_ms
+
+    def expire(self) -> SessionRow | None:
+        """Close the open session because the watermark passed end + gap."""
+        if self.open is None:
+            return None
+        row = self.open.row(self.user_key, "gap", is_final=True)
+        self.open = None
+        return row
+
+
+def sessionize_batch(user_key: str, rules: SessionRules, events: Sequence[SessionEvent]) -> list[SessionRow]:
+    """All sessions of a complete, finished event list (convenience for tests and backfills)."""
+    state = SessionState(user_key, rules)
+    rows = state.add(events)
+    last = state.expire()
+    return [*rows, *([last] if last else [])]
