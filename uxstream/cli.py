@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "uxstream.services.commands",
     "uxstream.db",
     "uxstream.smoke",
+    "uxstream.contract.commands",
 )
 
 

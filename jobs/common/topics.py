@@ -1,0 +1,104 @@
+"""Kafka topic names: the one place they are spelled, plus an idempotent topic-creation helper.
+
+Schema subjects in `schemas/avro/catalog.json` follow the TopicNameStrategy (`<topic>-value`), so a test
+keeps them in step with these names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from jobs.common.settings import KafkaSettings
+
+EVENTS: Final = "ux.events"
+"""Raw UX events, Confluent-framed Avro (subject ux.events-value), keyed by user key."""
+
+DLQ: Final = "ux.events.dlq"
+"""Dead letters: input records a job could not accept, with original bytes and a reason code."""
+
+KPI: Final = "ux.kpi"
+"""Finalized KPI window rows."""
+
+FUNNEL: Final = "ux.funnel"
+"""Finalized funnel window rows."""
+
+ALERTS: Final = "ux.alerts"
+"""Anomaly alert lifecycle messages."""
+
+ALL: Final = (EVENTS, DLQ, KPI, FUNNEL, ALERTS)
+
+
+def value_subject(topic: str) -> str:
+    """Schema Registry subject of a topic's values (TopicNameStrategy)."""
+    return f"{topic}-value"
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created or described. The message names the topic and the broker."""
+
+
+def _admin(settings: KafkaSettings) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(settings.client_config())
+
+
+def partition_counts(settings: KafkaSettings, topics: Iterable[str], timeout: float = 30.0) -> dict[str, int]:
+    """Partition count of each existing topic among `topics` (missing topics are absent from the result)."""
+    metadata = _admin(settings).list_topics(timeout=timeout)
+    counts: dict[str, int] = {}
+    for name in topics:
+        topic = metadata.topics.get(name)
+        if topic is not None and topic.error is None:
+            counts[name] = len(topic.partitions)
+    return counts
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topics: Iterable[str] | Mapping[str, int],
+    *,
+    partitions: int = 4,
+    replication_factor: int = -1,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, int]:
+    """Create the topics that do not exist yet; leave existing ones untouched. Idempotent.
+
+    `topics` is a list of names (each created with `partitions`) or a mapping name → partitions.
+    `replication_factor=-1` takes the broker default (the local broker: 1). Returns the partition count of
+    every requested topic as it is after the call (an existing topic keeps its own count).
+    """
+    from confluent_kafka.cimpl import NewTopic
+
+    wanted = dict(topics) if isinstance(topics, Mapping) else dict.fromkeys(topics, partitions)
+    admin = _admin(settings)
+    existing = partition_counts(settings, wanted, timeout=timeout)
+    missing = [
+        NewTopic(name, num_partitions=count, replication_factor=replication_factor, config=dict(config or {}))
+        for name, count in wanted.items()
+        if name not in existing
+    ]
+    if missing:
+        futures = admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+            except Exception as exc:  # the admin client raises KafkaException; "already exists" is success
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise TopicError(
+                        f"cannot create topic {name} on {settings.bootstrap_servers}: {exc}"
+                    ) from None
+    deadline = time.monotonic() + timeout
+    while True:  # a new topic's metadata propagates asynchronously
+        counts = partition_counts(settings, wanted, timeout=timeout)
+        absent = [name for name in wanted if name not in counts]
+        if not absent:
+            return counts
+        if time.monotonic() > deadline:
+            raise TopicError(
+                f"topic {absent[0]} does not show up on {settings.bootstrap_servers} after creation"
+            )
+        time.sleep(0.1)

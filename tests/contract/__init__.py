@@ -1,0 +1,1 @@
+"""Event contract tests: schemas, compatibility, wire format, validity, generator, replay, oracle base."""
