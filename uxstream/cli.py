@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "uxstream.db",
     "uxstream.smoke",
     "uxstream.contract.commands",
+    "uxstream.quality",
 )
 
 
