@@ -42,15 +42,20 @@ $(STAMP): requirements/lock.txt pyproject.toml | $(UV)
 	@touch $@
 	@echo "==> Python environment ready"
 
-jars: $(JARS_STAMP) ## Fetch the Flink connector and Kafka broker jars from Maven Central (jvm/pom.xml)
+jars: $(JARS_STAMP) ## Fetch the Flink connector and Kafka broker jars (jvm/pom.xml), build the UDF jar (jvm/udf)
 
-$(JARS_STAMP): jvm/pom.xml jvm/flink-lib/pom.xml jvm/kafka-broker/pom.xml
+# The Flink version is pyproject.toml's apache-flink pin: the uxstream-udf module compiles against it.
+FLINK_VERSION := $(shell sed -n 's/^[[:space:]]*"apache-flink==\([^"]*\)".*/\1/p' pyproject.toml)
+UDF_SOURCES := $(shell find jvm/udf/src -type f 2>/dev/null) $(wildcard schemas/avro/*.avsc schemas/avro/catalog.json)
+
+$(JARS_STAMP): jvm/pom.xml jvm/flink-lib/pom.xml jvm/kafka-broker/pom.xml jvm/udf/pom.xml $(UDF_SOURCES)
+	@[ -n "$(FLINK_VERSION)" ] || { echo "error: no \"apache-flink==X\" pin in pyproject.toml's dependencies: the UDF jar (jvm/udf) is built against that Flink version"; exit 2; }
 	@command -v java >/dev/null || { echo "error: java not found: uxstream needs Java 17 (e.g. apt-get install openjdk-17-jdk-headless)"; exit 2; }
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])' || { echo "error: Java 17 or newer is needed, found: $$(java -version 2>&1 | head -1)"; exit 2; }
 	@command -v mvn >/dev/null || { echo "error: mvn not found: Maven is needed to fetch the jars (e.g. apt-get install maven)"; exit 2; }
 	@echo "==> resolving jars from Maven Central into .cache/jars (first time: ~60 MB)"
 	@rm -rf .cache/jars
-	@mvn --batch-mode --quiet --no-transfer-progress -f jvm/pom.xml package
+	@mvn --batch-mode --quiet --no-transfer-progress -f jvm/pom.xml package -Dflink.version=$(FLINK_VERSION)
 	@touch $@
 	@echo "==> jars ready: $$(ls .cache/jars/flink-lib | wc -l) for Flink, $$(ls .cache/jars/kafka-broker | wc -l) for the broker"
 
@@ -68,8 +73,8 @@ down: ## Stop the local services
 status: ## Show whether the local services are running
 	@$(PY) -m uxstream.cli status
 
-run-local: up ## Set up, start services, run the suite on a demo stream, print results
-	@$(PY) -m uxstream.cli smoke
+run-local: up ## Set up, start services, run sessionize on a demo stream, print results
+	@$(PY) -m uxstream.cli demo
 
 test: setup lint ## Lint, then run all tests (starts the services it needs)
 	@echo "==> running tests"

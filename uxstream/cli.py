@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "uxstream.services.commands",
     "uxstream.db",
     "uxstream.smoke",
+    "uxstream.demo",
+    "uxstream.run",
     "uxstream.contract.commands",
     "uxstream.quality",
 )

@@ -21,6 +21,22 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_interval(ms: int) -> str:
+    """A Flink SQL interval literal of `ms` milliseconds (`INTERVAL '0 00:30:00.000' DAY TO SECOND(3)`).
+
+    Single-unit literals such as `INTERVAL '300' SECOND` exceed Flink's default leading precision, and
+    explicit precisions (`SECOND(9, 3)`) are rejected by the planner: the day-to-second form works for any
+    non-negative length.
+    """
+    if ms < 0:
+        raise ValueError(f"interval must not be negative, got {ms} ms")
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1_000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
 def with_clause(options: dict[str, str]) -> str:
     """Render options as the body of a DDL `WITH (...)` clause."""
     return ",\n  ".join(f"{sql_literal(k)} = {sql_literal(v)}" for k, v in options.items())
@@ -88,13 +104,14 @@ def jdbc_upsert_options(pg: PostgresSettings, table: str, flush_rows: int = 500)
 
 
 def render_sql(path: Path, **params: str) -> list[str]:
-    """Read a `.sql` recipe, fill `{placeholders}` and split it into statements on `;` at line ends."""
-    text = path.read_text(encoding="utf-8").format(**params)
+    """Read a `.sql` recipe, drop `--` comment lines, fill `{placeholders}`, split on `;` at line ends."""
+    lines = [
+        line for line in path.read_text(encoding="utf-8").splitlines() if not line.strip().startswith("--")
+    ]
+    text = "\n".join(lines).format(**params)  # comments may mention {placeholders} freely
     statements: list[str] = []
     current: list[str] = []
     for line in text.splitlines():
-        if line.strip().startswith("--"):
-            continue
         current.append(line)
         if line.rstrip().endswith(";"):
             statement = "\n".join(current).strip().rstrip(";").strip()

@@ -500,6 +500,28 @@ def encode(record: Mapping[str, Any], schema_id: int, catalog: Catalog | None = 
     return frame(schema_id, encode_body(record, entry))
 
 
+def decode_framed(payload: bytes, catalog: Catalog | None = None) -> tuple[SchemaEntry, dict[str, Any]]:
+    """Decode any Confluent-framed record of the catalog with its own (writer) schema.
+
+    For reading what the jobs publish (dead letters, KPI windows, alerts). Raises ContractError.
+    """
+    schema_id = read_header(payload)
+    if isinstance(schema_id, Invalid):
+        raise ContractError(schema_id.detail)
+    entry = (catalog or load_catalog()).by_id(schema_id)
+    if entry is None:
+        raise ContractError(f"schema id {schema_id} is not in the catalog")
+    body = io.BytesIO(payload[HEADER_SIZE:])
+    try:
+        record = fastavro.schemaless_reader(body, entry.parsed, None)
+    except Exception as exc:  # truncated or garbage bodies
+        raise ContractError(f"cannot decode {entry.label()} (schema id {schema_id}): {exc}") from None
+    if body.read(1):
+        raise ContractError(f"trailing bytes after a {entry.label()} record")
+    assert isinstance(record, dict)
+    return entry, record
+
+
 INT_MIN: Final = -(2**31)
 INT_MAX: Final = 2**31 - 1
 

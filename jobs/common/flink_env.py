@@ -140,10 +140,26 @@ def flink_config(settings: FlinkSettings, job_name: str) -> dict[str, str]:
     return conf
 
 
+JVM_TIMEZONE_OPTION = "-Duser.timezone=UTC"
+
+
+def use_utc_jvm() -> None:
+    """Start the local Flink JVM (PyFlink's gateway, which hosts the MiniCluster) in UTC.
+
+    The JDBC sink hands PostgreSQL TIMESTAMP values that the driver reads in the JVM's default zone; with
+    UTC, `to_utc(...)` values land in TIMESTAMPTZ columns as the exact instants. Only effective before the
+    gateway starts; clusters set the same option in flink-conf/config.yaml (env.java.opts.all).
+    """
+    current = os.environ.get("JVM_ARGS", "")
+    if "-Duser.timezone=" not in current:
+        os.environ["JVM_ARGS"] = f"{current} {JVM_TIMEZONE_OPTION}".strip()
+
+
 def create_environments(
     settings: FlinkSettings, job_name: str
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """A streaming DataStream + Table environment pair configured for `job_name`."""
+    use_utc_jvm()
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment

@@ -245,3 +245,36 @@ def sessionize_batch(user_key: str, rules: SessionRules, events: Sequence[Sessio
     rows = state.add(events)
     last = state.expire()
     return [*rows, *([last] if last else [])]
+
+
+SESSION_EVENT_FIELDS: Final = (
+    "ts",
+    "event_id",
+    "event_type",
+    "event_name",
+    "page_path",
+    "referrer",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "device_type",
+    "browser",
+    "country",
+)
+"""The order in which the job packs each event of a gap-session (a JSON array per event)."""
+
+
+def events_from_json(packed: str) -> list[SessionEvent]:
+    """Unpack a gap-session's events: a JSON array of arrays in `SESSION_EVENT_FIELDS` order."""
+    import json
+
+    return [SessionEvent(*values) for values in json.loads(packed)]
+
+
+def split_gap_session(user_key: str, rules: SessionRules, packed: str) -> list[SessionRow]:
+    """Final sessions of one gap-session (all of a user's events between two gaps > session gap).
+
+    The JVM already applied the gap rule; this applies midnight and max-duration splits and computes the
+    rows. The last session ends with reason `gap`, the others with the reason the next one started.
+    """
+    return sessionize_batch(user_key, rules, events_from_json(packed))

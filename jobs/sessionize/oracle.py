@@ -1,8 +1,22 @@
-"""Independent batch oracle of SEMANTICS.md "Sessions": expected session rows from a finished event list.
+"""Independent batch oracle of the sessionize job: expected rows of every output table.
 
-Written apart from `logic.py` on purpose (no shared code): it sorts each user's events, finds the split
-points with a vectorised-style pass over neighbour pairs, and aggregates every slice from scratch. Both
-must agree row for row; end-to-end tests compare the database with this.
+Written apart from `logic.py` and the job's SQL on purpose (no shared code).
+
+- `expected_sessions`: SEMANTICS.md "Sessions" on a finished list of clean events: sorts each user's
+  events, finds the split points over neighbour pairs, aggregates every slice from scratch.
+- `expected`: the whole job on a ground-truth stream (one partition, records in produce order), as the
+  job's semantics define it:
+  1. valid events only (the oracle base decides validity; invalid ones are dead letters);
+  2. future: ts > Kafka timestamp (= received_at) + max_future_skew → ledger `future_timestamp`; future
+     events never move the watermark;
+  3. watermark before a record = (max ts of the earlier valid, non-future records) − out-of-orderness
+     (on-event emission: a record never sees its own watermark); late: ts ≤ that watermark → ledger
+     `late` with the watermark and lateness;
+  4. the remaining on-time events are numbered per event_id in arrival order: occurrence 1 is counted,
+     later ones are duplicates (counted per window in `duplicates`);
+  5. KPI windows over on-time events; sessions over counted on-time events, where a user's gap-session is
+     cut where Flink's session window has already fired when the next event arrives (watermark ≥ last +
+     gap − 1), which only differs from the pure gap rule when an event lands exactly one gap later.
 """
 
 from __future__ import annotations
@@ -98,4 +112,195 @@ def _session_row(
         "bounce": not engaged,
         "split_reason": reason,
         "is_final": True,
+    }
+
+
+# ------------------------------------------------------------------------------------ whole job
+
+
+def percentile_linear(values: list[float], fraction: float) -> float | None:
+    """Percentile with linear interpolation between closest ranks (Flink's PERCENTILE)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _floor(ts: int, size: int) -> int:
+    return ts - ts % size
+
+
+def _dims(event: Mapping[str, Any], dimensions: tuple[str, ...]) -> list[tuple[str, str]]:
+    values = [("global", "(all)")]
+    for name in dimensions:
+        value = event.get(name)
+        values.append((name, "(none)" if value is None else str(value)))
+    return values
+
+
+def _local_day_start(ts: int, zone: ZoneInfo) -> int:
+    local = datetime.fromtimestamp(ts / 1000, zone)
+    start = datetime(local.year, local.month, local.day, tzinfo=zone)
+    return int(start.timestamp() * 1000)
+
+
+def expected(
+    events: Iterable[Any],
+    *,
+    gap_ms: int = 30 * 60_000,
+    timezone: str = "UTC",
+    split_at_midnight: bool = True,
+    max_duration_ms: int = 24 * 3_600_000,
+    conversion_events: Iterable[str] = ("order_completed", "signup_completed"),
+    dimensions: tuple[str, ...] = ("page_path", "country", "device_type"),
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+    tumble_ms: int = 60_000,
+    sliding_size_ms: int = 5 * 60_000,
+    sliding_step_ms: int = 60_000,
+    cumulative_step_ms: int = 5 * 60_000,
+    job: str = "sessionize",
+) -> dict[str, list[dict[str, Any]]]:
+    """Expected rows per table name, from the valid events of one partition in produce order.
+
+    `events` are `jobs.common.oracle.OracleEvent`s (any object with `.event` and `.seq`); the Kafka
+    timestamp of each is its `received_at`. Times are epoch milliseconds.
+    """
+    zone = ZoneInfo(timezone)
+    conversions = set(conversion_events)
+    late_rows: list[dict[str, Any]] = []
+    on_time: list[tuple[Mapping[str, Any], int]] = []  # (event, occurrence)
+    occurrences: dict[str, int] = defaultdict(int)
+    max_ts: int | None = None
+    # Per user: (last ts of the open gap-session, index list of its events) for the firing simulation.
+    gap_sessions: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(list)
+    last_ts: dict[str, int] = {}
+
+    for item in events:
+        event = item.event
+        ts, received = int(event["ts"]), int(event["received_at"])
+        watermark = None if max_ts is None else max_ts - out_of_orderness_ms
+        base = {
+            "job": job,
+            "event_id": event["event_id"],
+            "event_time": ts,
+            "received_at": received,
+            "page_path": event.get("page_path"),
+            "country": event.get("country"),
+            "device_type": event.get("device_type"),
+        }
+        if ts > received + max_future_skew_ms:
+            late_rows.append(
+                {**base, "watermark": watermark, "lateness_ms": None, "reason": "future_timestamp"}
+            )
+            continue
+        if max_ts is None or ts > max_ts:
+            max_ts = ts
+        if watermark is not None and ts <= watermark:
+            late_rows.append(
+                {**base, "watermark": watermark, "lateness_ms": watermark - ts, "reason": "late"}
+            )
+            continue
+        occurrences[event["event_id"]] += 1
+        occurrence = occurrences[event["event_id"]]
+        on_time.append((event, occurrence))
+        if occurrence == 1:
+            user = user_key_of(event)
+            fired = user in last_ts and watermark is not None and watermark >= last_ts[user] + gap_ms - 1
+            if user not in last_ts or fired or ts - last_ts[user] > gap_ms:
+                gap_sessions[user].append([])
+                last_ts[user] = ts
+            gap_sessions[user][-1].append(event)
+            last_ts[user] = max(last_ts[user], ts)
+
+    # The late ledger is keyed (job, event_id, event_time): a repeated late record rewrites its row.
+    ledger = {(r["job"], r["event_id"], r["event_time"]): r for r in late_rows}
+
+    sessions: list[dict[str, Any]] = []
+    for user, pieces in gap_sessions.items():
+        for piece in pieces:
+            rows = expected_sessions(
+                piece,
+                gap_ms=gap_ms,
+                timezone=timezone,
+                split_at_midnight=split_at_midnight,
+                max_duration_ms=max_duration_ms,
+                conversion_events=conversions,
+            )
+            assert all(r["user_key"] == user for r in rows)
+            sessions.extend(rows)
+    sessions.sort(key=lambda r: (r["user_key"], r["session_start"]))
+
+    def window_rows(assign: Any) -> dict[tuple[int, int, str, str], list[tuple[Mapping[str, Any], int]]]:
+        groups: dict[tuple[int, int, str, str], list[tuple[Mapping[str, Any], int]]] = defaultdict(list)
+        for event, occurrence in on_time:
+            for start, end in assign(int(event["ts"])):
+                for dimension, value in _dims(event, dimensions):
+                    groups[(start, end, dimension, value)].append((event, occurrence))
+        return groups
+
+    def metrics(members: list[tuple[Mapping[str, Any], int]]) -> dict[str, Any]:
+        first = [e for e, n in members if n == 1]
+        views = sum(1 for e in first if e["event_type"] == "page_view")
+        errors = sum(1 for e in first if e["event_type"] == "error")
+        vitals = [e for e in first if e["event_type"] == "web_vital"]
+        return {
+            "events": len(first),
+            "page_views": views,
+            "active_users": len({user_key_of(e) for e in first}),
+            "error_events": errors,
+            "conversions": sum(1 for e in first if e["event_name"] in conversions),
+            "duplicates": sum(1 for _, n in members if n > 1),
+            "error_rate": errors / views if views else None,
+            "lcp_p75": percentile_linear([e["lcp_ms"] for e in vitals if e.get("lcp_ms") is not None], 0.75),
+            "inp_p75": percentile_linear([e["inp_ms"] for e in vitals if e.get("inp_ms") is not None], 0.75),
+            "cls_p75": percentile_linear([e["cls"] for e in vitals if e.get("cls") is not None], 0.75),
+        }
+
+    def key(start: int, end: int, dimension: str, value: str) -> dict[str, Any]:
+        return {"window_start": start, "window_end": end, "dimension": dimension, "dimension_value": value}
+
+    tumbling = window_rows(lambda ts: [(_floor(ts, tumble_ms), _floor(ts, tumble_ms) + tumble_ms)])
+    kpi_1m = [{**key(*k), **metrics(v), "revision": 1} for k, v in tumbling.items()]
+
+    def hop(ts: int) -> list[tuple[int, int]]:
+        last_start = _floor(ts, sliding_step_ms)
+        starts = range(last_start - sliding_size_ms + sliding_step_ms, last_start + 1, sliding_step_ms)
+        return [(s, s + sliding_size_ms) for s in starts]
+
+    sliding = []
+    for k, members in window_rows(hop).items():
+        m = metrics(members)
+        sliding.append(
+            {**key(*k), **{n: m[n] for n in ("active_users", "page_views", "error_events", "error_rate")}}
+        )
+
+    def cumulate(ts: int) -> list[tuple[int, int]]:
+        day = _local_day_start(ts, zone)
+        next_day = _local_day_start(day + 26 * 3_600_000, zone)
+        first_end = day + (_floor(ts - day, cumulative_step_ms) + cumulative_step_ms)
+        return [(day, end) for end in range(first_end, next_day + 1, cumulative_step_ms)]
+
+    daily = []
+    for (start, end, dimension, value), members in window_rows(cumulate).items():
+        m = metrics(members)
+        local = datetime.fromtimestamp(start / 1000, zone)
+        daily.append(
+            {
+                "day": local.date(),
+                **key(start, end, dimension, value),
+                "daily_active_users": m["active_users"],
+                "page_views": m["page_views"],
+            }
+        )
+
+    return {
+        "sessions": sessions,
+        "kpi_1m": kpi_1m,
+        "kpi_sliding_5m": sliding,
+        "kpi_daily_cumulative": daily,
+        "late_events": list(ledger.values()),
     }

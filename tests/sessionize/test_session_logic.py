@@ -6,6 +6,7 @@ Every case runs through both implementations; they must agree with each other an
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -70,7 +71,10 @@ def oracle(events: Sequence[SessionEvent], rules: SessionRules) -> list[dict[str
     )
 
 
-def sessions(events: Sequence[SessionEvent], rules: SessionRules = SessionRules()) -> list[SessionRow]:
+DEFAULT_RULES = SessionRules()
+
+
+def sessions(events: Sequence[SessionEvent], rules: SessionRules = DEFAULT_RULES) -> list[SessionRow]:
     """Run the state machine, check the oracle agrees, return the rows."""
     rows = sessionize_batch(USER, rules, events)
     assert [as_dict(r) for r in rows] == oracle(events, rules)
@@ -281,7 +285,7 @@ def test_streaming_in_batches_equals_the_batch_oracle(
         events.append(ev(ts, kinds[i], path=f"/p{step % 4}"))
     state, rows = SessionState(USER, rules), []
     bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         batch = list(reversed(events[lo:hi]))  # a batch may arrive in any order
         rows.extend(state.add(batch))
     last = state.expire()

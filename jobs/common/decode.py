@@ -1,0 +1,202 @@
+"""The safe decode step every uxstream job uses: raw ux.events → valid events + dead letters.
+
+Decoding runs in the JVM, in Java UDFs from the uxstream-udf jar (`jvm/udf`, built by `make jars` into
+`.cache/jars/flink-lib/`, so it is on every job's `pipeline.jars`); NOTES.md has the measurements behind
+that choice. `jobs.common.contract` stays the spec: the UDF gives every payload the reason code, detail
+and values the Python decoder gives it (tests/decode prove it on fuzzed payloads).
+
+SQL objects (default names; the recipe is `jobs/common/sql/decode.sql`):
+
+- functions `decode_ux_event(payload BYTES)` → ROW<reason, detail, schema_id, every ux_event field>
+  (declared non-deterministic so the planner calls it once per row, not once per field);
+  `ux_event_time(payload BYTES [, max_future_skew_ms BIGINT])` → TIMESTAMP_LTZ(3): ts of a valid event,
+  NULL for an invalid one (with the skew: NULL also for a future event, `contract.is_future`); and
+  `encode_dead_letter(original, original_key, topic, partition, offset, observed_at, reason, detail,
+  schema_id, job)` → BYTES (the framed dead_letter record; counts dead letters, metric group
+  `uxstream.dead_letters`: counter `total` and `reason=<code>` → `count`);
+- table `ux_events_raw`: `kafka_key BYTES, payload BYTES, kafka_topic, kafka_partition, kafka_offset,
+  kafka_timestamp` (metadata) and the computed `event_time`, with the job's WATERMARK if it gave one;
+- view `ux_events_decoded`: the Kafka columns, `event_time` and `decoded` (the ROW);
+- view `ux_events`: valid events only: every field of the latest ux_event schema in schema order
+  (`event_id`, …, `ts`, `received_at` as BIGINT epoch ms, …, `properties` MAP<STRING, STRING>), then
+  `schema_id`, `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_timestamp`, `event_time`;
+- view `ux_events_invalid`: `kafka_key, payload, kafka_topic, kafka_partition, kafka_offset,
+  kafka_timestamp, reason, detail, schema_id`;
+- table `ux_events_dlq`: the dead-letter topic (EXACTLY_ONCE, raw key and value), fed by `dlq_insert()`.
+
+Watermarks (recommended pattern). Flink SQL accepts a WATERMARK only on a table's own columns, not on a
+view, so the time attribute must exist on the raw source table: `event_time AS ux_event_time(payload)`
+is that column (NULL for invalid records). A job passes only its watermark expression and gets
+`event_time` as a time attribute in `ux_events`; the expression may call the UDF itself, which is how
+future timestamps (SEMANTICS.md, Time) are kept from moving the watermark:
+
+    spec = DecodeSpec(job="sessionize", kafka=settings.kafka,
+                      watermark="ux_event_time(payload, 300000) - INTERVAL '5' SECOND",
+                      source_options={"scan.watermark.idle-timeout": "30 s"})
+    names = create(t_env, spec)
+    events = t_env.from_path(names.valid_view)        # window TVFs on event_time work
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(dlq_insert(spec))       # dead letters, in the job's own statement set
+
+A NULL watermark candidate is ignored, so invalid and future records never advance the watermark (tested
+in tests/decode/test_decode_udf.py). Flink pushes the watermark into the Kafka source (per-partition
+watermarks; `scan.watermark.emit.strategy`, `scan.watermark.idle-timeout` go in `source_options`),
+which evaluates the UDF there; the decodes of the same record in the query after it hit the UDF's
+per-thread memo (an array comparison, not a second decode).
+
+This module has no pyflink import at module level: `statements()` and `dlq_insert()` only render SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from jobs.common import topics
+from jobs.common.connectors import (
+    KafkaSourceSpec,
+    kafka_exactly_once_sink_options,
+    kafka_source_options,
+    render_sql,
+    sql_literal,
+    with_clause,
+)
+from jobs.common.contract import event_reader_schema
+from jobs.common.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from pyflink.table import StreamTableEnvironment
+
+SQL: Final = Path(__file__).with_name("sql") / "decode.sql"
+
+FUNCTIONS: Final = {
+    "decode_ux_event": "io.uxstream.udf.DecodeUxEvent",
+    "ux_event_time": "io.uxstream.udf.UxEventTime",
+    "encode_dead_letter": "io.uxstream.udf.EncodeDeadLetter",
+}
+"""SQL name → Java class of the uxstream-udf functions."""
+
+KAFKA_COLUMNS: Final = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+INVALID_COLUMNS: Final = ("kafka_key", "payload", *KAFKA_COLUMNS, "reason", "detail", "schema_id")
+
+
+@dataclass(frozen=True)
+class DecodeNames:
+    """Names of the SQL objects the decode step creates (override to run two decode steps in one job)."""
+
+    source_table: str = "ux_events_raw"
+    decoded_view: str = "ux_events_decoded"
+    valid_view: str = "ux_events"
+    invalid_view: str = "ux_events_invalid"
+    dlq_table: str = "ux_events_dlq"
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """What a job reads and where its dead letters go."""
+
+    job: str
+    """The job's name: in every dead letter, the consumer group id and the DLQ transactional-id prefix."""
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    source_topic: str = topics.EVENTS
+    dlq_topic: str = topics.DLQ
+    bounded: bool = False
+    """Read up to the end offsets present at start, then finish."""
+    watermark: str | None = None
+    """Watermark expression over the raw table's columns (e.g. `event_time - INTERVAL '5' SECOND`)."""
+    source_options: Mapping[str, str] = field(default_factory=dict)
+    """Extra Kafka source options (e.g. `scan.watermark.idle-timeout`), applied last."""
+    names: DecodeNames = field(default_factory=DecodeNames)
+    dlq_transactional_id_prefix: str | None = None
+    """Default `<job>-dlq`: stable across restarts (Flink aborts lingering transactions), distinct per job."""
+
+    @property
+    def transactional_id_prefix(self) -> str:
+        return self.dlq_transactional_id_prefix or f"{self.job}-dlq"
+
+
+def event_columns() -> tuple[str, ...]:
+    """The valid view's event columns: every field of the latest ux_event schema, in schema order."""
+    return event_reader_schema().field_names
+
+
+def valid_columns() -> tuple[str, ...]:
+    """Every column of the valid view, in order."""
+    return (*event_columns(), "schema_id", *KAFKA_COLUMNS, "event_time")
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def source_options(spec: DecodeSpec) -> dict[str, str]:
+    options = kafka_source_options(
+        spec.kafka,
+        KafkaSourceSpec(topic=spec.source_topic, group_id=spec.job, bounded=spec.bounded, value_format="raw"),
+    )
+    options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+    options.update(spec.source_options)
+    return options
+
+
+def dlq_options(spec: DecodeSpec) -> dict[str, str]:
+    options = kafka_exactly_once_sink_options(
+        spec.kafka, spec.dlq_topic, spec.transactional_id_prefix, value_format="raw"
+    )
+    options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+    return options
+
+
+def function_ddl() -> list[str]:
+    """CREATE TEMPORARY SYSTEM FUNCTION statements of the uxstream-udf functions."""
+    return [
+        f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS {sql_literal(cls)} LANGUAGE JAVA"
+        for name, cls in FUNCTIONS.items()
+    ]
+
+
+def statements(spec: DecodeSpec) -> list[str]:
+    """The decode step's DDL (functions, source table, views, DLQ table), rendered from the recipe."""
+    names = spec.names
+    watermark = f",\n  WATERMARK FOR event_time AS {spec.watermark}" if spec.watermark else ""
+    return render_sql(
+        SQL,
+        source_table=quote(names.source_table),
+        decoded_view=quote(names.decoded_view),
+        valid_view=quote(names.valid_view),
+        invalid_view=quote(names.invalid_view),
+        dlq_table=quote(names.dlq_table),
+        watermark=watermark,
+        event_columns=",\n  ".join(f"decoded.{quote(c)} AS {quote(c)}" for c in event_columns()),
+        source_options=with_clause(source_options(spec)),
+        dlq_options=with_clause(dlq_options(spec)),
+    )
+
+
+def dlq_insert(spec: DecodeSpec) -> str:
+    """The INSERT that writes every invalid record to the dead-letter topic (add it to the job's set)."""
+    names = spec.names
+    return (
+        f"INSERT INTO {quote(names.dlq_table)}\n"
+        "SELECT\n"
+        "  kafka_key,\n"
+        "  encode_dead_letter(payload, kafka_key, kafka_topic, kafka_partition, kafka_offset,\n"
+        f"    kafka_timestamp, reason, detail, schema_id, {sql_literal(spec.job)}),\n"
+        "  kafka_timestamp\n"
+        f"FROM {quote(names.invalid_view)}"
+    )
+
+
+def register_functions(t_env: StreamTableEnvironment) -> None:
+    """Register the uxstream-udf functions (idempotent). Their jar must be on pipeline.jars (flink_env)."""
+    for statement in function_ddl():
+        t_env.execute_sql(statement)
+
+
+def create(t_env: StreamTableEnvironment, spec: DecodeSpec) -> DecodeNames:
+    """Create the functions, the raw source table, the views and the DLQ table; returns their names."""
+    for statement in statements(spec):
+        t_env.execute_sql(statement)
+    return spec.names

@@ -1,0 +1,79 @@
+-- Decode step of every uxstream job: raw ux.events records → decoded valid events + dead letters.
+-- Rendered by jobs/common/decode.py (placeholders in braces). The per-event work runs in the JVM: the
+-- functions below are Java UDFs from the uxstream-udf jar (jvm/udf), which is on pipeline.jars.
+
+-- decode_ux_event(payload) → ROW<reason, detail, schema_id, every ux_event field>: same verdicts as
+-- jobs.common.contract.decode. ux_event_time(payload) → TIMESTAMP_LTZ(3): ts of a valid event, else NULL.
+-- encode_dead_letter(...) → the Confluent-framed dead_letter record (and counts it per reason).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS decode_ux_event AS 'io.uxstream.udf.DecodeUxEvent' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ux_event_time AS 'io.uxstream.udf.UxEventTime' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS encode_dead_letter AS 'io.uxstream.udf.EncodeDeadLetter' LANGUAGE JAVA;
+
+-- The topic as bytes: value and key uninterpreted (raw), Kafka coordinates as metadata. event_time is
+-- computed here because Flink SQL only accepts a WATERMARK on a table's own columns: a job that needs
+-- event time passes its watermark expression, rendered below. Invalid records have a NULL event_time,
+-- so they never move the watermark.
+CREATE TEMPORARY TABLE {source_table} (
+  kafka_key BYTES,
+  payload BYTES,
+  kafka_topic STRING METADATA FROM 'topic' VIRTUAL,
+  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
+  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  event_time AS ux_event_time(payload){watermark}
+) WITH (
+  {source_options}
+);
+
+-- Every record with its verdict (one decode per record: the UDF's per-thread memo makes the decode after
+-- ux_event_time a comparison of the payload bytes).
+CREATE TEMPORARY VIEW {decoded_view} AS
+SELECT
+  kafka_key,
+  payload,
+  kafka_topic,
+  kafka_partition,
+  kafka_offset,
+  kafka_timestamp,
+  event_time,
+  decode_ux_event(payload) AS decoded
+FROM {source_table};
+
+-- Valid events, flattened: every field of the latest ux_event schema, the writer schema id, the Kafka
+-- coordinates and event_time (the time attribute when the source has a watermark).
+CREATE TEMPORARY VIEW {valid_view} AS
+SELECT
+  {event_columns},
+  decoded.schema_id AS schema_id,
+  kafka_topic,
+  kafka_partition,
+  kafka_offset,
+  kafka_timestamp,
+  event_time
+FROM {decoded_view}
+WHERE decoded.reason IS NULL;
+
+-- Invalid records with their reason code and detail (jobs.common.contract.REASONS).
+CREATE TEMPORARY VIEW {invalid_view} AS
+SELECT
+  kafka_key,
+  payload,
+  kafka_topic,
+  kafka_partition,
+  kafka_offset,
+  kafka_timestamp,
+  decoded.reason AS reason,
+  decoded.detail AS detail,
+  decoded.schema_id AS schema_id
+FROM {decoded_view}
+WHERE decoded.reason IS NOT NULL;
+
+-- Dead-letter topic: key = the original key, value = a framed dead_letter record, Kafka timestamp = the
+-- source record's (no processing time anywhere). Written in transactions committed on checkpoints.
+CREATE TEMPORARY TABLE {dlq_table} (
+  kafka_key BYTES,
+  dead_letter BYTES,
+  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'
+) WITH (
+  {dlq_options}
+);

@@ -1,0 +1,239 @@
+"""sessionize: event-time sessions, KPI windows and the late-event ledger, from Kafka to PostgreSQL.
+
+    python -m jobs.sessionize.job --bounded     # read what is in ux.events now, then finish
+    python -m jobs.sessionize.job               # run unbounded (clusters)
+
+Topology (all per-event work in Flink's JVM operators; Python sees one record per gap-session):
+decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
+KPI windows (tumble 1 min, hop 5 min/1 min, cumulate 1 day/5 min; GROUPING SETS per dimension) and
+SESSION windows per user (gap rule) ─► Python UDTF (midnight / max-duration splits, session rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jobs.common import decode, tables, topics
+from jobs.common.connectors import jdbc_upsert_options, render_sql, sql_interval, sql_literal, with_clause
+from jobs.sessionize.logic import SESSION_EVENT_FIELDS
+from jobs.sessionize.settings import SessionizeSettings
+
+if TYPE_CHECKING:
+    from pyflink.table import StatementSet, StreamTableEnvironment
+    from pyflink.table.table_result import TableResult
+
+JOB_NAME = "sessionize"
+SQL = Path(__file__).with_name("sessionize.sql")
+
+
+def _dimension_sql(settings: SessionizeSettings) -> tuple[str, str, str]:
+    """GROUPING SETS, dimension-name CASE and dimension-value CASE for the configured dimensions."""
+    columns = [f"dim_{d}" for d in settings.dimensions]
+    sets = ", ".join(["()", *(f"({c})" for c in columns)])
+    name = " ".join(
+        f"WHEN GROUPING({c}) = 0 THEN '{d}'" for c, d in zip(columns, settings.dimensions, strict=True)
+    )
+    value = " ".join(f"WHEN GROUPING({c}) = 0 THEN {c}" for c in columns)
+    name_case = f"CASE {name} ELSE '{tables.DIM_GLOBAL}' END" if columns else f"'{tables.DIM_GLOBAL}'"
+    value_case = f"CASE {value} ELSE '{tables.ALL_VALUE}' END" if columns else f"'{tables.ALL_VALUE}'"
+    return sets, name_case, value_case
+
+
+def _conversions(settings: SessionizeSettings) -> str:
+    if not settings.conversion_events:
+        return "FALSE"
+    return f"event_name IN ({', '.join(sql_literal(n) for n in settings.conversion_events)})"
+
+
+def inserts(settings: SessionizeSettings) -> list[str]:
+    """The job's INSERT statements over the views of sessionize.sql (topology without connectors)."""
+    sets, dim_name, dim_value = _dimension_sql(settings)
+    first = "occurrence = 1"
+    page_view = f"{first} AND event_type = 'page_view'"
+    error = f"{first} AND event_type = 'error'"
+    vital = f"{first} AND event_type = 'web_vital'"
+    error_rate = (
+        f"CAST(COUNT(*) FILTER (WHERE {error}) AS DOUBLE) / NULLIF(COUNT(*) FILTER (WHERE {page_view}), 0)"
+    )
+    tumble = f"TUMBLE(TABLE clean, DESCRIPTOR(event_time), {sql_interval(settings.tumble_ms)})"
+    hop = (
+        f"HOP(TABLE clean, DESCRIPTOR(event_time), "
+        f"{sql_interval(settings.sliding_step_ms)}, "
+        f"{sql_interval(settings.sliding_size_ms)})"
+    )
+    cumulate = (
+        f"CUMULATE(TABLE clean, DESCRIPTOR(event_time), "
+        f"{sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
+    )
+    epoch_ms = (
+        "(UNIX_TIMESTAMP(CAST(watermark_at_arrival AS STRING)) * 1000"
+        " + EXTRACT(MILLISECOND FROM watermark_at_arrival))"
+    )
+    packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
+    return [
+        f"""INSERT INTO late_sink
+SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(received_at, 3)),
+  to_utc(watermark_at_arrival),
+  CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE {epoch_ms} - ts END,
+  CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END,
+  page_path, country, device_type, kafka_partition, kafka_offset
+FROM classified
+WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)""",
+        f"""INSERT INTO kpi_1m_sink
+SELECT to_utc(window_start), to_utc(window_end), {dim_name}, {dim_value},
+  COUNT(*) FILTER (WHERE {first}),
+  COUNT(*) FILTER (WHERE {page_view}),
+  COUNT(DISTINCT user_key) FILTER (WHERE {first}),
+  COUNT(*) FILTER (WHERE {error}),
+  COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}),
+  COUNT(*) FILTER (WHERE occurrence > 1),
+  {error_rate},
+  PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}),
+  PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}),
+  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}),
+  1
+FROM TABLE({tumble})
+GROUP BY window_start, window_end, GROUPING SETS ({sets})""",
+        f"""INSERT INTO kpi_sliding_sink
+SELECT to_utc(window_start), to_utc(window_end), {dim_name}, {dim_value},
+  COUNT(DISTINCT user_key) FILTER (WHERE {first}),
+  COUNT(*) FILTER (WHERE {page_view}),
+  COUNT(*) FILTER (WHERE {error}),
+  {error_rate}
+FROM TABLE({hop})
+GROUP BY window_start, window_end, GROUPING SETS ({sets})""",
+        f"""INSERT INTO kpi_daily_sink
+SELECT CAST(window_start AS DATE), to_utc(window_start), to_utc(window_end), {dim_name}, {dim_value},
+  COUNT(DISTINCT user_key) FILTER (WHERE {first}),
+  COUNT(*) FILTER (WHERE {page_view})
+FROM TABLE({cumulate})
+GROUP BY window_start, window_end, GROUPING SETS ({sets})""",
+        f"""INSERT INTO sessions_sink
+SELECT s.session_id, g.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
+  to_utc(TO_TIMESTAMP_LTZ(s.session_end, 3)),
+  s.duration_ms, s.event_count, s.page_views, s.distinct_pages, s.entry_page, s.exit_page, s.referrer,
+  s.utm_source, s.utm_medium, s.utm_campaign, s.device_type, s.browser, s.country, s.error_count,
+  s.conversions, s.engaged, s.bounce, s.split_reason, s.is_final
+FROM (
+  SELECT user_key, '[' || ARRAY_JOIN(ARRAY_AGG({packed}), ',') || ']' AS packed
+  FROM TABLE(SESSION(TABLE clean PARTITION BY user_key, DESCRIPTOR(event_time),
+    {sql_interval(settings.session_gap_ms)}))
+  WHERE {first}
+  GROUP BY user_key, window_start, window_end
+) AS g,
+LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, session_start, session_end, duration_ms,
+  event_count, page_views, distinct_pages, entry_page, exit_page, referrer, utm_source, utm_medium,
+  utm_campaign, device_type, browser, country, error_count, conversions, engaged, bounce, split_reason,
+  is_final)""",
+    ]
+
+
+def transform(
+    t_env: StreamTableEnvironment, settings: SessionizeSettings, statement_set: StatementSet
+) -> None:
+    """Add the job's topology to `statement_set`; expects `ux_events` and the sink tables to exist."""
+    from jobs.sessionize.functions import split_sessions
+
+    t_env.create_temporary_function("split_sessions", split_sessions(settings.rules))
+    for statement in inserts(settings):
+        statement_set.add_insert_sql(statement)
+
+
+def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
+    skew, bound = sql_interval(settings.max_future_skew_ms), sql_interval(settings.out_of_orderness_ms)
+    # Future timestamps (beyond the skew from the broker receive time) must not move the watermark.
+    watermark = (
+        f"CASE WHEN event_time > kafka_timestamp + {skew} "
+        f"THEN CAST(NULL AS TIMESTAMP_LTZ(3)) ELSE event_time - {bound} END"
+    )
+    options = {"scan.watermark.emit.strategy": "on-event"}
+    if settings.idleness_ms:
+        options["scan.watermark.idle-timeout"] = f"{settings.idleness_ms} ms"
+    return decode.DecodeSpec(
+        job=JOB_NAME,
+        kafka=settings.kafka,
+        source_topic=settings.input_topic,
+        dlq_topic=settings.dlq_topic,
+        bounded=settings.bounded,
+        watermark=watermark,
+        source_options=options,
+    )
+
+
+def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableResult:
+    """Attach Kafka source, DLQ and PostgreSQL sinks, and submit the job."""
+    config = t_env.get_config()
+    # Windows align to local days of the session time zone; all event times are epoch-based (LTZ).
+    config.set("table.local-time-zone", settings.session_timezone)
+    # Dedup state (occurrence numbers per event_id) lives for the dedup TTL.
+    config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
+    spec = decode_spec(settings)
+    decode.create(t_env, spec)
+    pg = settings.postgres
+    for statement in render_sql(
+        SQL,
+        max_future_skew=sql_interval(settings.max_future_skew_ms),
+        late_options=with_clause(jdbc_upsert_options(pg, tables.LATE_EVENTS)),
+        sessions_options=with_clause(jdbc_upsert_options(pg, tables.SESSIONS)),
+        kpi_1m_options=with_clause(jdbc_upsert_options(pg, tables.KPI_1M)),
+        kpi_sliding_options=with_clause(jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)),
+        kpi_daily_options=with_clause(jdbc_upsert_options(pg, tables.KPI_DAILY)),
+    ):
+        t_env.execute_sql(statement)
+    statement_set = t_env.create_statement_set()
+    statement_set.add_insert_sql(decode.dlq_insert(spec))
+    transform(t_env, settings, statement_set)
+    return statement_set.execute()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.sessionize.job", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    parser.add_argument(
+        "--input-topic", default=None, help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
+    )
+    parser.add_argument("--dlq-topic", default=None)
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
+    parser.add_argument("--parallelism", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
+    overrides: dict[str, object] = {"bounded": args.bounded}
+    if args.input_topic:
+        overrides["input_topic"] = args.input_topic
+    if args.dlq_topic:
+        overrides["dlq_topic"] = args.dlq_topic
+    settings = SessionizeSettings.from_env(None, **overrides)
+    flink = settings.flink
+    if args.checkpoint_interval_ms:
+        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
+    if args.parallelism:
+        flink = flink.with_options(parallelism=args.parallelism)
+    from dataclasses import replace
+
+    return replace(settings, flink=flink)
+
+
+def run(settings: SessionizeSettings) -> None:
+    from jobs.common.flink_env import create_environments
+
+    # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
+    topics.ensure_topics(settings.kafka, [settings.dlq_topic])
+    _, t_env = create_environments(settings.flink, JOB_NAME)
+    build(t_env, settings).wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(settings_from_args(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+-- sessionize recipe (SEMANTICS.md: Time, Validity and duplicates, Sessions, KPI windows).
+-- Rendered by job.py; {placeholders} come from SessionizeSettings. The decode step (jobs/common/decode.py)
+-- has already created `ux_events` (valid events) with the time attribute `event_time` and the watermark
+-- "max event time - out-of-orderness", to which future timestamps do not contribute.
+
+-- Instants go to PostgreSQL as UTC wall-clock TIMESTAMPs (see io.uxstream.udf.ToUtc).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
+
+-- 1. Classify every valid event on arrival. CURRENT_WATERMARK is NULL before the first watermark, hence
+--    the COALESCE. Future events (more than max_future_skew ahead of the broker receive time) and late
+--    events (at or below the watermark) go to the ledger; the rest are numbered per event_id in arrival
+--    order (1 = first occurrence; >1 = duplicate), which dedups and counts duplicates in one operator.
+CREATE TEMPORARY VIEW classified AS
+SELECT
+  *,
+  COALESCE(NULLIF(user_id, ''), anonymous_id) AS user_key,
+  event_time > kafka_timestamp + {max_future_skew} AS is_future,
+  CURRENT_WATERMARK(event_time) AS watermark_at_arrival,
+  PROCTIME() AS arrival
+FROM ux_events;
+
+CREATE TEMPORARY VIEW on_time AS
+SELECT *
+FROM classified
+WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
+
+CREATE TEMPORARY VIEW numbered AS
+SELECT
+  *,
+  COUNT(*) OVER (PARTITION BY event_id ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    AS occurrence
+FROM on_time;
+
+-- First occurrences only, with the KPI dimension columns ('(none)' when the event lacks the value).
+CREATE TEMPORARY VIEW clean AS
+SELECT
+  *,
+  COALESCE(page_path, '(none)') AS dim_page_path,
+  COALESCE(country, '(none)') AS dim_country,
+  COALESCE(device_type, '(none)') AS dim_device_type
+FROM numbered;
+
+-- 2. Sinks.
+CREATE TEMPORARY TABLE late_sink (
+  job STRING NOT NULL,
+  event_id STRING NOT NULL,
+  event_time TIMESTAMP(3) NOT NULL,
+  received_at TIMESTAMP(3),
+  `watermark` TIMESTAMP(3),
+  lateness_ms BIGINT,
+  reason STRING,
+  page_path STRING,
+  country STRING,
+  device_type STRING,
+  source_partition INT,
+  source_offset BIGINT,
+  PRIMARY KEY (job, event_id, event_time) NOT ENFORCED
+) WITH (
+  {late_options}
+);
+
+CREATE TEMPORARY TABLE sessions_sink (
+  session_id STRING NOT NULL,
+  user_key STRING,
+  session_start TIMESTAMP(3) NOT NULL,
+  session_end TIMESTAMP(3),
+  duration_ms BIGINT,
+  event_count INT,
+  page_views INT,
+  distinct_pages INT,
+  entry_page STRING,
+  exit_page STRING,
+  referrer STRING,
+  utm_source STRING,
+  utm_medium STRING,
+  utm_campaign STRING,
+  device_type STRING,
+  browser STRING,
+  country STRING,
+  error_count INT,
+  conversions INT,
+  engaged BOOLEAN,
+  bounce BOOLEAN,
+  split_reason STRING,
+  is_final BOOLEAN,
+  PRIMARY KEY (session_id, session_start) NOT ENFORCED
+) WITH (
+  {sessions_options}
+);
+
+CREATE TEMPORARY TABLE kpi_1m_sink (
+  window_start TIMESTAMP(3) NOT NULL,
+  window_end TIMESTAMP(3),
+  dimension STRING NOT NULL,
+  dimension_value STRING NOT NULL,
+  events BIGINT,
+  page_views BIGINT,
+  active_users BIGINT,
+  error_events BIGINT,
+  conversions BIGINT,
+  duplicates BIGINT,
+  error_rate DOUBLE,
+  lcp_p75 DOUBLE,
+  inp_p75 DOUBLE,
+  cls_p75 DOUBLE,
+  revision INT,
+  PRIMARY KEY (window_start, dimension, dimension_value) NOT ENFORCED
+) WITH (
+  {kpi_1m_options}
+);
+
+CREATE TEMPORARY TABLE kpi_sliding_sink (
+  window_start TIMESTAMP(3) NOT NULL,
+  window_end TIMESTAMP(3),
+  dimension STRING NOT NULL,
+  dimension_value STRING NOT NULL,
+  active_users BIGINT,
+  page_views BIGINT,
+  error_events BIGINT,
+  error_rate DOUBLE,
+  PRIMARY KEY (window_start, dimension, dimension_value) NOT ENFORCED
+) WITH (
+  {kpi_sliding_options}
+);
+
+CREATE TEMPORARY TABLE kpi_daily_sink (
+  `day` DATE,
+  window_start TIMESTAMP(3),
+  window_end TIMESTAMP(3) NOT NULL,
+  dimension STRING NOT NULL,
+  dimension_value STRING NOT NULL,
+  daily_active_users BIGINT,
+  page_views BIGINT,
+  PRIMARY KEY (window_end, dimension, dimension_value) NOT ENFORCED
+) WITH (
+  {kpi_daily_options}
+);

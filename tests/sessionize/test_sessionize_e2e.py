@@ -1,0 +1,388 @@
+"""sessionize end to end: generated traffic on a real Kafka topic → the job on a MiniCluster → PostgreSQL.
+
+Every output table must equal the independent oracle exactly, in both directions; the dead-letter topic
+must hold exactly the malformed records; a replay of the same input must leave every table unchanged.
+One partition, so the oracle can replay the job's arrival order exactly (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.common import tables
+from jobs.common.oracle import CleanEvents, load
+from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.sessionize.oracle import expected
+from uxstream.db import connect, migrate
+from uxstream.paths import ROOT
+
+pytestmark = [pytest.mark.services, pytest.mark.flink]
+
+GENERATOR_ARGS = (
+    "--events", "2500", "--duration", "20m", "--seed", "11", "--partitions", "1",
+    "--duplicate-fraction", "0.03", "--late-fraction", "0.02", "--malformed-fraction", "0.01",
+    "--future-fraction", "0.01",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    topic: str
+    dlq_topic: str
+    pg: PostgresSettings
+    truth: CleanEvents
+
+
+def run_job(run: Run, extra_env: dict[str, str] | None = None, interval_ms: int = 2000) -> None:
+    env = {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname, **(extra_env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.sessionize.job", "--bounded", "--input-topic", run.topic,
+         "--dlq-topic", run.dlq_topic, "--checkpoint-interval-ms", str(interval_ms)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"sessionize failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
+def prepare(
+    kafka: KafkaSettings, pg_settings: PostgresSettings, folder: Path, generator_args: tuple[str, ...]
+) -> Run:
+    """Generate a stream on a fresh topic and create a fresh migrated database."""
+    suffix = uuid.uuid4().hex[:8]
+    truth_file = folder / "truth.jsonl"
+    topic = f"test.sessionize.{suffix}"
+    subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "generate", *generator_args, "--topic", topic,
+         "--output", str(truth_file)],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    dbname = f"uxstream_test_sessionize_{suffix}"
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    pg = dataclasses.replace(pg_settings, dbname=dbname)
+    migrate(pg)
+    return Run(topic, f"{topic}.dlq", pg, load(truth_file))
+
+
+def drop(pg_settings: PostgresSettings, run: Run) -> None:
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{run.pg.dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def stream(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    """A generated stream on a fresh topic, a fresh migrated database, and one run of the job."""
+    run = prepare(kafka_settings, pg_settings, tmp_path_factory.mktemp("sessionize"), GENERATOR_ARGS)
+    run_job(run)
+    yield run
+    drop(pg_settings, run)
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, float):
+        return round(value, 9)
+    return value
+
+
+def table_rows(pg: PostgresSettings, table: str, columns: list[str]) -> Counter[tuple[Any, ...]]:
+    with connect(pg) as conn:
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+    return Counter(tuple(_normalize(v) for v in row) for row in rows)
+
+
+def snapshot(pg: PostgresSettings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every sessionize table, in a total order: a replay must reproduce it exactly."""
+    with connect(pg) as conn:
+        return {
+            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+            for t in tables.SESSIONIZE_TABLES
+        }
+
+
+def assert_equals_oracle(run: Run, table: str) -> None:
+    rows = expected(run.truth.events)[table]
+    assert rows, f"the generated stream gives no expected {table} rows: the test would prove nothing"
+    columns = list(rows[0])
+    want = Counter(tuple(_normalize(r[c]) for c in columns) for r in rows)
+    got = table_rows(run.pg, table, columns)
+    missing, extra = want - got, got - want
+    assert not missing and not extra, (
+        f"{table}: {sum(missing.values())} expected rows missing, {sum(extra.values())} unexpected; "
+        f"first missing {list(missing)[:2]}, first unexpected {list(extra)[:2]}"
+    )
+
+
+@pytest.mark.parametrize("table", tables.SESSIONIZE_TABLES)
+def test_every_table_equals_the_oracle(stream: Run, table: str) -> None:
+    assert_equals_oracle(stream, table)
+
+
+def test_output_keys_are_unique(stream: Run) -> None:
+    keys = {
+        tables.SESSIONS: "session_id, session_start",
+        tables.KPI_1M: "window_start, dimension, dimension_value",
+        tables.KPI_SLIDING_5M: "window_start, dimension, dimension_value",
+        tables.KPI_DAILY: "window_end, dimension, dimension_value",
+        tables.LATE_EVENTS: "job, event_id, event_time",
+    }
+    with connect(stream.pg) as conn:
+        for table, key in keys.items():
+            total, distinct = conn.execute(
+                f"SELECT count(*), count(DISTINCT ({key})) FROM {table}"
+            ).fetchone()
+            assert total == distinct, f"{table} has duplicate keys"
+
+
+def dead_letters(kafka_settings: KafkaSettings, run: Run) -> list[tuple[bytes, str]]:
+    """(original bytes, reason) of every committed record of the run's dead-letter topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from jobs.common.contract import decode_framed
+
+    consumer = Consumer(
+        {
+            **kafka_settings.client_config(),
+            "group.id": f"check-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+        }
+    )
+    partitions = consumer.list_topics(run.dlq_topic, timeout=10).topics[run.dlq_topic].partitions
+    consumer.assign([TopicPartition(run.dlq_topic, p, 0) for p in partitions])
+    found: list[tuple[bytes, str]] = []
+    idle = 0
+    while idle < 6:
+        message = consumer.poll(0.5)
+        if message is None:
+            idle += 1
+            continue
+        assert message.error() is None
+        value = message.value()
+        assert value is not None
+        entry, letter = decode_framed(value)
+        assert entry.subject == "ux.events.dlq-value"
+        found.append((letter["original"], letter["reason"]))
+    consumer.close()
+    return sorted(found)
+
+
+def test_the_dead_letter_topic_holds_exactly_the_malformed_records(
+    stream: Run, kafka_settings: KafkaSettings
+) -> None:
+    want = sorted((d.payload, d.reason) for d in stream.truth.dead_letters)
+    assert want, "the generated stream has no malformed records: the test would prove nothing"
+    assert dead_letters(kafka_settings, stream) == want
+
+
+def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:
+    before = snapshot(stream.pg)
+    run_job(stream)
+    assert snapshot(stream.pg) == before
+
+
+def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_equal_to_the_oracle(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    run = prepare(
+        kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "12")
+    )
+    marker, state = tmp_path / "failed-once", tmp_path / "flink-state"
+    try:
+        run_job(
+            run,
+            {
+                "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:25",
+                "UXSTREAM_CHAOS_CHECKPOINTS": str(state / "checkpoints" / "sessionize"),
+                "UXSTREAM_FLINK_STATE_DIR": str(state),
+            },
+            interval_ms=300,
+        )
+        assert marker.exists(), "the injected failure did not happen: the test would prove nothing"
+        for table in tables.SESSIONIZE_TABLES:
+            assert_equals_oracle(run, table)
+        assert dead_letters(kafka_settings, run) == sorted(
+            (d.payload, d.reason) for d in run.truth.dead_letters
+        )
+    finally:
+        drop(pg_settings, run)
+
+
+def test_the_data_quality_gate_passes_on_the_job_output(stream: Run) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "validate"],
+        cwd=ROOT,
+        env={**os.environ, "UXSTREAM_PG_DB": stream.pg.dbname},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"uxstream validate failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    assert "FAIL" not in proc.stdout
+
+
+def _kpi_rows_while_running(run: Run, idleness_ms: int, wait_s: float, state: Path) -> list[tuple[Any, ...]]:
+    """Run the job unbounded on `run` and return the kpi_1m rows once windows closed, or, when none have
+    after `wait_s` (counted from the job's first completed checkpoint, so it is surely reading), none."""
+    import time
+
+    env = {
+        **os.environ,
+        "UXSTREAM_PG_DB": run.pg.dbname,
+        "UXSTREAM_SESSIONIZE_IDLENESS_MS": str(idleness_ms),
+        "UXSTREAM_FLINK_STATE_DIR": str(state),
+    }
+    job = subprocess.Popen(
+        [sys.executable, "-m", "jobs.sessionize.job", "--input-topic", run.topic,
+         "--dlq-topic", run.dlq_topic, "--checkpoint-interval-ms", "1000"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    columns = "window_start, window_end, dimension, dimension_value, events, page_views, active_users"
+    try:
+        started = time.monotonic()
+        running_since: float | None = None
+        while time.monotonic() - started < 300:
+            assert job.poll() is None, "the unbounded job exited on its own"
+            if running_since is None and any(state.glob("checkpoints/*/*/chk-*/_metadata")):
+                running_since = time.monotonic()
+            with connect(run.pg) as conn:
+                found = conn.execute(f"SELECT count(*) FROM {tables.KPI_1M}").fetchone()[0]
+            if found:
+                time.sleep(3)  # let the windows of the same watermark all land
+                with connect(run.pg) as conn:
+                    return list(conn.execute(f"SELECT {columns} FROM {tables.KPI_1M}").fetchall())
+            if running_since is not None and time.monotonic() - running_since > wait_s:
+                return []
+            time.sleep(1)
+        raise AssertionError("the job completed no checkpoint within 300 s")
+    finally:
+        os.killpg(job.pid, 9)
+        job.wait(30)
+
+
+def test_idle_partitions_do_not_stall_windows_and_without_idleness_they_do(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    from jobs.common.topics import ensure_topics
+
+    run = prepare(
+        kafka_settings,
+        pg_settings,
+        tmp_path,
+        ("--events", "1500", "--duration", "20m", "--seed", "13", "--partitions", "1"),
+    )
+    try:
+        # The generator routes for one partition; the topic gets 4, three of which never receive data.
+        assert ensure_topics(kafka_settings, [run.topic]) == {run.topic: 1}
+        extra = f"{run.topic}.four"
+        ensure_topics(kafka_settings, {extra: 4})
+        _copy_topic(kafka_settings, run.topic, extra)
+        four = dataclasses.replace(run, topic=extra, dlq_topic=f"{extra}.dlq")
+
+        stalled = _kpi_rows_while_running(four, idleness_ms=0, wait_s=15, state=tmp_path / "stalled")
+        assert stalled == [], "windows closed without idleness although 3 of 4 partitions are empty"
+
+        rows = _kpi_rows_while_running(four, idleness_ms=1000, wait_s=120, state=tmp_path / "idle")
+        assert rows, "with a 1 s idleness timeout the windows must close"
+        expected_rows = {
+            (r["window_start"], r["dimension"], r["dimension_value"]): (
+                r["window_end"],
+                r["events"],
+                r["page_views"],
+                r["active_users"],
+            )
+            for r in expected(run.truth.events)[tables.KPI_1M]
+        }
+        for start, end, dimension, value, events, views, users in rows:
+            key = (_normalize(start), dimension, value)
+            assert expected_rows[key] == (_normalize(end), events, views, users), key
+    finally:
+        drop(pg_settings, run)
+
+
+def _copy_topic(kafka: KafkaSettings, source: str, target: str) -> None:
+    """Copy every record of `source` (partition 0) to partition 0 of `target`, keys and timestamps kept."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    consumer = Consumer({**kafka.client_config(), "group.id": f"copy-{uuid.uuid4()}"})
+    consumer.assign([TopicPartition(source, 0, 0)])
+    producer = Producer({**kafka.client_config(), "enable.idempotence": True})
+    idle = 0
+    while idle < 4:
+        messages = consumer.consume(1000, timeout=0.5)
+        if not messages:
+            idle += 1
+            continue
+        for m in messages:
+            _, timestamp = m.timestamp()
+            producer.produce(target, value=m.value(), key=m.key(), partition=0, timestamp=timestamp)
+        producer.poll(0)
+    consumer.close()
+    assert producer.flush(30) == 0
+
+
+def _python_workers(process_group: int) -> list[int]:
+    """PIDs of PyFlink's Python UDF worker processes (process mode) in a process group."""
+    listing = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(process_group)], capture_output=True, text=True, check=False
+    ).stdout
+    return [
+        int(line.split()[0]) for line in listing.splitlines() if "pyflink.fn_execution.beam.beam_boot" in line
+    ]
+
+
+def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    run = prepare(
+        kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "14")
+    )
+    state = tmp_path / "flink-state"
+    env = {
+        **os.environ,
+        "UXSTREAM_PG_DB": run.pg.dbname,
+        "UXSTREAM_FLINK_PYTHON_MODE": "process",
+        "UXSTREAM_FLINK_STATE_DIR": str(state),
+    }
+    job = subprocess.Popen(
+        [sys.executable, "-m", "jobs.sessionize.job", "--bounded", "--input-topic", run.topic,
+         "--dlq-topic", run.dlq_topic, "--checkpoint-interval-ms", "300"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        killed: list[int] = []
+        deadline = time.monotonic() + 300
+        while not killed and job.poll() is None and time.monotonic() < deadline:
+            if any(state.glob("checkpoints/*/*/chk-*/_metadata")):
+                for pid in _python_workers(job.pid):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.2)
+        assert killed, "no Python worker was killed before the job ended: the test would prove nothing"
+        output, _ = job.communicate(timeout=600)
+        assert job.returncode == 0, f"the job did not recover:\n{output[-5000:]}"
+        for table in tables.SESSIONIZE_TABLES:
+            assert_equals_oracle(run, table)
+        assert dead_letters(kafka_settings, run) == sorted(
+            (d.payload, d.reason) for d in run.truth.dead_letters
+        )
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        drop(pg_settings, run)

@@ -1,0 +1,1 @@
+"""Benchmark harnesses: measurements behind the design decisions recorded in NOTES.md."""
