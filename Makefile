@@ -16,10 +16,11 @@ UV := $(UVENV)/bin/uv
 STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup jars lock up down status run-local test lint fmt clean
+.PHONY: help setup jars lock up down status run-local bench test lint fmt clean
 
 help: ## List the targets
 	@echo "uxstream: real-time UX metrics on Apache Flink"
@@ -75,6 +76,9 @@ status: ## Show whether the local services are running
 
 run-local: up ## Set up, start services, run sessionize on a demo stream, print results
 	@$(PY) -m uxstream.cli demo
+
+bench: up ## Measure jobs vs a bare Flink pipeline (minutes) into BENCHMARKS.md and bench-results/
+	@$(PY) -m uxstream.cli bench $(BENCH_ARGS)
 
 test: setup lint ## Lint, then run all tests (starts the services it needs)
 	@echo "==> running tests"

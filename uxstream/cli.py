@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "uxstream.run",
     "uxstream.contract.commands",
     "uxstream.quality",
+    "uxstream.bench.commands",
 )
 
 

@@ -1,0 +1,170 @@
+"""One job run for `uxstream bench`, in its own process (the harness watches it from outside).
+
+    python -m uxstream.bench.jobrun --job sessionize --input-topic T --dlq-topic D --bounded --rest-port P
+    python -m uxstream.bench.jobrun --job bare ...
+
+Jobs:
+
+- `sessionize`: the real job (`jobs.sessionize.job.build`), unchanged topology and settings, with two
+  benchmark-only differences: the decode step's job name (consumer group, dead-letter `job` field and the
+  DLQ sink's transactional-id prefix) is `sessionize-bench-<run id>`, so a benchmark run never fences a
+  sessionize job or test running beside it on the same broker; and `--tumble-ms` may shorten the 1-minute
+  KPI window (latency smoke runs only).
+- `bare`: the bare Flink SQL pipeline: sessionize's own decode step (same Kafka raw source, same
+  watermark and source options, the Java decode UDF, the DLQ insert) with the valid events going to a
+  blackhole sink instead of sessionize's topology. The ceiling a job built on the decode step can reach.
+
+The MiniCluster's REST endpoint listens on `--rest-port` (127.0.0.1) with fast metric refresh, a long
+checkpoint history and flame graphs enabled, so the harness can read progress, per-vertex busy time,
+checkpoint statistics and stack samples while the job runs (the MiniCluster, and its REST endpoint, stop
+with the job). One JSON object per line on stdout reports the job id and the end of the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from pyflink.table import StreamTableEnvironment
+    from pyflink.table.table_result import TableResult
+
+    from jobs.common.decode import DecodeSpec
+    from jobs.sessionize.settings import SessionizeSettings
+
+JOBS: Final = ("sessionize", "bare")
+
+
+def monitoring_options(rest_port: int, flame_samples: int = 100) -> tuple[tuple[str, str], ...]:
+    """Flink options that let the harness watch the job through the MiniCluster's REST endpoint."""
+    return (
+        ("rest.port", str(rest_port)),
+        ("rest.bind-port", str(rest_port)),
+        ("metrics.fetcher.update-interval", "200"),
+        ("web.checkpoints.history", "1000"),
+        ("rest.flamegraph.enabled", "true"),
+        ("rest.flamegraph.num-samples", str(flame_samples)),
+        ("rest.flamegraph.delay-between-samples", "20 ms"),  # 100 samples in 2 s (default: 50 ms)
+    )
+
+
+def parse_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--flink-option {text!r}: expected KEY=VALUE")
+    return key.strip(), value.strip()
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One progress line for the harness (JSON on stdout)."""
+    print(json.dumps({"event": event, "time": time.time(), **fields}), flush=True)
+
+
+def build_bare(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> TableResult:
+    """sessionize's decode step → blackhole (valid events) and the DLQ (dead letters)."""
+    from jobs.common import decode
+    from jobs.sessionize.job import decode_spec
+    from uxstream.bench.decode import blackhole_insert
+
+    spec = replace(decode_spec(settings), job=job)
+    names = decode.create(t_env, spec)
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(
+        blackhole_insert(t_env, "bench_valid_sink", f"SELECT * FROM {decode.quote(names.valid_view)}")
+    )
+    statements.add_insert_sql(decode.dlq_insert(spec))
+    return statements.execute()
+
+
+def build_sessionize(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> TableResult:
+    """The sessionize job as `jobs.sessionize.job.run` builds it, under a benchmark-only decode job name."""
+    from jobs.sessionize import job as sessionize
+
+    original = sessionize.decode_spec
+
+    def renamed(settings: SessionizeSettings) -> DecodeSpec:
+        return replace(original(settings), job=job)
+
+    sessionize.decode_spec = renamed
+    try:
+        return sessionize.build(t_env, settings)
+    finally:
+        sessionize.decode_spec = original
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m uxstream.bench.jobrun", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--job", choices=JOBS, required=True)
+    parser.add_argument("--input-topic", required=True)
+    parser.add_argument("--dlq-topic", required=True)
+    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    parser.add_argument("--rest-port", type=int, required=True)
+    parser.add_argument("--run-id", required=True, help="makes the DLQ transactional-id prefix unique")
+    parser.add_argument("--state-dir", type=Path, required=True, help="checkpoints go below this folder")
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=None, help="default: the job's own")
+    parser.add_argument("--tumble-ms", type=int, default=None, help="sessionize KPI tumble (default 1 min)")
+    parser.add_argument("--flame-samples", type=int, default=100, help="stack samples per flame graph")
+    parser.add_argument(
+        "--flink-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Flink option (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from jobs.common import topics
+    from jobs.common.flink_env import create_environments
+    from jobs.sessionize.settings import SessionizeSettings
+
+    overrides: dict[str, object] = {
+        "input_topic": args.input_topic,
+        "dlq_topic": args.dlq_topic,
+        "bounded": args.bounded,
+    }
+    if args.tumble_ms:
+        overrides["tumble_ms"] = args.tumble_ms
+    settings = SessionizeSettings.from_env(None, **overrides)
+    flink = settings.flink.with_options(
+        state_dir=args.state_dir,
+        extra_config=(
+            *settings.flink.extra_config,
+            *monitoring_options(args.rest_port, args.flame_samples),
+            *(parse_option(o) for o in args.flink_option),
+        ),
+    )
+    if args.checkpoint_interval_ms:
+        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
+    settings = replace(settings, flink=flink)
+    job_name = f"{args.job}-bench-{args.run_id}"
+    topics.ensure_topics(settings.kafka, {settings.dlq_topic: 1})
+    _, t_env = create_environments(settings.flink, f"bench-{args.job}")
+    build = build_sessionize if args.job == "sessionize" else build_bare
+    result = build(t_env, settings, job_name)
+    client = result.get_job_client()
+    assert client is not None
+    emit("submitted", job_id=str(client.get_job_id()))
+    try:
+        execution = client.get_job_execution_result().result()
+    except Exception as exc:  # py4j wraps the JobCancellationException of a cancelled (unbounded) run
+        if "cancel" in str(exc).lower():
+            emit("cancelled")
+            return 0
+        raise
+    emit("finished", net_runtime_ms=int(execution.get_net_runtime()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,505 @@
+"""Watching a benchmark job from outside: Flink's REST API on the MiniCluster, and /proc.
+
+A `JobMonitor` thread polls, every `interval` seconds while the job process lives:
+
+- `/jobs/overview` and `/jobs/<id>`: job state and each vertex's records in/out and accumulated
+  busy / back-pressured / idle time (the records that flow tell when processing starts and ends);
+- `/jobs/<id>/checkpoints` (about once a second): counts, duration summary and the history;
+- `/jobs/<id>/vertices/<v>/subtasks/metrics`: each operator's numRecordsIn/Out inside a chained vertex;
+- optionally, once a share of the input has been read, an on-CPU flame graph of every vertex
+  (`rest.flamegraph.enabled`, stack samples of the task threads: the profile behind the bottleneck);
+- /proc: resident memory (RSS) and CPU time of the job's whole process tree (Python client, the JVM that
+  hosts the MiniCluster, Python workers in process mode).
+
+Everything is best effort: the REST endpoint appears some seconds after the process starts and vanishes
+with the MiniCluster when the job ends, so the last successful poll is what the harness gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+VERTEX_METRICS: Final = (
+    "read-records",
+    "write-records",
+    "accumulated-busy-time",
+    "accumulated-backpressured-time",
+    "accumulated-idle-time",
+)
+OPERATOR_COUNTERS: Final = ("numRecordsIn", "numRecordsOut")
+MIN_SPAN_S: Final = 0.05
+
+
+# ----------------------------------------------------------------------------------------------- /proc
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'
+    return text[text.rfind(")") + 2 :].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants that are alive now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # after the comm: state(0) ppid(1) … utime(11) stime(12)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def box_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (from /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already part of user time
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+# ------------------------------------------------------------------------------------------------ REST
+
+
+class Rest:
+    """A tiny client of Flink's REST API on 127.0.0.1:`port`."""
+
+    def __init__(self, port: int, timeout: float = 3.0) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.timeout = timeout
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=self.timeout) as response:
+            return json.loads(response.read())
+
+    def patch(self, path: str) -> None:
+        request = urllib.request.Request(self.base + path, method="PATCH")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            response.read()
+
+
+REST_ERRORS: Final = (urllib.error.URLError, OSError, ValueError, KeyError, TypeError)
+"""What a poll may hit while the endpoint starts, stops or answers 503/404 in between."""
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One poll of the job's vertices."""
+
+    at: float
+    """time.monotonic() of the poll."""
+    state: str
+    up: bool
+    """Every vertex was RUNNING or already FINISHED (deployed and initialized, e.g. its Python
+    interpreter started)."""
+    vertices: dict[str, dict[str, float]]
+    """vertex id → VERTEX_METRICS."""
+
+    def total(self, metric: str, ids: Iterable[str]) -> float:
+        return sum(self.vertices.get(v, {}).get(metric, 0.0) for v in ids)
+
+    def signature(self) -> tuple[float, ...]:
+        """Records read and written by every vertex: unchanged once the job has processed everything."""
+        return tuple(
+            self.vertices[v].get(m, 0.0)
+            for v in sorted(self.vertices)
+            for m in ("read-records", "write-records")
+        )
+
+
+@dataclass
+class Observation:
+    """What a JobMonitor saw (read after `stop()`)."""
+
+    job_id: str | None = None
+    vertex_names: dict[str, str] = field(default_factory=dict)
+    """vertex id → name, in topological order."""
+    source_vertices: list[str] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    running_at: float | None = None
+    """time.monotonic() of the first poll that saw every vertex RUNNING."""
+    checkpoints: dict[str, Any] | None = None
+    operators: dict[str, dict[str, float]] = field(default_factory=dict)
+    """vertex id → {operator metric (e.g. `Calc[2].numRecordsIn`) → value}, last seen."""
+    flamegraphs: dict[str, Any] = field(default_factory=dict)
+    """vertex id → the flame graph tree (`data`) of on-CPU stack samples."""
+    peak_rss: int = 0
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def job_cpu_seconds(self) -> float:
+        return sum(self.cpu_by_pid.values())
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number else 0.0  # NaN → 0
+
+
+class JobMonitor(threading.Thread):
+    """Polls the job behind `port` and the process tree of `root_pid` until `stop()`."""
+
+    def __init__(
+        self,
+        port: int,
+        root_pid: int,
+        *,
+        interval: float = 0.2,
+        profile_after_records: int | None = None,
+    ) -> None:
+        super().__init__(name=f"bench-monitor-{port}", daemon=True)
+        self.rest = Rest(port)
+        self.root_pid = root_pid
+        self.interval = interval
+        self.profile_after_records = profile_after_records
+        self.seen = Observation()
+        self._stop_event = threading.Event()
+        self._operator_names: dict[str, list[str]] = {}
+        self._flame_requested: dict[str, float] = {}
+        self._last_slow = 0.0
+
+    def stop(self) -> Observation:
+        self._stop_event.set()
+        self.join(timeout=10)
+        return self.seen
+
+    def cancel_job(self) -> bool:
+        """Ask Flink to cancel the job (unbounded runs); False if the endpoint does not answer."""
+        if self.seen.job_id is None:
+            return False
+        try:
+            self.rest.patch(f"/jobs/{self.seen.job_id}?mode=cancel")
+        except REST_ERRORS:
+            return False
+        return True
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.monotonic()
+            self._sample_processes()
+            try:
+                self._poll()
+            except REST_ERRORS:
+                self.seen.errors += 1
+            self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    # ---------------------------------------------------------------------------------- per poll
+
+    def _sample_processes(self) -> None:
+        pids = process_tree(self.root_pid)
+        self.seen.peak_rss = max(self.seen.peak_rss, sum(rss_bytes(p) for p in pids))
+        for pid in pids:
+            self.seen.cpu_by_pid[pid] = max(self.seen.cpu_by_pid.get(pid, 0.0), cpu_seconds(pid))
+
+    def _poll(self) -> None:
+        seen = self.seen
+        if seen.job_id is None:
+            jobs = self.rest.get("/jobs/overview")["jobs"]
+            if not jobs:
+                return
+            seen.job_id = str(jobs[0]["jid"])
+        details = self.rest.get(f"/jobs/{seen.job_id}")
+        now = time.monotonic()
+        vertices = details.get("vertices", [])
+        if not seen.vertex_names and vertices:
+            seen.vertex_names = {v["id"]: v["name"] for v in vertices}
+            seen.source_vertices = [v["id"] for v in vertices if str(v["name"]).startswith("Source")]
+        metrics = {
+            v["id"]: {m: _number(v.get("metrics", {}).get(m)) for m in VERTEX_METRICS} for v in vertices
+        }
+        all_running = bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
+        up = bool(vertices) and all(v.get("status") in ("RUNNING", "FINISHED") for v in vertices)
+        seen.samples.append(Sample(now, str(details.get("state")), up, metrics))
+        if all_running and seen.running_at is None:
+            seen.running_at = now
+        if now - self._last_slow >= 1.0 or details.get("state") != "RUNNING":
+            self._last_slow = now
+            self._poll_slow(all_running)
+        if all_running:
+            self._profile(seen.samples[-1])
+
+    def _poll_slow(self, all_running: bool) -> None:
+        seen = self.seen
+        checkpoints = self.rest.get(f"/jobs/{seen.job_id}/checkpoints")
+        if isinstance(checkpoints, dict) and "counts" in checkpoints:
+            seen.checkpoints = checkpoints
+        if not all_running:
+            return
+        for vertex in seen.vertex_names:
+            names = self._operator_names.get(vertex)
+            if names is None:
+                listed = self.rest.get(f"/jobs/{seen.job_id}/vertices/{vertex}/subtasks/metrics")
+                names = sorted(
+                    str(m["id"])
+                    for m in listed
+                    if "." in str(m["id"]) and str(m["id"]).rsplit(".", 1)[1] in OPERATOR_COUNTERS
+                )
+                if not names:
+                    continue  # metrics not registered yet: ask again next time
+                self._operator_names[vertex] = names
+            query = urllib.parse.quote(",".join(names), safe=",")
+            values = self.rest.get(f"/jobs/{seen.job_id}/vertices/{vertex}/subtasks/metrics?get={query}")
+            seen.operators[vertex] = {str(m["id"]): _number(m.get("sum")) for m in values}
+
+    def _profile(self, sample: Sample) -> None:
+        threshold = self.profile_after_records
+        seen = self.seen
+        if threshold is None or sample.total("read-records", seen.source_vertices) < threshold:
+            return
+        for vertex in seen.vertex_names:
+            if vertex in seen.flamegraphs:
+                continue
+            requested = self._flame_requested.get(vertex)
+            now = time.monotonic()
+            if requested is not None and now - requested < 1.0:
+                continue
+            self._flame_requested[vertex] = now
+            graph = self.rest.get(f"/jobs/{seen.job_id}/vertices/{vertex}/flamegraph?type=on_cpu")
+            data = graph.get("data") if isinstance(graph, dict) else None
+            if isinstance(data, dict) and _number(data.get("value")) > 0:
+                seen.flamegraphs[vertex] = data
+
+
+# -------------------------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class Span:
+    """When the job processed its input, from the samples."""
+
+    start: float
+    """time.monotonic() when the job was up: every vertex running and the first record read (midway
+    between the last poll where that was not so and the first where it was)."""
+    end: float
+    """time.monotonic(): every vertex's record counts reached their final values."""
+    end_observed: bool
+    """False when the job ended before a poll could see the counts settle (then `end` is the last poll)."""
+    source_records: int
+    """Records the sources read in total."""
+    records: int
+    """Source records whose processing happened in the span: `source_records` × the share of its input
+    that the least advanced vertex had still to read at `start` (a vertex that starts late, e.g. one
+    with a Python operator, lets the sources read ahead into the buffers in front of it; that work is
+    still done in the span, by the slower vertex)."""
+
+    @property
+    def seconds(self) -> float:
+        """At least MIN_SPAN_S: a tiny input can go through between two polls."""
+        return max(self.end - self.start, MIN_SPAN_S)
+
+
+def processing_span(seen: Observation) -> Span | None:
+    """From the job being up (all vertices running, a record read) to the last record counted, or None."""
+    samples = [s for s in seen.samples if s.vertices]
+    sources = seen.source_vertices
+    first = next((i for i, s in enumerate(samples) if s.up and s.total("read-records", sources) > 0), None)
+    if first is None:
+        return None
+    before = samples[first - 1] if first > 0 else None
+    start = (before.at + samples[first].at) / 2 if before is not None else samples[first].at
+    final_sample = samples[-1]
+    remaining = 0.0
+    for vertex, metrics in final_sample.vertices.items():
+        total_in = metrics.get("read-records", 0.0)
+        if total_in <= 0:
+            continue
+        at_start = samples[first].vertices.get(vertex, {}).get("read-records", 0.0)
+        if before is not None:
+            at_start = (at_start + before.vertices.get(vertex, {}).get("read-records", 0.0)) / 2
+        remaining = max(remaining, 1 - at_start / total_in)
+    final = samples[-1].signature()
+    settled = len(samples) - 1
+    while settled > first and samples[settled - 1].signature() == final:
+        settled -= 1
+    observed = settled < len(samples) - 1
+    end = (samples[settled - 1].at + samples[settled].at) / 2 if settled > first else samples[settled].at
+    total = int(samples[-1].total("read-records", sources))
+    return Span(start, end, observed, total, round(total * remaining))
+
+
+def vertex_load(seen: Observation, span: Span) -> list[dict[str, Any]]:
+    """Per vertex, over the processing span: records in/out, busy / back-pressured / idle share of time."""
+    samples = [s for s in seen.samples if s.vertices]
+    if not samples:
+        return []
+    first = min(samples, key=lambda s: abs(s.at - span.start))
+    last = min(samples, key=lambda s: abs(s.at - span.end))
+    seconds = max(last.at - first.at, 1e-9)
+    rows = []
+    for vertex, name in seen.vertex_names.items():
+        a, b = first.vertices.get(vertex, {}), last.vertices.get(vertex, {})
+
+        def share(metric: str, a: Mapping[str, float] = a, b: Mapping[str, float] = b) -> float:
+            return round((b.get(metric, 0.0) - a.get(metric, 0.0)) / 1000 / seconds, 3)
+
+        final = samples[-1].vertices.get(vertex, {})
+        rows.append(
+            {
+                "vertex": vertex,
+                "name": name,
+                "records_in": int(final.get("read-records", 0)),
+                "records_out": int(final.get("write-records", 0)),
+                "busy": share("accumulated-busy-time"),
+                "backpressured": share("accumulated-backpressured-time"),
+                "idle": share("accumulated-idle-time"),
+                "operators": {k: int(v) for k, v in sorted(seen.operators.get(vertex, {}).items())},
+            }
+        )
+    return rows
+
+
+def checkpoint_summary(checkpoints: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Completed checkpoints' durations and sizes (from the REST history; summary as a fallback)."""
+    if not checkpoints:
+        return {"completed": 0, "failed": 0}
+    counts = checkpoints.get("counts", {})
+    history = [c for c in checkpoints.get("history", []) if c.get("status") == "COMPLETED"]
+    durations = sorted(int(c.get("end_to_end_duration", 0)) for c in history)
+    sizes = [int(c.get("checkpointed_size", c.get("state_size", 0))) for c in history]
+    summary: dict[str, Any] = {
+        "completed": int(counts.get("completed", 0)),
+        "failed": int(counts.get("failed", 0)),
+        "durations_ms": durations,
+    }
+    if durations:
+        summary.update(
+            {
+                "duration_ms_median": durations[len(durations) // 2],
+                "duration_ms_max": durations[-1],
+                "state_bytes_max": max(sizes),
+            }
+        )
+    else:
+        e2e = checkpoints.get("summary", {}).get("end_to_end_duration", {})
+        if counts.get("completed"):
+            summary.update(
+                {"duration_ms_median": _number(e2e.get("p50")), "duration_ms_max": _number(e2e.get("max"))}
+            )
+    return summary
+
+
+FLAME_CATEGORIES: Final = (
+    ("record copies between chained operators", ("Serializer.copy",), ("Copying",)),
+    ("serializing records to downstream tasks", ("RecordWriter",), ()),
+    ("watermark handling", (".processWatermark", "emitWatermark"), ()),
+    ("keyed state access", ("org.apache.flink.runtime.state.",), ()),
+    ("Python UDF (pemja, thread mode)", ("pemja.",), ()),
+    ("decode UDF (io.uxstream.udf)", ("io.uxstream.udf.",), ()),
+    ("Kafka client", ("org.apache.kafka.",), ()),
+    ("JDBC / PostgreSQL driver", ("org.postgresql.", "connector.jdbc."), ()),
+    ("checkpointing", ("snapshotState", "checkpoint.Checkpoint"), ()),
+)
+"""(label, any of these substrings on the stack, and also all of these): shares of samples."""
+
+_OPERATOR_METHODS: Final = (
+    ".processElement",
+    ".processElement1",
+    ".processElement2",
+    ".processWatermark",
+    ".onEventTime",
+    ".onProcessingTime",
+    ".eval",
+    ".emitNext",
+)
+OUTSIDE_OPERATORS: Final = "(outside operators: mailbox, network input, timers)"
+
+
+def _operator(frame: str) -> str | None:
+    """`Class.method` of a frame that is an operator's (or user function's) per-record entry point."""
+    method = frame.split(":", 1)[0]
+    if method.startswith("org.apache.flink.streaming.runtime."):  # task input/mailbox plumbing
+        return None
+    return method if method.endswith(_OPERATOR_METHODS) else None
+
+
+def flame_summary(tree: Mapping[str, Any], top: int = 12) -> dict[str, Any]:
+    """Where the on-CPU stack samples of one vertex (an operator chain) go.
+
+    - `operators`: each sample is charged to the innermost operator entry point on its stack
+      (processElement, processWatermark, onEventTime, a UDF's eval …): in a chain the downstream
+      operators run inside the upstream one's `collect`, so the innermost is the one doing the work
+      (including copying its output to the next operator);
+    - `categories`: share of samples whose stack shows a kind of work (FLAME_CATEGORIES; they overlap);
+    - `self`: the methods on CPU (innermost frames).
+    """
+    total = _number(tree.get("value"))
+    self_counts: dict[str, float] = {}
+    operators: dict[str, float] = {}
+    categories: dict[str, float] = {}
+
+    def walk(node: Mapping[str, Any], stack: tuple[str, ...]) -> None:
+        name = str(node.get("name"))
+        if name != "root":
+            stack = (*stack, name)
+        children = node.get("children") or []
+        own = _number(node.get("value")) - sum(_number(c.get("value")) for c in children)
+        if own > 0 and stack:
+            self_counts[name] = self_counts.get(name, 0.0) + own
+            owner = next((op for op in map(_operator, reversed(stack)) if op), OUTSIDE_OPERATORS)
+            operators[owner] = operators.get(owner, 0.0) + own
+            for label, any_of, all_of in FLAME_CATEGORIES:
+                if any(p in f for f in stack for p in any_of) and all(
+                    any(p in f for f in stack) for p in all_of
+                ):
+                    categories[label] = categories.get(label, 0.0) + own
+        for child in children:
+            walk(child, stack)
+
+    walk(tree, ())
+    if total <= 0:
+        return {"samples": 0, "operators": [], "categories": [], "self": []}
+
+    def ranked(counts: Mapping[str, float]) -> list[list[Any]]:
+        items = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [[name, round(count / total, 3)] for name, count in items]
+
+    return {
+        "samples": int(total),
+        "operators": ranked(operators),
+        "categories": ranked(categories),
+        "self": ranked(self_counts),
+    }
