@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.topics import ensure_topics
 from uxstream.errors import UserError
 
 PAGES = ("/", "/pricing", "/docs", "/blog", "/signup", "/cart", "/checkout")
@@ -46,20 +47,6 @@ def smoke_events(count: int, seed: int = 7) -> list[SmokeEvent]:
     return events
 
 
-def ensure_topic(kafka: KafkaSettings, topic: str, partitions: int = 1) -> None:
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
-    admin = AdminClient(kafka.client_config())
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    for name, future in futures.items():
-        try:
-            future.result(timeout=30)
-        except Exception as exc:  # the admin client reports "already exists" as an exception
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise UserError(f"cannot create topic {name} on {kafka.bootstrap_servers}: {exc}") from None
-
-
 def produce(kafka: KafkaSettings, topic: str, events: list[SmokeEvent]) -> None:
     from confluent_kafka import Producer
 
@@ -89,8 +76,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
     kafka, pg = KafkaSettings.from_env(), PostgresSettings.from_env()
     migrate(pg)
-    ensure_topic(kafka, job.INPUT_TOPIC)
-    ensure_topic(kafka, job.OUTPUT_TOPIC)
+    ensure_topics(kafka, [job.INPUT_TOPIC, job.OUTPUT_TOPIC], partitions=1)
     events = smoke_events(args.events, seed=args.seed)
     produce(kafka, job.INPUT_TOPIC, events)
     print(f"produced {len(events)} events to {job.INPUT_TOPIC} on {kafka.bootstrap_servers}")

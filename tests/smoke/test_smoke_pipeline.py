@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.topics import ensure_topics
 from jobs.smoke.logic import normalize_path
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
-from uxstream.smoke import SmokeEvent, ensure_topic, produce, smoke_events
+from uxstream.smoke import SmokeEvent, produce, smoke_events
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
@@ -98,8 +99,7 @@ def test_smoke_job_writes_exactly_the_produced_events_and_a_replay_changes_nothi
         conn.execute("DELETE FROM smoke_events WHERE event_id LIKE %s", (f"smoke-{SEED}-%",))
     suffix = uuid.uuid4().hex[:8]
     input_topic, output_topic = f"test.smoke.in.{suffix}", f"test.smoke.out.{suffix}"
-    ensure_topic(kafka_settings, input_topic)
-    ensure_topic(kafka_settings, output_topic)
+    ensure_topics(kafka_settings, [input_topic, output_topic], partitions=1)
     events = smoke_events(EVENTS, seed=SEED)
     produce(kafka_settings, input_topic, events)
     topics = ("--input-topic", input_topic, "--output-topic", output_topic)
