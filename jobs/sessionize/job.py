@@ -18,8 +18,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.common import decode, tables, topics
-from jobs.common.connectors import jdbc_upsert_options, render_sql, sql_interval, sql_literal, with_clause
-from jobs.sessionize.logic import SESSION_EVENT_FIELDS
+from jobs.common.connectors import (
+    jdbc_upsert_options,
+    kafka_exactly_once_sink_options,
+    render_sql,
+    sql_interval,
+    sql_literal,
+    with_clause,
+)
+from jobs.sessionize.logic import (
+    DOUBLE_KPI_METRICS,
+    FIRST_REVISION,
+    KPI_KEY_SEPARATOR,
+    KPI_METRICS,
+    SESSION_EVENT_FIELDS,
+    window_kinds,
+)
 from jobs.sessionize.settings import SessionizeSettings
 
 if TYPE_CHECKING:
@@ -49,8 +63,8 @@ def _conversions(settings: SessionizeSettings) -> str:
     return f"event_name IN ({', '.join(sql_literal(n) for n in settings.conversion_events)})"
 
 
-def inserts(settings: SessionizeSettings) -> list[str]:
-    """The job's INSERT statements over the views of sessionize.sql (topology without connectors)."""
+def statements(settings: SessionizeSettings) -> list[str]:
+    """The job's views and INSERTs over the views of sessionize.sql (topology without connectors)."""
     sets, dim_name, dim_value = _dimension_sql(settings)
     first = "occurrence = 1"
     page_view = f"{first} AND event_type = 'page_view'"
@@ -74,7 +88,36 @@ def inserts(settings: SessionizeSettings) -> list[str]:
         " + EXTRACT(MILLISECOND FROM watermark_at_arrival))"
     )
     packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
-    return [
+    kpi_1m = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
+  {dim_name} AS dimension, {dim_value} AS dimension_value,
+  COUNT(*) FILTER (WHERE {first}) AS events,
+  COUNT(*) FILTER (WHERE {page_view}) AS page_views,
+  COUNT(DISTINCT user_key) FILTER (WHERE {first}) AS active_users,
+  COUNT(*) FILTER (WHERE {error}) AS error_events,
+  COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}) AS conversions,
+  COUNT(*) FILTER (WHERE occurrence > 1) AS duplicates,
+  {error_rate} AS error_rate,
+  PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}) AS lcp_p75,
+  PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}) AS inp_p75,
+  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75,
+  {FIRST_REVISION} AS revision
+FROM TABLE({tumble})
+GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
+    sliding = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
+  {dim_name} AS dimension, {dim_value} AS dimension_value,
+  COUNT(DISTINCT user_key) FILTER (WHERE {first}) AS active_users,
+  COUNT(*) FILTER (WHERE {page_view}) AS page_views,
+  COUNT(*) FILTER (WHERE {error}) AS error_events,
+  {error_rate} AS error_rate
+FROM TABLE({hop})
+GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
+    daily = f"""SELECT CAST(window_start AS DATE) AS `day`, to_utc(window_start) AS window_start,
+  to_utc(window_end) AS window_end, {dim_name} AS dimension, {dim_value} AS dimension_value,
+  COUNT(DISTINCT user_key) FILTER (WHERE {first}) AS daily_active_users,
+  COUNT(*) FILTER (WHERE {page_view}) AS page_views
+FROM TABLE({cumulate})
+GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
+    statements = [
         f"""INSERT INTO late_sink
 SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(received_at, 3)),
   to_utc(watermark_at_arrival),
@@ -83,35 +126,12 @@ SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(recei
   page_path, country, device_type, kafka_partition, kafka_offset
 FROM classified
 WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)""",
-        f"""INSERT INTO kpi_1m_sink
-SELECT to_utc(window_start), to_utc(window_end), {dim_name}, {dim_value},
-  COUNT(*) FILTER (WHERE {first}),
-  COUNT(*) FILTER (WHERE {page_view}),
-  COUNT(DISTINCT user_key) FILTER (WHERE {first}),
-  COUNT(*) FILTER (WHERE {error}),
-  COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}),
-  COUNT(*) FILTER (WHERE occurrence > 1),
-  {error_rate},
-  PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}),
-  PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}),
-  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}),
-  1
-FROM TABLE({tumble})
-GROUP BY window_start, window_end, GROUPING SETS ({sets})""",
-        f"""INSERT INTO kpi_sliding_sink
-SELECT to_utc(window_start), to_utc(window_end), {dim_name}, {dim_value},
-  COUNT(DISTINCT user_key) FILTER (WHERE {first}),
-  COUNT(*) FILTER (WHERE {page_view}),
-  COUNT(*) FILTER (WHERE {error}),
-  {error_rate}
-FROM TABLE({hop})
-GROUP BY window_start, window_end, GROUPING SETS ({sets})""",
-        f"""INSERT INTO kpi_daily_sink
-SELECT CAST(window_start AS DATE), to_utc(window_start), to_utc(window_end), {dim_name}, {dim_value},
-  COUNT(DISTINCT user_key) FILTER (WHERE {first}),
-  COUNT(*) FILTER (WHERE {page_view})
-FROM TABLE({cumulate})
-GROUP BY window_start, window_end, GROUPING SETS ({sets})""",
+        f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
+        f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
+        f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",
+        "INSERT INTO kpi_1m_sink SELECT * FROM kpi_1m_rows",
+        "INSERT INTO kpi_sliding_sink SELECT * FROM kpi_sliding_rows",
+        "INSERT INTO kpi_daily_sink SELECT * FROM kpi_daily_rows",
         f"""INSERT INTO sessions_sink
 SELECT s.session_id, g.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
   to_utc(TO_TIMESTAMP_LTZ(s.session_end, 3)),
@@ -130,17 +150,67 @@ LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, session_sta
   utm_campaign, device_type, browser, country, error_count, conversions, engaged, bounce, split_reason,
   is_final)""",
     ]
+    if settings.kpi_topic:
+        statements.append(kpi_topic_insert(settings))
+    return statements
+
+
+def kpi_topic_insert(settings: SessionizeSettings) -> str:
+    """Every final KPI window row, encoded as kpi_window.v1, into the ux.kpi sink (keyed by series)."""
+    tumbling, sliding, daily = window_kinds(settings.tumble_ms, settings.sliding_size_ms)
+    null = "CAST(NULL AS BIGINT)"
+    null_double = "CAST(NULL AS DOUBLE)"
+
+    def select(kind: str, view: str, metrics: dict[str, str]) -> str:
+        values = ", ".join(
+            metrics.get(m, null_double if m in DOUBLE_KPI_METRICS else null) for m in KPI_METRICS
+        )
+        key = f"CONCAT_WS('{KPI_KEY_SEPARATOR}', '{kind}', dimension, dimension_value)"
+        return (
+            f"SELECT {key}, encode_kpi_window('{kind}', window_start, window_end, dimension, "
+            f"dimension_value, {values}, {FIRST_REVISION}) FROM {view}"
+        )
+
+    same = {m: m for m in ("events", "page_views", "active_users", "error_events", "conversions")}
+    return "INSERT INTO kpi_topic_sink\n" + "\nUNION ALL\n".join(
+        [
+            select(
+                tumbling,
+                "kpi_1m_rows",
+                {
+                    **same,
+                    "duplicates": "duplicates",
+                    "error_rate": "error_rate",
+                    "lcp_p75_ms": "lcp_p75",
+                    "inp_p75_ms": "inp_p75",
+                    "cls_p75": "cls_p75",
+                },
+            ),
+            select(
+                sliding,
+                "kpi_sliding_rows",
+                {m: m for m in ("active_users", "page_views", "error_events", "error_rate")},
+            ),
+            select(
+                daily, "kpi_daily_rows", {"active_users": "daily_active_users", "page_views": "page_views"}
+            ),
+        ]
+    )
 
 
 def transform(
     t_env: StreamTableEnvironment, settings: SessionizeSettings, statement_set: StatementSet
 ) -> None:
     """Add the job's topology to `statement_set`; expects `ux_events` and the sink tables to exist."""
-    from jobs.sessionize.functions import split_sessions
+    from jobs.sessionize.functions import encode_kpi_window, split_sessions
 
     t_env.create_temporary_function("split_sessions", split_sessions(settings.rules))
-    for statement in inserts(settings):
-        statement_set.add_insert_sql(statement)
+    t_env.create_temporary_function("encode_kpi_window", encode_kpi_window())
+    for statement in statements(settings):
+        if statement.startswith("INSERT"):
+            statement_set.add_insert_sql(statement)
+        else:
+            t_env.execute_sql(statement)
 
 
 def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
@@ -161,7 +231,19 @@ def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
         bounded=settings.bounded,
         watermark=watermark,
         source_options=options,
+        dlq_transactional_id_prefix=f"{settings.transactional_id_prefix}-dlq",
     )
+
+
+def kpi_topic_options(settings: SessionizeSettings) -> dict[str, str]:
+    """The ux.kpi sink: exactly-once, raw key (the series) and raw value (the framed Avro record)."""
+    if not settings.kpi_topic:
+        return {"connector": "blackhole"}
+    options = kafka_exactly_once_sink_options(
+        settings.kafka, settings.kpi_topic, f"{settings.transactional_id_prefix}-kpi", value_format="raw"
+    )
+    options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+    return options
 
 
 def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableResult:
@@ -182,6 +264,7 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
         kpi_1m_options=with_clause(jdbc_upsert_options(pg, tables.KPI_1M)),
         kpi_sliding_options=with_clause(jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)),
         kpi_daily_options=with_clause(jdbc_upsert_options(pg, tables.KPI_DAILY)),
+        kpi_topic_options=with_clause(kpi_topic_options(settings)),
     ):
         t_env.execute_sql(statement)
     statement_set = t_env.create_statement_set()
@@ -199,6 +282,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--input-topic", default=None, help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
     )
     parser.add_argument("--dlq-topic", default=None)
+    parser.add_argument(
+        "--kpi-topic", default=None, help="default: $UXSTREAM_SESSIONIZE_KPI_TOPIC or ux.kpi; '' = off"
+    )
     parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
     parser.add_argument("--parallelism", type=int, default=None)
     return parser.parse_args(argv)
@@ -210,6 +296,8 @@ def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
         overrides["input_topic"] = args.input_topic
     if args.dlq_topic:
         overrides["dlq_topic"] = args.dlq_topic
+    if args.kpi_topic is not None:
+        overrides["kpi_topic"] = args.kpi_topic
     settings = SessionizeSettings.from_env(None, **overrides)
     flink = settings.flink
     if args.checkpoint_interval_ms:
@@ -225,7 +313,7 @@ def run(settings: SessionizeSettings) -> None:
     from jobs.common.flink_env import create_environments
 
     # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
-    topics.ensure_topics(settings.kafka, [settings.dlq_topic])
+    topics.ensure_topics(settings.kafka, [t for t in (settings.dlq_topic, settings.kpi_topic) if t])
     _, t_env = create_environments(settings.flink, JOB_NAME)
     build(t_env, settings).wait()
 

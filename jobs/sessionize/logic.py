@@ -278,3 +278,70 @@ def split_gap_session(user_key: str, rules: SessionRules, packed: str) -> list[S
     rows. The last session ends with reason `gap`, the others with the reason the next one started.
     """
     return sessionize_batch(user_key, rules, events_from_json(packed))
+
+
+# ------------------------------------------------------------------ KPI windows on Kafka (kpi_window.v1)
+
+KPI_METRICS: Final = (
+    "events",
+    "page_views",
+    "active_users",
+    "new_sessions",
+    "error_events",
+    "error_rate",
+    "conversions",
+    "lcp_p75_ms",
+    "inp_p75_ms",
+    "cls_p75",
+    "duplicates",
+    "late_events",
+)
+"""Metric fields of kpi_window.v1, in schema order (a window kind that does not compute one sends null)."""
+DOUBLE_KPI_METRICS: Final = frozenset({"error_rate", "lcp_p75_ms", "inp_p75_ms", "cls_p75"})
+"""The metrics of type double; the others are long."""
+FIRST_REVISION: Final = 1
+"""`revision` of a window's first final row (tables and topic alike); each correction increments it."""
+KPI_KEY_SEPARATOR: Final = "|"
+
+
+def duration_label(ms: int) -> str:
+    """`60000` → `1m`, `300000` → `5m`, `3600000` → `1h`, `30000` → `30s`, `1500` → `1500ms`."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", MINUTE_MS), ("s", 1_000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def window_kinds(tumble_ms: int, sliding_size_ms: int) -> tuple[str, str, str]:
+    """`window_kind` names of the tumbling, sliding and cumulative windows (`tumbling_1m`, …)."""
+    tumbling, sliding = duration_label(tumble_ms), duration_label(sliding_size_ms)
+    return f"tumbling_{tumbling}", f"sliding_{sliding}", "cumulative_day"
+
+
+def kpi_message_key(window_kind: str, dimension: str, dimension_value: str) -> str:
+    """Kafka key of a KPI window: its series, so one series stays in one partition, in window order."""
+    return KPI_KEY_SEPARATOR.join((window_kind, dimension, dimension_value))
+
+
+def kpi_window_record(
+    window_kind: str,
+    window_start_ms: int,
+    window_end_ms: int,
+    dimension: str,
+    dimension_value: str,
+    metrics: dict[str, int | float | None],
+    revision: int,
+) -> dict[str, object]:
+    """A kpi_window.v1 record; metrics not given are null. Raises ValueError for an unknown metric."""
+    unknown = set(metrics) - set(KPI_METRICS)
+    if unknown:
+        raise ValueError(f"not kpi_window.v1 metrics: {', '.join(sorted(unknown))}")
+    return {
+        "window_kind": window_kind,
+        "window_start": window_start_ms,
+        "window_end": window_end_ms,
+        "dimension": dimension,
+        "dimension_value": dimension_value,
+        **{name: metrics.get(name) for name in KPI_METRICS},
+        "revision": revision,
+    }

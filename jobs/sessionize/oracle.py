@@ -28,6 +28,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jobs.sessionize.logic import (
+    FIRST_REVISION,
+    KPI_METRICS,
+    kpi_message_key,
+    kpi_window_record,
+    window_kinds,
+)
+
 
 def _local_day(ts: int, zone: ZoneInfo) -> tuple[int, int, int]:
     moment = datetime.fromtimestamp(ts / 1000, zone)
@@ -304,3 +312,35 @@ def expected(
         "kpi_daily_cumulative": daily,
         "late_events": list(ledger.values()),
     }
+
+
+def expected_kpi_messages(
+    rows: Mapping[str, list[dict[str, Any]]], *, tumble_ms: int = 60_000, sliding_size_ms: int = 5 * 60_000
+) -> list[tuple[str, dict[str, Any]]]:
+    """The (key, kpi_window.v1 record) messages the job publishes for `expected(...)`'s KPI rows."""
+    tumbling, sliding, daily = window_kinds(tumble_ms, sliding_size_ms)
+    renamed = {
+        "lcp_p75": "lcp_p75_ms",
+        "inp_p75": "inp_p75_ms",
+        "daily_active_users": "active_users",
+    }
+    sources = ((tumbling, "kpi_1m"), (sliding, "kpi_sliding_5m"), (daily, "kpi_daily_cumulative"))
+    messages = []
+    for kind, table in sources:
+        for row in rows[table]:
+            metrics = {
+                renamed.get(name, name): value
+                for name, value in row.items()
+                if renamed.get(name, name) in KPI_METRICS
+            }
+            record = kpi_window_record(
+                kind,
+                row["window_start"],
+                row["window_end"],
+                row["dimension"],
+                row["dimension_value"],
+                metrics,
+                row.get("revision", FIRST_REVISION),
+            )
+            messages.append((kpi_message_key(kind, row["dimension"], row["dimension_value"]), record))
+    return messages

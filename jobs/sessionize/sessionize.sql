@@ -135,3 +135,13 @@ CREATE TEMPORARY TABLE kpi_daily_sink (
 ) WITH (
   {kpi_daily_options}
 );
+
+-- Final KPI windows as kpi_window.v1 records for the anomaly job (exactly-once; read with read_committed).
+-- Key: the series `window_kind|dimension|dimension_value`, so a series stays in one partition, in order.
+-- With publishing off (kpi_topic empty) the options are a blackhole's and nothing inserts into it.
+CREATE TEMPORARY TABLE kpi_topic_sink (
+  kafka_key STRING,
+  payload BYTES
+) WITH (
+  {kpi_topic_options}
+);

@@ -25,6 +25,10 @@ class SessionizeSettings:
     input_topic: str = topics.EVENTS
     dlq_topic: str = topics.DLQ
     kpi_topic: str = topics.KPI
+    """Where final KPI windows are published (kpi_window.v1); empty: not published."""
+    transactional_id_prefix: str = "sessionize"
+    """Kafka transactional-id prefix of the exactly-once sinks (`<prefix>-dlq`, `<prefix>-kpi`): unique per
+    deployment on a broker, or two jobs fence each other's transactions."""
     bounded: bool = False
     """Read up to the end offsets present at start, then finish (tests, backfills, run-local)."""
     session_gap_ms: int = DEFAULT_GAP_MS
@@ -54,6 +58,8 @@ class SessionizeSettings:
             raise SettingsError(
                 f"unknown KPI dimension(s) {', '.join(unknown)}: choose from {', '.join(DIMENSIONS)}"
             )
+        if not self.transactional_id_prefix.strip():
+            raise SettingsError("the transactional-id prefix must not be empty")
         for name in (
             "session_gap_ms",
             "max_session_duration_ms",
@@ -100,6 +106,12 @@ class SessionizeSettings:
             "postgres": PostgresSettings.from_env(env),
             "flink": FlinkSettings.from_env(env),
             "input_topic": env_str(env, p + "INPUT_TOPIC", cls.input_topic),
+            "dlq_topic": env_str(env, p + "DLQ_TOPIC", cls.dlq_topic),
+            # set but empty: do not publish KPI windows
+            "kpi_topic": env.get(p + "KPI_TOPIC", cls.kpi_topic).strip(),
+            "transactional_id_prefix": env_str(
+                env, p + "TRANSACTIONAL_ID_PREFIX", cls.transactional_id_prefix
+            ),
             "session_gap_ms": env_int(env, p + "SESSION_GAP_MS", cls.session_gap_ms),
             "session_timezone": env_str(env, p + "SESSION_TIMEZONE", cls.session_timezone),
             "split_at_midnight": midnight == "true",

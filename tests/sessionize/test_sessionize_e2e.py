@@ -23,7 +23,7 @@ import pytest
 from jobs.common import tables
 from jobs.common.oracle import CleanEvents, load
 from jobs.common.settings import KafkaSettings, PostgresSettings
-from jobs.sessionize.oracle import expected
+from jobs.sessionize.oracle import expected, expected_kpi_messages
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
 
@@ -39,17 +39,40 @@ GENERATOR_ARGS = (
 @dataclasses.dataclass(frozen=True)
 class Run:
     topic: str
-    dlq_topic: str
     pg: PostgresSettings
     truth: CleanEvents
 
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def kpi_topic(self) -> str:
+        return f"{self.topic}.kpi"
+
+
+def job_command(run: Run, interval_ms: int, bounded: bool = True) -> list[str]:
+    return [
+        sys.executable, "-m", "jobs.sessionize.job", *(["--bounded"] if bounded else []),
+        "--input-topic", run.topic, "--dlq-topic", run.dlq_topic, "--kpi-topic", run.kpi_topic,
+        "--checkpoint-interval-ms", str(interval_ms),
+    ]  # fmt: skip
+
+
+def job_env(run: Run, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The job's environment: the run's database and transactional ids no other job on the broker uses."""
+    return {
+        **os.environ,
+        "UXSTREAM_PG_DB": run.pg.dbname,
+        "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": run.topic,
+        **(extra_env or {}),
+    }
+
 
 def run_job(run: Run, extra_env: dict[str, str] | None = None, interval_ms: int = 2000) -> None:
-    env = {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname, **(extra_env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.sessionize.job", "--bounded", "--input-topic", run.topic,
-         "--dlq-topic", run.dlq_topic, "--checkpoint-interval-ms", str(interval_ms)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        job_command(run, interval_ms), cwd=ROOT, env=job_env(run, extra_env),
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, f"sessionize failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
@@ -71,7 +94,7 @@ def prepare(
         conn.execute(f'CREATE DATABASE "{dbname}"')
     pg = dataclasses.replace(pg_settings, dbname=dbname)
     migrate(pg)
-    return Run(topic, f"{topic}.dlq", pg, load(truth_file))
+    return Run(topic, pg, load(truth_file))
 
 
 def drop(pg_settings: PostgresSettings, run: Run) -> None:
@@ -147,8 +170,10 @@ def test_output_keys_are_unique(stream: Run) -> None:
             assert total == distinct, f"{table} has duplicate keys"
 
 
-def dead_letters(kafka_settings: KafkaSettings, run: Run) -> list[tuple[bytes, str]]:
-    """(original bytes, reason) of every committed record of the run's dead-letter topic."""
+def committed(
+    kafka_settings: KafkaSettings, topic: str, subject: str
+) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """(key, decoded record) of every committed record of `topic` (read_committed), checking the subject."""
     from confluent_kafka import Consumer, TopicPartition
 
     from jobs.common.contract import decode_framed
@@ -160,9 +185,9 @@ def dead_letters(kafka_settings: KafkaSettings, run: Run) -> list[tuple[bytes, s
             "isolation.level": "read_committed",
         }
     )
-    partitions = consumer.list_topics(run.dlq_topic, timeout=10).topics[run.dlq_topic].partitions
-    consumer.assign([TopicPartition(run.dlq_topic, p, 0) for p in partitions])
-    found: list[tuple[bytes, str]] = []
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    found: list[tuple[bytes | None, dict[str, Any]]] = []
     idle = 0
     while idle < 6:
         message = consumer.poll(0.5)
@@ -172,11 +197,38 @@ def dead_letters(kafka_settings: KafkaSettings, run: Run) -> list[tuple[bytes, s
         assert message.error() is None
         value = message.value()
         assert value is not None
-        entry, letter = decode_framed(value)
-        assert entry.subject == "ux.events.dlq-value"
-        found.append((letter["original"], letter["reason"]))
+        entry, record = decode_framed(value)
+        assert entry.subject == subject
+        found.append((message.key(), record))
     consumer.close()
-    return sorted(found)
+    return found
+
+
+def dead_letters(kafka_settings: KafkaSettings, run: Run) -> list[tuple[bytes, str]]:
+    """(original bytes, reason) of every committed record of the run's dead-letter topic."""
+    records = committed(kafka_settings, run.dlq_topic, "ux.events.dlq-value")
+    return sorted((letter["original"], letter["reason"]) for _, letter in records)
+
+
+def kpi_messages(kafka_settings: KafkaSettings, run: Run) -> Counter[tuple[Any, ...]]:
+    """Every committed KPI window message of the run as a comparable (key, fields...) tuple."""
+    records = committed(kafka_settings, run.kpi_topic, "ux.kpi-value")
+    return Counter(
+        (key.decode() if key else None, *(_normalize(v) for v in record.values())) for key, record in records
+    )
+
+
+def assert_kpi_topic_equals_the_oracle(kafka_settings: KafkaSettings, run: Run) -> None:
+    want = Counter(
+        (key, *(_normalize(v) for v in record.values()))
+        for key, record in expected_kpi_messages(expected(run.truth.events))
+    )
+    got = kpi_messages(kafka_settings, run)
+    missing, extra = want - got, got - want
+    assert not missing and not extra, (
+        f"{run.kpi_topic}: {sum(missing.values())} expected messages missing, {sum(extra.values())} "
+        f"unexpected; first missing {list(missing)[:2]}, first unexpected {list(extra)[:2]}"
+    )
 
 
 def test_the_dead_letter_topic_holds_exactly_the_malformed_records(
@@ -185,6 +237,12 @@ def test_the_dead_letter_topic_holds_exactly_the_malformed_records(
     want = sorted((d.payload, d.reason) for d in stream.truth.dead_letters)
     assert want, "the generated stream has no malformed records: the test would prove nothing"
     assert dead_letters(kafka_settings, stream) == want
+
+
+def test_the_kpi_topic_holds_exactly_the_oracle_windows_once_each_keyed_by_series(
+    stream: Run, kafka_settings: KafkaSettings
+) -> None:
+    assert_kpi_topic_equals_the_oracle(kafka_settings, stream)
 
 
 def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:
@@ -216,6 +274,7 @@ def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_eq
         assert dead_letters(kafka_settings, run) == sorted(
             (d.payload, d.reason) for d in run.truth.dead_letters
         )
+        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
     finally:
         drop(pg_settings, run)
 
@@ -238,16 +297,12 @@ def _kpi_rows_while_running(run: Run, idleness_ms: int, wait_s: float, state: Pa
     after `wait_s` (counted from the job's first completed checkpoint, so it is surely reading), none."""
     import time
 
-    env = {
-        **os.environ,
-        "UXSTREAM_PG_DB": run.pg.dbname,
-        "UXSTREAM_SESSIONIZE_IDLENESS_MS": str(idleness_ms),
-        "UXSTREAM_FLINK_STATE_DIR": str(state),
-    }
+    env = job_env(
+        run, {"UXSTREAM_SESSIONIZE_IDLENESS_MS": str(idleness_ms), "UXSTREAM_FLINK_STATE_DIR": str(state)}
+    )
     job = subprocess.Popen(
-        [sys.executable, "-m", "jobs.sessionize.job", "--input-topic", run.topic,
-         "--dlq-topic", run.dlq_topic, "--checkpoint-interval-ms", "1000"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        job_command(run, 1000, bounded=False), cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     columns = "window_start, window_end, dimension, dimension_value, events, page_views, active_users"
     try:
@@ -289,7 +344,7 @@ def test_idle_partitions_do_not_stall_windows_and_without_idleness_they_do(
         extra = f"{run.topic}.four"
         ensure_topics(kafka_settings, {extra: 4})
         _copy_topic(kafka_settings, run.topic, extra)
-        four = dataclasses.replace(run, topic=extra, dlq_topic=f"{extra}.dlq")
+        four = dataclasses.replace(run, topic=extra)
 
         stalled = _kpi_rows_while_running(four, idleness_ms=0, wait_s=15, state=tmp_path / "stalled")
         assert stalled == [], "windows closed without idleness although 3 of 4 partitions are empty"
@@ -353,17 +408,10 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "14")
     )
     state = tmp_path / "flink-state"
-    env = {
-        **os.environ,
-        "UXSTREAM_PG_DB": run.pg.dbname,
-        "UXSTREAM_FLINK_PYTHON_MODE": "process",
-        "UXSTREAM_FLINK_STATE_DIR": str(state),
-    }
+    env = job_env(run, {"UXSTREAM_FLINK_PYTHON_MODE": "process", "UXSTREAM_FLINK_STATE_DIR": str(state)})
     job = subprocess.Popen(
-        [sys.executable, "-m", "jobs.sessionize.job", "--bounded", "--input-topic", run.topic,
-         "--dlq-topic", run.dlq_topic, "--checkpoint-interval-ms", "300"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        job_command(run, 300), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
     )  # fmt: skip
     try:
         killed: list[int] = []
@@ -382,6 +430,7 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         assert dead_letters(kafka_settings, run) == sorted(
             (d.payload, d.reason) for d in run.truth.dead_letters
         )
+        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)

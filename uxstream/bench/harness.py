@@ -463,7 +463,7 @@ class Harness:
             else:
                 record = run_bounded(spec, cfg.events, timeout)
         finally:
-            delete_topics(self.kafka, [spec.dlq_topic])
+            delete_topics(self.kafka, [spec.dlq_topic, spec.kpi_topic])
         self.say(
             f"{job} {repeat + 1}/{cfg.repeats}: {record['events_per_s']:,.0f} events/s catching up "
             f"({record['processing_s']:.1f} s), start-up {record['startup_s']:.1f} s, "

@@ -5,11 +5,11 @@
 
 Jobs:
 
-- `sessionize`: the real job (`jobs.sessionize.job.build`), unchanged topology and settings, with two
-  benchmark-only differences: the decode step's job name (consumer group, dead-letter `job` field and the
-  DLQ sink's transactional-id prefix) is `sessionize-bench-<run id>`, so a benchmark run never fences a
-  sessionize job or test running beside it on the same broker; and `--tumble-ms` may shorten the 1-minute
-  KPI window (latency smoke runs only).
+- `sessionize`: the real job (`jobs.sessionize.job.build`), unchanged topology and settings, with
+  benchmark-only settings: the transactional-id prefix of its exactly-once sinks (DLQ, KPI topic) is
+  `sessionize-bench-<run id>`, so a benchmark run never fences a sessionize job or test running beside it
+  on the same broker; its KPI windows go to the run's own `--kpi-topic`; and `--tumble-ms` may shorten the
+  1-minute KPI window (latency smoke runs only).
 - `bare`: the bare Flink SQL pipeline: sessionize's own decode step (same Kafka raw source, same
   watermark and source options, the Java decode UDF, the DLQ insert) with the valid events going to a
   blackhole sink instead of sessionize's topology. The ceiling a job built on the decode step can reach.
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment
     from pyflink.table.table_result import TableResult
 
-    from jobs.common.decode import DecodeSpec
     from jobs.sessionize.settings import SessionizeSettings
 
 JOBS: Final = ("sessionize", "bare")
@@ -83,19 +82,10 @@ def build_bare(t_env: StreamTableEnvironment, settings: SessionizeSettings, job:
 
 
 def build_sessionize(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> TableResult:
-    """The sessionize job as `jobs.sessionize.job.run` builds it, under a benchmark-only decode job name."""
+    """The sessionize job exactly as `jobs.sessionize.job.run` builds it."""
     from jobs.sessionize import job as sessionize
 
-    original = sessionize.decode_spec
-
-    def renamed(settings: SessionizeSettings) -> DecodeSpec:
-        return replace(original(settings), job=job)
-
-    sessionize.decode_spec = renamed
-    try:
-        return sessionize.build(t_env, settings)
-    finally:
-        sessionize.decode_spec = original
+    return sessionize.build(t_env, settings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -105,9 +95,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--job", choices=JOBS, required=True)
     parser.add_argument("--input-topic", required=True)
     parser.add_argument("--dlq-topic", required=True)
+    parser.add_argument("--kpi-topic", default="", help="sessionize's KPI window topic ('': not published)")
     parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
     parser.add_argument("--rest-port", type=int, required=True)
-    parser.add_argument("--run-id", required=True, help="makes the DLQ transactional-id prefix unique")
+    parser.add_argument("--run-id", required=True, help="makes the transactional-id prefix unique")
     parser.add_argument("--state-dir", type=Path, required=True, help="checkpoints go below this folder")
     parser.add_argument("--checkpoint-interval-ms", type=int, default=None, help="default: the job's own")
     parser.add_argument("--tumble-ms", type=int, default=None, help="sessionize KPI tumble (default 1 min)")
@@ -131,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, object] = {
         "input_topic": args.input_topic,
         "dlq_topic": args.dlq_topic,
+        "kpi_topic": args.kpi_topic,
         "bounded": args.bounded,
+        "transactional_id_prefix": f"{args.job}-bench-{args.run_id}",
     }
     if args.tumble_ms:
         overrides["tumble_ms"] = args.tumble_ms
@@ -148,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
     settings = replace(settings, flink=flink)
     job_name = f"{args.job}-bench-{args.run_id}"
-    topics.ensure_topics(settings.kafka, {settings.dlq_topic: 1})
+    topics.ensure_topics(settings.kafka, {t: 1 for t in (settings.dlq_topic, settings.kpi_topic) if t})
     _, t_env = create_environments(settings.flink, f"bench-{args.job}")
     build = build_sessionize if args.job == "sessionize" else build_bare
     result = build(t_env, settings, job_name)

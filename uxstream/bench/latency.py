@@ -283,7 +283,7 @@ def measure_latency(
             spec = dataclasses.replace(spec, database=pg)
             return _run(kafka, pg, config, spec, say)
     finally:
-        delete_topics(kafka, [topic, spec.dlq_topic])
+        delete_topics(kafka, [topic, spec.dlq_topic, spec.kpi_topic])
 
 
 def _run(

@@ -103,6 +103,10 @@ class JobSpec:
         return f"{self.topic}.dlq.{self.run_id}"
 
     @property
+    def kpi_topic(self) -> str:
+        return f"{self.topic}.kpi.{self.run_id}"
+
+    @property
     def log_path(self) -> Path:
         return self.work_dir / "logs" / f"{self.run_id}-{self.job}.log"
 
@@ -129,8 +133,8 @@ class JobProcess:
         s = self.spec
         cmd = [
             sys.executable, "-m", "uxstream.bench.jobrun", "--job", s.job, "--input-topic", s.topic,
-            "--dlq-topic", s.dlq_topic, "--rest-port", str(self.port), "--run-id", s.run_id,
-            "--state-dir", str(s.work_dir / "flink"),
+            "--dlq-topic", s.dlq_topic, "--kpi-topic", s.kpi_topic, "--rest-port", str(self.port),
+            "--run-id", s.run_id, "--state-dir", str(s.work_dir / "flink"),
         ]  # fmt: skip
         if s.bounded:
             cmd.append("--bounded")
