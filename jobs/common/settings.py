@@ -89,6 +89,9 @@ class KafkaSettings:
     sasl_username: str | None = None
     sasl_password: Secret | None = None
     ssl_ca_location: str | None = None
+    transaction_timeout_ms: int = 900_000
+    """Transaction timeout of the exactly-once sinks. Flink asks for 1 h by default, which a default broker
+    (transaction.max.timeout.ms = 15 min) refuses; it must also outlast a checkpoint interval."""
     external: bool = False
     """True when the bootstrap servers came from the environment: `make up` then starts no local broker."""
 
@@ -115,8 +118,15 @@ class KafkaSettings:
             sasl_username=env_str(env, "UXSTREAM_KAFKA_SASL_USERNAME"),
             sasl_password=env_secret(env, "UXSTREAM_KAFKA_SASL_PASSWORD"),
             ssl_ca_location=env_str(env, "UXSTREAM_KAFKA_SSL_CA_LOCATION"),
+            transaction_timeout_ms=env_int(
+                env, "UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
+            ),
             external=bootstrap is not None,
         )
+        if settings.transaction_timeout_ms <= 0:
+            raise SettingsError(
+                f"UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS={settings.transaction_timeout_ms} must be positive"
+            )
         if settings.uses_sasl and (
             settings.sasl_mechanism is None
             or settings.sasl_username is None

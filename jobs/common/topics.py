@@ -102,3 +102,41 @@ def ensure_topics(
                 f"topic {absent[0]} does not show up on {settings.bootstrap_servers} after creation"
             )
         time.sleep(0.1)
+
+
+def broker_config(settings: KafkaSettings, name: str, timeout: float = 30.0) -> str | None:
+    """The value of one broker configuration entry (of the first broker the cluster metadata names)."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        ConfigResource,
+        ResourceType,
+    )
+
+    admin = _admin(settings)
+    brokers = admin.list_topics(timeout=timeout).brokers
+    if not brokers:
+        raise TopicError(f"no broker answered at {settings.bootstrap_servers}")
+    resource = ConfigResource(ResourceType.BROKER, str(min(brokers)))
+    entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout=timeout)
+    entry = entries.get(name)
+    return None if entry is None else entry.value
+
+
+def check_transactions(settings: KafkaSettings, checkpoint_interval_ms: int) -> None:
+    """Fail fast, before a job starts, when its exactly-once sinks could never commit (RELIABILITY T22):
+    a transaction timeout above the broker's `transaction.max.timeout.ms` (every transaction would be
+    refused) or not longer than the checkpoint interval (transactions would expire before their commit)."""
+    from jobs.common.settings import SettingsError
+
+    wanted = settings.transaction_timeout_ms
+    if wanted <= checkpoint_interval_ms:
+        raise SettingsError(
+            f"UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS={wanted} must be longer than the checkpoint interval "
+            f"({checkpoint_interval_ms} ms): a transaction stays open from one checkpoint to the next"
+        )
+    allowed = broker_config(settings, "transaction.max.timeout.ms")
+    if allowed is not None and wanted > int(allowed):
+        raise SettingsError(
+            f"the exactly-once Kafka sinks ask for transactions of {wanted} ms, but the broker at "
+            f"{settings.bootstrap_servers} allows at most {allowed} ms (transaction.max.timeout.ms): set "
+            f"UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS to at most {allowed} or raise the broker's limit"
+        )

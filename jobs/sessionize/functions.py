@@ -11,6 +11,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, TableFunction, ud
 
 from jobs.common import contract, topics
 from jobs.common.chaos import FailOnce
+from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
     KPI_METRICS,
@@ -21,6 +22,7 @@ from jobs.sessionize.logic import (
 
 SESSION_ROW_TYPES = [
     DataTypes.STRING(),  # session_id
+    DataTypes.STRING(),  # user_key (pseudonym)
     DataTypes.BIGINT(),  # session_start (epoch ms)
     DataTypes.BIGINT(),  # session_end (epoch ms)
     DataTypes.BIGINT(),  # duration_ms
@@ -46,19 +48,27 @@ SESSION_ROW_TYPES = [
 
 
 class SplitSessions(TableFunction):  # type: ignore[misc]
-    """(user_key, packed events of one gap-session) → one row per final session."""
+    """(raw user key, packed events of one gap-session) → one row per final session, keyed by the user's
+    pseudonym (jobs/common/privacy.py): the raw id never leaves this function."""
 
     def __init__(self, rules: SessionRules) -> None:
         self.rules = rules
         self.chaos: FailOnce | None = None
+        self.pseudonym: Pseudonymizer | None = None
+
+    def open(self, function_context: FunctionContext) -> None:
+        # The key is read where the function runs (a TaskManager), never shipped inside the job graph.
+        self.pseudonym = Pseudonymizer(PrivacySettings.from_env())
 
     def eval(self, user_key: str, packed: str) -> Iterator[tuple[object, ...]]:
         if self.chaos is None:
             self.chaos = FailOnce()  # reads the environment of the worker, not the client
         self.chaos("sessionize.split_sessions")
-        for row in split_gap_session(user_key, self.rules, packed):
+        assert self.pseudonym is not None
+        for row in split_gap_session(self.pseudonym(user_key), self.rules, packed):
             yield (
                 row.session_id,
+                row.user_key,
                 row.session_start,
                 row.session_end,
                 row.duration_ms,

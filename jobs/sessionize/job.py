@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.common import decode, tables, topics
+from jobs.common import decode, privacy, tables, topics
 from jobs.common.connectors import (
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
@@ -133,7 +133,7 @@ WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)""",
         "INSERT INTO kpi_sliding_sink SELECT * FROM kpi_sliding_rows",
         "INSERT INTO kpi_daily_sink SELECT * FROM kpi_daily_rows",
         f"""INSERT INTO sessions_sink
-SELECT s.session_id, g.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
+SELECT s.session_id, s.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
   to_utc(TO_TIMESTAMP_LTZ(s.session_end, 3)),
   s.duration_ms, s.event_count, s.page_views, s.distinct_pages, s.entry_page, s.exit_page, s.referrer,
   s.utm_source, s.utm_medium, s.utm_campaign, s.device_type, s.browser, s.country, s.error_count,
@@ -145,10 +145,10 @@ FROM (
   WHERE {first}
   GROUP BY user_key, window_start, window_end
 ) AS g,
-LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, session_start, session_end, duration_ms,
-  event_count, page_views, distinct_pages, entry_page, exit_page, referrer, utm_source, utm_medium,
-  utm_campaign, device_type, browser, country, error_count, conversions, engaged, bounce, split_reason,
-  is_final)""",
+LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, user_key, session_start, session_end,
+  duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer, utm_source,
+  utm_medium, utm_campaign, device_type, browser, country, error_count, conversions, engaged, bounce,
+  split_reason, is_final)""",
     ]
     if settings.kpi_topic:
         statements.append(kpi_topic_insert(settings))
@@ -312,6 +312,8 @@ def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
 def run(settings: SessionizeSettings) -> None:
     from jobs.common.flink_env import create_environments
 
+    privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured
+    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
     # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
     topics.ensure_topics(settings.kafka, [t for t in (settings.dlq_topic, settings.kpi_topic) if t])
     _, t_env = create_environments(settings.flink, JOB_NAME)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,6 +87,10 @@ def expected_sessions(
     return rows
 
 
+def _session_id(user: str, start: int) -> str:
+    return hashlib.sha256(f"{user}\x1f{start}".encode()).hexdigest()[:32]
+
+
 def _session_row(
     user: str, events: list[Mapping[str, Any]], reason: str, conversions: set[str]
 ) -> dict[str, Any]:
@@ -97,7 +101,7 @@ def _session_row(
     engaged = (end - start) > 10_000 or len(views) >= 2 or n_conversions >= 1
     first = events[0]
     return {
-        "session_id": hashlib.sha256(f"{user}\x1f{start}".encode()).hexdigest()[:32],
+        "session_id": _session_id(user, start),
         "user_key": user,
         "session_start": start,
         "session_end": end,
@@ -171,11 +175,13 @@ def expected(
     sliding_step_ms: int = 60_000,
     cumulative_step_ms: int = 5 * 60_000,
     job: str = "sessionize",
+    pseudonym: Callable[[str], str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Expected rows per table name, from the valid events of one partition in produce order.
 
     `events` are `jobs.common.oracle.OracleEvent`s (any object with `.event` and `.seq`); the Kafka
-    timestamp of each is its `received_at`. Times are epoch milliseconds.
+    timestamp of each is its `received_at`. Times are epoch milliseconds. `pseudonym` maps a raw user key
+    to what the sessions table stores (the job's `jobs.common.privacy.Pseudonymizer`); None: raw keys.
     """
     zone = ZoneInfo(timezone)
     conversions = set(conversion_events)
@@ -239,6 +245,12 @@ def expected(
                 conversion_events=conversions,
             )
             assert all(r["user_key"] == user for r in rows)
+            if pseudonym is not None:
+                stored = pseudonym(user)
+                rows = [
+                    {**r, "user_key": stored, "session_id": _session_id(stored, r["session_start"])}
+                    for r in rows
+                ]
             sessions.extend(rows)
     sessions.sort(key=lambda r: (r["user_key"], r["session_start"]))
 

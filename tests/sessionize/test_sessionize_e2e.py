@@ -22,12 +22,17 @@ import pytest
 
 from jobs.common import tables
 from jobs.common.oracle import CleanEvents, load
-from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.privacy import PrivacySettings, Pseudonymizer
+from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected, expected_kpi_messages
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
+
+PSEUDONYM_KEY = "uxstream-e2e-test-pseudonym-key-0123456789"
+"""The job's pseudonym key in these tests (UXSTREAM_PSEUDONYM_KEY); the oracle uses the same."""
+PSEUDONYM = Pseudonymizer(PrivacySettings(Secret(PSEUDONYM_KEY)))
 
 GENERATOR_ARGS = (
     "--events", "2500", "--duration", "20m", "--seed", "11", "--partitions", "1",
@@ -65,6 +70,7 @@ def job_env(run: Run, extra_env: dict[str, str] | None = None) -> dict[str, str]
         **os.environ,
         "UXSTREAM_PG_DB": run.pg.dbname,
         "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": run.topic,
+        "UXSTREAM_PSEUDONYM_KEY": PSEUDONYM_KEY,
         **(extra_env or {}),
     }
 
@@ -137,7 +143,7 @@ def snapshot(pg: PostgresSettings) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def assert_equals_oracle(run: Run, table: str) -> None:
-    rows = expected(run.truth.events)[table]
+    rows = expected(run.truth.events, pseudonym=PSEUDONYM)[table]
     assert rows, f"the generated stream gives no expected {table} rows: the test would prove nothing"
     columns = list(rows[0])
     want = Counter(tuple(_normalize(r[c]) for c in columns) for r in rows)
@@ -152,6 +158,16 @@ def assert_equals_oracle(run: Run, table: str) -> None:
 @pytest.mark.parametrize("table", tables.SESSIONIZE_TABLES)
 def test_every_table_equals_the_oracle(stream: Run, table: str) -> None:
     assert_equals_oracle(stream, table)
+
+
+def test_the_sessions_table_holds_pseudonyms_never_a_raw_user_id(stream: Run) -> None:
+    raw = {e.event.get("user_id") or e.event["anonymous_id"] for e in stream.truth.events}
+    with connect(stream.pg) as conn:
+        stored = {row[0] for row in conn.execute(f"SELECT user_key FROM {tables.SESSIONS}")}
+    assert stored, "no sessions: the test would prove nothing"
+    assert stored <= {PSEUDONYM(user) for user in raw}
+    assert not stored & raw
+    assert all(key.startswith("k1_") and len(key) == 35 for key in stored)
 
 
 def test_output_keys_are_unique(stream: Run) -> None:
@@ -435,3 +451,41 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
         drop(pg_settings, run)
+
+
+def test_a_transaction_timeout_the_broker_refuses_fails_fast_with_a_clear_error(
+    kafka_settings: KafkaSettings,
+) -> None:
+    from jobs.common.topics import broker_config
+
+    allowed = int(broker_config(kafka_settings, "transaction.max.timeout.ms") or 0)
+    assert allowed > 0
+    env = {**os.environ, "UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS": str(allowed + 1)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--bounded"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"uxstream run: error: the exactly-once Kafka sinks ask for transactions of {allowed + 1} ms, "
+        f"but the broker at {kafka_settings.bootstrap_servers} allows at most {allowed} ms "
+        f"(transaction.max.timeout.ms): set UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS to at most {allowed} "
+        "or raise the broker's limit\n"
+    )
+
+
+def test_a_transaction_timeout_shorter_than_the_checkpoint_interval_fails_fast() -> None:
+    env = {
+        **os.environ,
+        "UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS": "5000",
+        "UXSTREAM_FLINK_CHECKPOINT_INTERVAL_MS": "10000",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--bounded"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "uxstream run: error: UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS=5000 must be longer than the checkpoint "
+        "interval (10000 ms): a transaction stays open from one checkpoint to the next\n"
+    )

@@ -115,7 +115,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from jobs.common import topics
+    from jobs.common import privacy, topics
     from jobs.common.flink_env import create_environments
     from jobs.sessionize.settings import SessionizeSettings
 
@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = replace(settings, flink=flink)
     job_name = f"{args.job}-bench-{args.run_id}"
     topics.ensure_topics(settings.kafka, {t: 1 for t in (settings.dlq_topic, settings.kpi_topic) if t})
+    privacy.ensure_key()
     _, t_env = create_environments(settings.flink, f"bench-{args.job}")
     build = build_sessionize if args.job == "sessionize" else build_bare
     result = build(t_env, settings, job_name)

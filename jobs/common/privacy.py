@@ -1,0 +1,137 @@
+"""Privacy rules of SEMANTICS.md ("Privacy"): keyed-HMAC pseudonyms of user keys, IP truncation.
+
+Every table that holds a user key stores its pseudonym `<key id>_<HMAC-SHA256(key, user key), 128 bits hex>`,
+never the raw `user_id` / `anonymous_id`. The key is a secret (`UXSTREAM_PSEUDONYM_KEY`, or a file named by
+`UXSTREAM_PSEUDONYM_KEY_FILE`); `UXSTREAM_PSEUDONYM_KEY_ID` (default `k1`) labels it, so a rotated key
+gives pseudonyms that say which key made them (rotation starts new pseudonyms: a user's rows before and
+after it are not linked, by design). Erasure and export recompute the pseudonym from the raw id with the
+same key.
+
+Without a configured key, the key file `.local/secrets/pseudonym.key` is used: the job's client generates
+it once (`ensure_key`, 0600) for local runs (MiniCluster, local standalone cluster). The Flink workers only
+ever read a key, never create one, so every worker of a job uses the same key or fails with a clear
+error (a TaskManager on another machine needs the key configured).
+
+No job stores IP addresses today (the events carry `country` already resolved); `truncate_ip` is the one
+place that truncates an address (IPv4 to /24, IPv6 to /48) before anything derived from it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from jobs.common.settings import Secret, SettingsError, env_str
+
+ENV_KEY: Final = "UXSTREAM_PSEUDONYM_KEY"
+ENV_KEY_FILE: Final = "UXSTREAM_PSEUDONYM_KEY_FILE"
+ENV_KEY_ID: Final = "UXSTREAM_PSEUDONYM_KEY_ID"
+DEFAULT_KEY_ID: Final = "k1"
+LOCAL_KEY_FILE: Final = (
+    Path(os.environ.get("UXSTREAM_LOCAL_DIR", Path(__file__).resolve().parents[2] / ".local"))
+    / "secrets"
+    / "pseudonym.key"
+)
+"""Where local runs keep the generated key (ignored by git, like all of .local)."""
+MIN_KEY_LENGTH: Final = 16
+PSEUDONYM_HEX_CHARS: Final = 32
+"""128 bits of the HMAC: collisions are negligible for any user population."""
+_KEY_ID = re.compile(r"[a-z0-9]{1,16}")
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    key: Secret
+    key_id: str = DEFAULT_KEY_ID
+
+    def __post_init__(self) -> None:
+        if len(self.key.reveal()) < MIN_KEY_LENGTH:
+            raise SettingsError(
+                f"the pseudonym key must have at least {MIN_KEY_LENGTH} characters "
+                f"(generate one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        if not _KEY_ID.fullmatch(self.key_id):
+            raise SettingsError(
+                f"{ENV_KEY_ID}={self.key_id!r}: use 1-16 lowercase letters or digits (e.g. k2)"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PrivacySettings:
+        """The configured key; raises SettingsError (naming the variables) when there is none."""
+        env = os.environ if env is None else env
+        key_id = env_str(env, ENV_KEY_ID, DEFAULT_KEY_ID) or DEFAULT_KEY_ID
+        path = env_str(env, ENV_KEY_FILE)
+        if path is not None:
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SettingsError(f"{ENV_KEY_FILE}={path}: cannot read the key ({exc.strerror})") from None
+            return cls(Secret(value), key_id)
+        value = env.get(ENV_KEY, "").strip()
+        if value:
+            return cls(Secret(value), key_id)
+        if LOCAL_KEY_FILE.exists():
+            return cls(Secret(LOCAL_KEY_FILE.read_text(encoding="utf-8").strip()), key_id)
+        raise SettingsError(
+            f"no pseudonym key: set {ENV_KEY_FILE} to a file holding the secret key (or {ENV_KEY}) on the "
+            "client and on every TaskManager"
+        )
+
+
+def ensure_key(env: Mapping[str, str] | None = None, path: Path = LOCAL_KEY_FILE) -> Path | None:
+    """Client side, before a job starts: when no key is configured, create the local key file once.
+    Returns the file created, if any."""
+    env = os.environ if env is None else env
+    if env_str(env, ENV_KEY_FILE) is not None or env.get(ENV_KEY, "").strip() or path.exists():
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Written in full under a temporary name, then linked into place: a reader never sees a partial key,
+    # and of two jobs starting at once exactly one key wins.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(secrets.token_hex(32) + "\n")
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return None
+    finally:
+        temporary.unlink()
+    return path
+
+
+class Pseudonymizer:
+    """user key → pseudonym, with the configured key."""
+
+    def __init__(self, settings: PrivacySettings) -> None:
+        self._key = settings.key.reveal().encode("utf-8")
+        self._prefix = f"{settings.key_id}_"
+
+    def __call__(self, user_key: str) -> str:
+        digest = hmac.new(self._key, user_key.encode("utf-8"), hashlib.sha256).hexdigest()
+        return self._prefix + digest[:PSEUDONYM_HEX_CHARS]
+
+    def __repr__(self) -> str:
+        return f"Pseudonymizer(key_id={self._prefix[:-1]!r})"
+
+
+def truncate_ip(address: str) -> str:
+    """IPv4 → its /24 network address, IPv6 → its /48 (`203.0.113.77` → `203.0.113.0`).
+
+    Raises ValueError naming the address when it is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        raise ValueError(f"{address!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:203.0.113.77 is an IPv4 address
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
