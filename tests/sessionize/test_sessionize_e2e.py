@@ -75,9 +75,12 @@ def job_env(run: Run, extra_env: dict[str, str] | None = None) -> dict[str, str]
     }
 
 
-def run_job(run: Run, extra_env: dict[str, str] | None = None, interval_ms: int = 2000) -> None:
+def run_job(
+    run: Run, extra_env: dict[str, str] | None = None, interval_ms: int = 2000, parallelism: int = 1
+) -> None:
     proc = subprocess.run(
-        job_command(run, interval_ms), cwd=ROOT, env=job_env(run, extra_env),
+        [*job_command(run, interval_ms), "--parallelism", str(parallelism)], cwd=ROOT,
+        env=job_env(run, extra_env),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, f"sessionize failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -290,6 +293,20 @@ def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_eq
         assert dead_letters(kafka_settings, run) == sorted(
             (d.payload, d.reason) for d in run.truth.dead_letters
         )
+        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+    finally:
+        drop(pg_settings, run)
+
+
+def test_with_more_parallel_subtasks_than_partitions_nothing_stalls_and_every_output_equals_the_oracle(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T06: parallelism 2 over one partition (one source subtask has nothing to read)."""
+    run = prepare(kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--seed", "15"))
+    try:
+        run_job(run, parallelism=2)
+        for table in tables.SESSIONIZE_TABLES:
+            assert_equals_oracle(run, table)
         assert_kpi_topic_equals_the_oracle(kafka_settings, run)
     finally:
         drop(pg_settings, run)
