@@ -37,8 +37,9 @@ PSEUDONYM = Pseudonymizer(PrivacySettings(Secret(PSEUDONYM_KEY)))
 GENERATOR_ARGS = (
     "--events", "2500", "--duration", "20m", "--seed", "11", "--partitions", "1",
     "--duplicate-fraction", "0.03", "--late-fraction", "0.02", "--malformed-fraction", "0.01",
-    "--future-fraction", "0.01",
+    "--future-fraction", "0.01", "--hot-user-share", "0.5",
 )  # fmt: skip
+"""Every fault kind at once, and a hot key: half of the sessions belong to one user (RELIABILITY T24)."""
 
 
 @dataclasses.dataclass(frozen=True)
