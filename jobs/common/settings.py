@@ -75,6 +75,8 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
 
 
+FLINK_KAFKA_SHADED = "org.apache.flink.kafka.shaded."
+"""Package prefix under which flink-sql-connector-kafka relocates the Kafka client classes."""
 _KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -158,14 +160,17 @@ class KafkaSettings:
         return conf
 
     def java_client_properties(self) -> dict[str, str]:
-        """Java Kafka client properties (Flink's Kafka connector takes them as `properties.*`)."""
+        """Java Kafka client properties (Flink's Kafka connector takes them as `properties.*`).
+
+        flink-sql-connector-kafka relocates the Kafka client under FLINK_KAFKA_SHADED: a JAAS login module
+        must be named with that prefix, or every SASL login fails ("No LoginModule found")."""
         props = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
         if self.uses_sasl:
             assert self.sasl_mechanism and self.sasl_username and self.sasl_password
             module = (
-                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                f"{FLINK_KAFKA_SHADED}org.apache.kafka.common.security.plain.PlainLoginModule"
                 if self.sasl_mechanism == "PLAIN"
-                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+                else f"{FLINK_KAFKA_SHADED}org.apache.kafka.common.security.scram.ScramLoginModule"
             )
             user = self.sasl_username.replace('"', '\\"')
             password = self.sasl_password.reveal().replace('"', '\\"')

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,16 +37,11 @@ from uxstream.bench.monitor import (
 )
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
+from uxstream.services.common import free_port
 
 
 class BenchError(RuntimeError):
     """A benchmark step failed; the message says which and where its log is."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

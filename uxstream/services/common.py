@@ -82,6 +82,13 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it), for a test or benchmark instance."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when a TCP connection to `host:port` succeeds."""
     try:

@@ -50,6 +50,9 @@ class LocalKafka:
     controller_port: int = LOCAL_KAFKA_CONTROLLER_PORT
     jars: Path = field(default_factory=lambda: paths.KAFKA_BROKER_JARS)
     heap: tuple[str, ...] = ("-Xms256m", "-Xmx512m")
+    secure: SecureListener | None = None
+    """An extra SASL_SSL listener (SCRAM users created when the storage is formatted), for clients that
+    test the secured path; the PLAINTEXT listener stays for readiness checks and the broker itself."""
 
     @property
     def data_dir(self) -> Path:
@@ -91,11 +94,41 @@ class LocalKafka:
         return "kafka.Kafka" in cmdline and str(self.properties_file) in cmdline
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL listener: TLS with the PKCS12 `keystore`, SCRAM-SHA-256/512 logins of `users`."""
+
+    port: int
+    keystore: Path
+    keystore_password: str = field(repr=False)
+    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """(name, password) pairs, created as SCRAM-SHA-512 and SCRAM-SHA-256 credentials at format time."""
+
+
+def _secure_properties(local: LocalKafka, plain: str, controller: str) -> dict[str, str]:
+    secure = local.secure
+    assert secure is not None
+    address = f"{local.host}:{secure.port}"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return {
+        "listeners": f"PLAINTEXT://{plain},SASL_SSL://{address},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{plain},SASL_SSL://{address},CONTROLLER://{controller}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+        "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(secure.keystore),
+        "ssl.keystore.password": secure.keystore_password,
+        "ssl.key.password": secure.keystore_password,
+    }
+
+
 def broker_properties(local: LocalKafka) -> dict[str, str]:
     """The broker configuration (single node: every replication factor and min ISR is 1)."""
     plain = f"{local.host}:{local.port}"
     controller = f"{local.host}:{local.controller_port}"
-    return {
+    properties = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": controller,
@@ -125,6 +158,9 @@ def broker_properties(local: LocalKafka) -> dict[str, str]:
         "log.retention.ms": "-1",
         "log.retention.bytes": str(4 * 1024**3),
     }
+    if local.secure is not None:
+        properties.update(_secure_properties(local, plain, controller))
+    return properties
 
 
 _LOG4J2 = """\
@@ -398,6 +434,9 @@ def _format_storage(local: LocalKafka, java: str, classpath: str) -> None:
         "-c",
         str(local.properties_file),
     ]
+    for name, password in local.secure.users if local.secure is not None else ():
+        for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+            command += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-20:]
