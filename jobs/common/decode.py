@@ -60,6 +60,7 @@ from jobs.common.connectors import (
     kafka_exactly_once_sink_options,
     kafka_source_options,
     render_sql,
+    sql_interval,
     sql_literal,
     with_clause,
 )
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment
 
 SQL: Final = Path(__file__).with_name("sql") / "decode.sql"
+CLASSIFY_SQL: Final = Path(__file__).with_name("sql") / "classify.sql"
 
 FUNCTIONS: Final = {
     "decode_ux_event": "io.uxstream.udf.DecodeUxEvent",
@@ -187,6 +189,49 @@ def dlq_insert(spec: DecodeSpec) -> str:
         "  kafka_timestamp\n"
         f"FROM {quote(names.invalid_view)}"
     )
+
+
+def event_time_spec(
+    *,
+    job: str,
+    kafka: KafkaSettings,
+    source_topic: str,
+    dlq_topic: str,
+    bounded: bool,
+    out_of_orderness_ms: int,
+    max_future_skew_ms: int,
+    idleness_ms: int,
+    dlq_transactional_id_prefix: str | None = None,
+) -> DecodeSpec:
+    """The decode step with the jobs' event-time rules (SEMANTICS.md "Time"): watermark = max event time −
+    out-of-orderness, emitted per record (so whether an event is late does not depend on processing
+    speed), idle partitions released after `idleness_ms` (0: never), and events more than
+    `max_future_skew_ms` ahead of their broker receive time never move it."""
+    skew, bound = sql_interval(max_future_skew_ms), sql_interval(out_of_orderness_ms)
+    watermark = (
+        f"CASE WHEN event_time > kafka_timestamp + {skew} "
+        f"THEN CAST(NULL AS TIMESTAMP_LTZ(3)) ELSE event_time - {bound} END"
+    )
+    options = {"scan.watermark.emit.strategy": "on-event"}
+    if idleness_ms:
+        options["scan.watermark.idle-timeout"] = f"{idleness_ms} ms"
+    return DecodeSpec(
+        job=job,
+        kafka=kafka,
+        source_topic=source_topic,
+        dlq_topic=dlq_topic,
+        bounded=bounded,
+        watermark=watermark,
+        source_options=options,
+        dlq_transactional_id_prefix=dlq_transactional_id_prefix,
+    )
+
+
+def classify_statements(source: str, max_future_skew_ms: int) -> list[str]:
+    """The views `classified` (every valid event with user_key, is_future, watermark_at_arrival),
+    `on_time` (neither future nor late) and `numbered` (on-time events with their `occurrence` number per
+    event_id) over `source` (sql/classify.sql)."""
+    return render_sql(CLASSIFY_SQL, source=source, max_future_skew=sql_interval(max_future_skew_ms))
 
 
 def register_functions(t_env: StreamTableEnvironment) -> None:

@@ -214,23 +214,15 @@ def transform(
 
 
 def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
-    skew, bound = sql_interval(settings.max_future_skew_ms), sql_interval(settings.out_of_orderness_ms)
-    # Future timestamps (beyond the skew from the broker receive time) must not move the watermark.
-    watermark = (
-        f"CASE WHEN event_time > kafka_timestamp + {skew} "
-        f"THEN CAST(NULL AS TIMESTAMP_LTZ(3)) ELSE event_time - {bound} END"
-    )
-    options = {"scan.watermark.emit.strategy": "on-event"}
-    if settings.idleness_ms:
-        options["scan.watermark.idle-timeout"] = f"{settings.idleness_ms} ms"
-    return decode.DecodeSpec(
+    return decode.event_time_spec(
         job=JOB_NAME,
         kafka=settings.kafka,
         source_topic=settings.input_topic,
         dlq_topic=settings.dlq_topic,
         bounded=settings.bounded,
-        watermark=watermark,
-        source_options=options,
+        out_of_orderness_ms=settings.out_of_orderness_ms,
+        max_future_skew_ms=settings.max_future_skew_ms,
+        idleness_ms=settings.idleness_ms,
         dlq_transactional_id_prefix=f"{settings.transactional_id_prefix}-dlq",
     )
 
@@ -254,18 +246,20 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
     # Dedup state (occurrence numbers per event_id) lives for the dedup TTL.
     config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
     spec = decode_spec(settings)
-    decode.create(t_env, spec)
+    names = decode.create(t_env, spec)
     pg = settings.postgres
-    for statement in render_sql(
-        SQL,
-        max_future_skew=sql_interval(settings.max_future_skew_ms),
-        late_options=with_clause(jdbc_upsert_options(pg, tables.LATE_EVENTS)),
-        sessions_options=with_clause(jdbc_upsert_options(pg, tables.SESSIONS)),
-        kpi_1m_options=with_clause(jdbc_upsert_options(pg, tables.KPI_1M)),
-        kpi_sliding_options=with_clause(jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)),
-        kpi_daily_options=with_clause(jdbc_upsert_options(pg, tables.KPI_DAILY)),
-        kpi_topic_options=with_clause(kpi_topic_options(settings)),
-    ):
+    for statement in [
+        *decode.classify_statements(decode.quote(names.valid_view), settings.max_future_skew_ms),
+        *render_sql(
+            SQL,
+            late_options=with_clause(jdbc_upsert_options(pg, tables.LATE_EVENTS)),
+            sessions_options=with_clause(jdbc_upsert_options(pg, tables.SESSIONS)),
+            kpi_1m_options=with_clause(jdbc_upsert_options(pg, tables.KPI_1M)),
+            kpi_sliding_options=with_clause(jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)),
+            kpi_daily_options=with_clause(jdbc_upsert_options(pg, tables.KPI_DAILY)),
+            kpi_topic_options=with_clause(kpi_topic_options(settings)),
+        ),
+    ]:
         t_env.execute_sql(statement)
     statement_set = t_env.create_statement_set()
     statement_set.add_insert_sql(decode.dlq_insert(spec))

@@ -6,30 +6,9 @@
 -- Instants go to PostgreSQL as UTC wall-clock TIMESTAMPs (see io.uxstream.udf.ToUtc).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
 
--- 1. Classify every valid event on arrival. CURRENT_WATERMARK is NULL before the first watermark, hence
---    the COALESCE. Future events (more than max_future_skew ahead of the broker receive time) and late
---    events (at or below the watermark) go to the ledger; the rest are numbered per event_id in arrival
---    order (1 = first occurrence; >1 = duplicate), which dedups and counts duplicates in one operator.
-CREATE TEMPORARY VIEW classified AS
-SELECT
-  *,
-  COALESCE(NULLIF(user_id, ''), anonymous_id) AS user_key,
-  event_time > kafka_timestamp + {max_future_skew} AS is_future,
-  CURRENT_WATERMARK(event_time) AS watermark_at_arrival,
-  PROCTIME() AS arrival
-FROM ux_events;
-
-CREATE TEMPORARY VIEW on_time AS
-SELECT *
-FROM classified
-WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
-
-CREATE TEMPORARY VIEW numbered AS
-SELECT
-  *,
-  COUNT(*) OVER (PARTITION BY event_id ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-    AS occurrence
-FROM on_time;
+-- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
+--    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `on_time`, and `numbered`
+--    (occurrence per event_id: 1 = first, >1 = duplicate).
 
 -- First occurrences only, with the KPI dimension columns ('(none)' when the event lacks the value).
 CREATE TEMPORARY VIEW clean AS

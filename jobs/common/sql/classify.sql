@@ -1,0 +1,28 @@
+-- Arrival classification shared by the jobs (SEMANTICS.md: Time, Validity and duplicates). Rendered by
+-- jobs/common/decode.py `classify_statements`; {source} is a view of valid events whose time attribute
+-- `event_time` carries the decode step's watermark (future timestamps do not move it).
+--
+-- Every event is classified on arrival. CURRENT_WATERMARK is NULL before the first watermark, hence the
+-- COALESCE. Future events (more than max_future_skew ahead of the broker receive time) and late events (at
+-- or below the watermark) go to the late ledger; the rest are numbered per event_id in arrival order
+-- (1 = first occurrence; >1 = duplicate), which dedups and counts duplicates in one operator.
+CREATE TEMPORARY VIEW classified AS
+SELECT
+  *,
+  COALESCE(NULLIF(user_id, ''), anonymous_id) AS user_key,
+  event_time > kafka_timestamp + {max_future_skew} AS is_future,
+  CURRENT_WATERMARK(event_time) AS watermark_at_arrival,
+  PROCTIME() AS arrival
+FROM {source};
+
+CREATE TEMPORARY VIEW on_time AS
+SELECT *
+FROM classified
+WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
+
+CREATE TEMPORARY VIEW numbered AS
+SELECT
+  *,
+  COUNT(*) OVER (PARTITION BY event_id ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    AS occurrence
+FROM on_time;

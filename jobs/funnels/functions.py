@@ -1,0 +1,233 @@
+"""Flink adapters of the funnels job: two keyed process functions around `jobs.funnels.logic`.
+
+- `AttemptsFunction` (keyed by user key): buffers the user's pre-filtered events in state, registers an
+  event-time timer at each event's ts and at each open attempt's deadline, and on a timer advances the
+  user's `UserFunnels` to the timer's time; emits one row per ended attempt. State is cleared when nothing
+  is buffered or open; a state TTL is the safety net.
+- `WindowsFunction` (keyed by funnel): collects attempt summaries per tumbling window of entry time and,
+  once the watermark passed window end + conversion window, emits the final window rows (with the
+  Confluent-framed funnel_window record for ux.funnel) and, as a side output, one row per step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pyflink.common import Row
+from pyflink.common.time import Time
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+from jobs.common import topics
+from jobs.common.chaos import FailOnce
+from jobs.common.contract import encode, load_catalog
+from jobs.common.privacy import PrivacySettings, Pseudonymizer
+from jobs.funnels.logic import (
+    Funnel,
+    FunnelEvent,
+    UserFunnels,
+    relevant_event_names,
+    window_rows,
+    window_start,
+)
+
+ATTEMPT_FIELDS = [
+    ("attempt_id", Types.STRING()),
+    ("funnel", Types.STRING()),
+    ("user_key", Types.STRING()),
+    ("entered_at", Types.LONG()),
+    ("ended_at", Types.LONG()),
+    ("status", Types.STRING()),
+    ("furthest_step", Types.INT()),
+    ("steps", Types.INT()),
+    ("step_times", Types.STRING()),
+    ("time_to_convert_ms", Types.LONG()),
+    ("breakdown", Types.STRING()),
+]
+WINDOW_FIELDS = [
+    ("funnel", Types.STRING()),
+    ("window_start", Types.LONG()),
+    ("window_end", Types.LONG()),
+    ("dimension", Types.STRING()),
+    ("dimension_value", Types.STRING()),
+    ("steps", Types.INT()),
+    ("entered", Types.LONG()),
+    ("converted", Types.LONG()),
+    ("dropped", Types.LONG()),
+    ("excluded", Types.LONG()),
+    ("conversion_rate", Types.DOUBLE()),
+    ("median_time_to_convert_ms", Types.DOUBLE()),
+    ("revision", Types.INT()),
+    ("kafka_key", Types.PRIMITIVE_ARRAY(Types.BYTE())),
+    ("payload", Types.PRIMITIVE_ARRAY(Types.BYTE())),
+]
+STEP_FIELDS = [
+    ("funnel", Types.STRING()),
+    ("window_start", Types.LONG()),
+    ("window_end", Types.LONG()),
+    ("dimension", Types.STRING()),
+    ("dimension_value", Types.STRING()),
+    ("step", Types.INT()),
+    ("step_name", Types.STRING()),
+    ("reached", Types.LONG()),
+    ("conversion_from_previous", Types.DOUBLE()),
+    ("drop_off", Types.LONG()),
+]
+
+
+def row_type(fields: list[tuple[str, Any]]) -> Any:
+    return Types.ROW_NAMED([n for n, _ in fields], [t for _, t in fields])
+
+
+STEPS_TAG = OutputTag("funnel-window-steps", row_type(STEP_FIELDS))
+
+
+class AttemptsFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Input rows: the `routed` view of funnels.sql: (kind, user_key, ts, event_id, event_name, *attribute
+    values in `attributes` order, …); only kind 'event' concerns it."""
+
+    def __init__(self, funnels: Sequence[Funnel], attributes: Sequence[str], state_ttl_ms: int) -> None:
+        self.funnels = tuple(funnels)
+        self.attributes = tuple(attributes)
+        self.relevant = relevant_event_names(funnels)
+        self.state_ttl_ms = state_ttl_ms
+        self.chaos: FailOnce | None = None
+        self.pseudonym: Pseudonymizer | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        # The key is read where the function runs, never pickled into the job graph (jobs/common/privacy.py).
+        self.pseudonym = Pseudonymizer(PrivacySettings.from_env())
+        descriptor = ValueStateDescriptor("user-funnels", Types.PICKLED_BYTE_ARRAY())
+        descriptor.enable_time_to_live(
+            StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build()
+        )
+        self.state = runtime_context.get_state(descriptor)
+        self.chaos = FailOnce()  # reads the environment of the worker, not the client
+
+    def _load(self) -> UserFunnels:
+        current = self.state.value()
+        return current if current is not None else UserFunnels()
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> None:
+        assert self.chaos is not None
+        self.chaos("funnels.attempts")
+        if value[0] != "event":
+            return  # a late-ledger row or a dead letter: written by SQL from the same stream
+        if self.relevant is not None and value[4] not in self.relevant:
+            # The JVM filter must keep such events away from Python (DESIGN.md §2): fail loudly if not.
+            raise AssertionError(f"the JVM pre-filter let through event {value[3]} named {value[4]!r}")
+        names = self.attributes
+        attrs = {names[i]: value[5 + i] for i in range(len(names))}
+        event = FunnelEvent(ts=value[2], event_id=value[3], name=value[4], attrs=attrs)
+        user = self._load()
+        user.add(event)
+        self.state.update(user)
+        ctx.timer_service().register_event_time_timer(event.ts)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
+        assert self.pseudonym is not None
+        user = self._load()
+        # Rows carry the user key's pseudonym (SEMANTICS.md "Privacy"); the raw key stays in Flink state.
+        ended = user.advance(self.funnels, self.pseudonym(ctx.get_current_key()), timestamp)
+        if user.empty:
+            self.state.clear()
+        else:
+            self.state.update(user)
+            timers = ctx.timer_service()
+            for deadline in user.deadlines(self.funnels):
+                timers.register_event_time_timer(deadline)
+        for a in ended:
+            yield Row(
+                a.attempt_id,
+                a.funnel,
+                a.user_key,
+                a.entered_at,
+                a.ended_at,
+                a.status,
+                a.furthest_step,
+                len(a.step_times),
+                a.step_times_json(),
+                a.time_to_convert_ms,
+                a.breakdown_json(),
+            )
+
+
+class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Input: attempt rows keyed by funnel; output: final window rows (+ step rows as a side output)."""
+
+    def __init__(self, funnels: Sequence[Funnel], window_ms: int) -> None:
+        self.funnels = {f.name: f for f in funnels}
+        self.window_ms = window_ms
+        self.schema_id = load_catalog().latest(topics.value_subject(topics.FUNNEL)).id
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from pyflink.datastream.state import MapStateDescriptor
+
+        # "<window start>|<attempt id>" → attempt summary: one small entry per attempt (a list per window
+        # would be read and rewritten whole for every attempt).
+        self.attempts = runtime_context.get_map_state(
+            MapStateDescriptor("funnel-window-attempts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        )
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> None:
+        funnel = self.funnels[value[1]]
+        start = window_start(value[3], self.window_ms)
+        breakdown = json.loads(value[10])
+        values = tuple((d, breakdown.get(d)) for d in funnel.breakdowns)
+        self.attempts.put(f"{start}|{value[0]}", (value[5], value[6], value[9], values))
+        ctx.timer_service().register_event_time_timer(start + self.window_ms + funnel.window_ms)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        funnel = self.funnels[ctx.get_current_key()]
+        final = timestamp - self.window_ms - funnel.window_ms
+        windows: dict[int, list[Any]] = {}
+        done: list[str] = []
+        for key, item in self.attempts.items():
+            start = int(key.split("|", 1)[0])
+            if start <= final:
+                windows.setdefault(start, []).append(item)
+                done.append(key)
+        for key in done:
+            self.attempts.remove(key)
+        for start, members in sorted(windows.items()):
+            for w in window_rows(funnel, start, self.window_ms, members):
+                yield Row(
+                    w.funnel,
+                    w.window_start,
+                    w.window_end,
+                    w.dimension,
+                    w.dimension_value,
+                    len(w.step_names),
+                    w.entered,
+                    w.converted,
+                    w.dropped,
+                    w.excluded,
+                    w.conversion_rate,
+                    w.median_time_to_convert_ms,
+                    w.revision,
+                    w.key().encode(),
+                    encode(w.avro(), self.schema_id),
+                )
+                rates, drops = w.step_conversion_rates, w.drop_off
+                for k, name in enumerate(w.step_names):
+                    yield (
+                        STEPS_TAG,
+                        Row(
+                            w.funnel,
+                            w.window_start,
+                            w.window_end,
+                            w.dimension,
+                            w.dimension_value,
+                            k + 1,
+                            name,
+                            w.reached[k],
+                            rates[k - 1] if k else None,
+                            drops[k] if k < len(drops) else None,
+                        ),
+                    )

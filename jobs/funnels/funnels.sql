@@ -1,0 +1,143 @@
+-- funnels recipe (SEMANTICS.md: Time, Validity and duplicates, Funnels). Rendered by job.py; {placeholders}
+-- come from FunnelsSettings and the funnel definitions. The decode step (jobs/common/decode.py) has already
+-- created `ux_events_decoded` (every record with its verdict) with the time attribute `event_time` and the
+-- watermark "max event time - out-of-orderness", to which future timestamps do not contribute (as in
+-- sessionize).
+
+-- Instants go to PostgreSQL as UTC wall-clock TIMESTAMPs (see io.uxstream.udf.ToUtc).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
+
+-- 1. Keep only events that can matter to a funnel (step and exclusion event names; every event when a
+--    funnel is strict), in the JVM, straight on the decoded record: the other events (most of the stream)
+--    are never flattened into columns. Only the fields the job uses are projected.
+CREATE TEMPORARY VIEW relevant AS
+SELECT
+  {relevant_columns},
+  kafka_partition,
+  kafka_offset,
+  kafka_timestamp,
+  event_time
+FROM {decoded_view}
+WHERE decoded.reason IS NULL AND {relevant};
+
+-- 2./3. Classified on arrival like sessionize (jobs/common/sql/classify.sql, created by job.py over
+--    `relevant`): `classified` (future and late go to the ledger), `on_time`, and `numbered` (occurrence of
+--    each event_id in arrival order; only first occurrences reach Python).
+
+-- 4. Everything the job reads from Kafka leaves the JVM part as ONE stream (one Kafka source: a second
+--    Table→DataStream conversion would read and decode the topic again): first occurrences of relevant
+--    events for the Python state machine (user key, time, id, name, the attributes the definitions use),
+--    late-ledger rows (packed as JSON) and dead letters (encoded by the decode step's own SQL), told apart
+--    by `kind`. job.py turns it into a DataStream, feeds the events to Python and writes the other kinds
+--    from it with SQL again.
+CREATE TEMPORARY VIEW routed AS
+SELECT 'event' AS kind, user_key, ts, event_id, event_name{attribute_columns},
+  CAST(NULL AS STRING) AS late_row, CAST(NULL AS BYTES) AS dlq_key, CAST(NULL AS BYTES) AS dlq_value,
+  CAST(0 AS BIGINT) AS dlq_ts
+FROM numbered
+WHERE occurrence = 1
+UNION ALL
+SELECT 'late', '', CAST(0 AS BIGINT), event_id, event_name{attribute_nulls},
+  JSON_OBJECT(
+    'event_time' VALUE ts,
+    'received_at' VALUE received_at,
+    'watermark' VALUE {watermark_ms},
+    'lateness_ms' VALUE CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE {watermark_ms} - ts END,
+    'reason' VALUE CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END,
+    'page_path' VALUE page_path,
+    'country' VALUE country,
+    'device_type' VALUE device_type,
+    'partition' VALUE kafka_partition,
+    'offset' VALUE kafka_offset
+    NULL ON NULL),
+  CAST(NULL AS BYTES), CAST(NULL AS BYTES), CAST(0 AS BIGINT)
+FROM classified
+WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)
+UNION ALL
+SELECT 'dlq', '', CAST(0 AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING){attribute_nulls},
+  CAST(NULL AS STRING), d.kafka_key, d.dead_letter, UNIX_TIMESTAMP(CAST(d.kafka_timestamp AS STRING)) * 1000
+    + EXTRACT(MILLISECOND FROM d.kafka_timestamp)
+FROM (
+{dlq_select}
+) AS d (kafka_key, dead_letter, kafka_timestamp);
+
+-- 5. Sinks.
+CREATE TEMPORARY TABLE late_sink (
+  job STRING NOT NULL,
+  event_id STRING NOT NULL,
+  event_time TIMESTAMP(3) NOT NULL,
+  received_at TIMESTAMP(3),
+  `watermark` TIMESTAMP(3),
+  lateness_ms BIGINT,
+  reason STRING,
+  page_path STRING,
+  country STRING,
+  device_type STRING,
+  source_partition INT,
+  source_offset BIGINT,
+  PRIMARY KEY (job, event_id, event_time) NOT ENFORCED
+) WITH (
+  {late_options}
+);
+
+CREATE TEMPORARY TABLE attempts_sink (
+  attempt_id STRING NOT NULL,
+  funnel STRING,
+  user_key STRING,
+  entered_at TIMESTAMP(3) NOT NULL,
+  ended_at TIMESTAMP(3),
+  status STRING,
+  furthest_step INT,
+  steps INT,
+  step_times STRING,
+  time_to_convert_ms BIGINT,
+  breakdown STRING,
+  PRIMARY KEY (attempt_id, entered_at) NOT ENFORCED
+) WITH (
+  {attempts_options}
+);
+
+CREATE TEMPORARY TABLE windows_sink (
+  funnel STRING NOT NULL,
+  window_start TIMESTAMP(3) NOT NULL,
+  window_end TIMESTAMP(3),
+  dimension STRING NOT NULL,
+  dimension_value STRING NOT NULL,
+  steps INT,
+  entered BIGINT,
+  converted BIGINT,
+  dropped BIGINT,
+  excluded BIGINT,
+  conversion_rate DOUBLE,
+  median_time_to_convert_ms DOUBLE,
+  revision INT,
+  PRIMARY KEY (funnel, window_start, dimension, dimension_value) NOT ENFORCED
+) WITH (
+  {windows_options}
+);
+
+CREATE TEMPORARY TABLE window_steps_sink (
+  funnel STRING NOT NULL,
+  window_start TIMESTAMP(3) NOT NULL,
+  window_end TIMESTAMP(3),
+  dimension STRING NOT NULL,
+  dimension_value STRING NOT NULL,
+  step INT NOT NULL,
+  step_name STRING,
+  reached BIGINT,
+  conversion_from_previous DOUBLE,
+  drop_off BIGINT,
+  PRIMARY KEY (funnel, window_start, dimension, dimension_value, step) NOT ENFORCED
+) WITH (
+  {window_steps_options}
+);
+
+-- ux.funnel: key funnel|dimension|dimension_value, value a framed funnel_window record, Kafka timestamp =
+-- window end (no processing time anywhere). Written in transactions committed on checkpoints.
+CREATE TEMPORARY TABLE funnel_topic (
+  kafka_key BYTES,
+  payload BYTES,
+  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'
+) WITH (
+  {funnel_topic_options}
+);

@@ -1,0 +1,299 @@
+"""funnels: streaming conversion funnels with drop-off, from Kafka to PostgreSQL and ux.funnel.
+
+    python -m jobs.funnels.job --bounded     # read what is in ux.events now, then finish
+    python -m jobs.funnels.job               # run unbounded (clusters)
+
+Topology: decode (Java UDF) ─► DLQ │ keep events whose name matters to a funnel (JVM) ─► future/late
+flags ─► late ledger │ occurrence per event_id (dedup) ─► DataStream keyed by user key ─► Python
+`AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │ keyed by funnel ─► Python
+`WindowsFunction` ─► funnel_windows, funnel_window_steps, ux.funnel (exactly-once, Avro).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.common import decode, privacy, tables, topics
+from jobs.common.connectors import (
+    jdbc_upsert_options,
+    kafka_exactly_once_sink_options,
+    render_sql,
+    sql_literal,
+    with_clause,
+)
+from jobs.funnels.logic import PROPERTIES_PREFIX, attributes_of, relevant_event_names
+from jobs.funnels.settings import FunnelsSettings
+
+if TYPE_CHECKING:
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StatementSet, StreamTableEnvironment
+
+JOB_NAME = "funnels"
+SQL = Path(__file__).with_name("funnels.sql")
+UID_ATTEMPTS = "funnels.attempts.v1"
+UID_WINDOWS = "funnels.windows.v1"
+
+
+def relevant_condition(settings: FunnelsSettings) -> str:
+    """The JVM filter: only event names some funnel can react to (TRUE when a strict funnel needs all)."""
+    names = relevant_event_names(settings.funnels)
+    if names is None:
+        return "TRUE"
+    return f"decoded.event_name IN ({', '.join(sql_literal(n) for n in sorted(names))})"
+
+
+BASE_COLUMNS = (
+    "event_id", "event_name", "user_id", "anonymous_id", "ts", "received_at",
+    "page_path", "country", "device_type",
+)  # fmt: skip
+"""Event fields the job always uses (keys, time, ledger dimensions)."""
+
+
+def relevant_columns(settings: FunnelsSettings) -> str:
+    """Fields projected from the decoded record: the base ones and those the attributes read."""
+    attributes = attributes_of(settings.funnels)
+    columns = list(BASE_COLUMNS)
+    columns += [a for a in attributes if not a.startswith(PROPERTIES_PREFIX) and a not in columns]
+    if any(a.startswith(PROPERTIES_PREFIX) for a in attributes):
+        columns.append("properties")
+    return ",\n  ".join(f"decoded.{decode.quote(c)} AS {decode.quote(c)}" for c in columns)
+
+
+def attribute_expression(name: str) -> str:
+    if name.startswith(PROPERTIES_PREFIX):
+        return f"properties[{sql_literal(name[len(PROPERTIES_PREFIX) :])}]"
+    return decode.quote(name)
+
+
+def attribute_columns(settings: FunnelsSettings) -> str:
+    return "".join(
+        f",\n  {attribute_expression(a)} AS attr_{i}" for i, a in enumerate(attributes_of(settings.funnels))
+    )
+
+
+def attribute_nulls(settings: FunnelsSettings) -> str:
+    return ", CAST(NULL AS STRING)" * len(attributes_of(settings.funnels))
+
+
+WATERMARK_MS = (
+    "(UNIX_TIMESTAMP(CAST(watermark_at_arrival AS STRING)) * 1000"
+    " + EXTRACT(MILLISECOND FROM watermark_at_arrival))"
+)
+"""Epoch milliseconds of the watermark at arrival (as sessionize's ledger computes it)."""
+
+
+def _late_field(name: str, sql_type: str = "STRING") -> str:
+    value = f"JSON_VALUE(late_row, '$.{name}')"
+    return value if sql_type == "STRING" else f"CAST({value} AS {sql_type})"
+
+
+def late_insert() -> str:
+    """The late ledger rows (kind 'late' of the routed stream), as sessionize writes them."""
+    instant = "to_utc(TO_TIMESTAMP_LTZ({}, 3))".format
+    return f"""INSERT INTO late_sink
+SELECT '{tables.LATE_JOB_FUNNELS}', event_id,
+  {instant(_late_field("event_time", "BIGINT"))},
+  {instant(_late_field("received_at", "BIGINT"))},
+  {instant(_late_field("watermark", "BIGINT"))},
+  {_late_field("lateness_ms", "BIGINT")},
+  {_late_field("reason")},
+  {_late_field("page_path")},
+  {_late_field("country")},
+  {_late_field("device_type")},
+  {_late_field("partition", "INT")},
+  {_late_field("offset", "BIGINT")}
+FROM routed_rows
+WHERE kind = 'late'"""
+
+
+def dlq_insert(spec: decode.DecodeSpec) -> str:
+    """Dead letters (kind 'dlq' of the routed stream, encoded by the decode step's SQL) to the DLQ topic."""
+    return f"""INSERT INTO {decode.quote(spec.names.dlq_table)}
+SELECT dlq_key, dlq_value, TO_TIMESTAMP_LTZ(dlq_ts, 3)
+FROM routed_rows
+WHERE kind = 'dlq'"""
+
+
+def dlq_select(spec: decode.DecodeSpec) -> str:
+    """The SELECT of the decode step's DLQ insert (one place for how a dead letter is encoded)."""
+    statement = decode.dlq_insert(spec)
+    head, _, select = statement.partition("\n")
+    assert head.startswith("INSERT INTO") and select.startswith("SELECT"), statement
+    return select
+
+
+def _utc(column: str) -> str:
+    return f"to_utc(TO_TIMESTAMP_LTZ({column}, 3))"
+
+
+def transform(
+    env: StreamExecutionEnvironment,
+    t_env: StreamTableEnvironment,
+    settings: FunnelsSettings,
+    statement_set: StatementSet,
+) -> None:
+    """Add the funnel topology to `statement_set`; expects the `routed` view and the sink tables."""
+    from pyflink.common.typeinfo import Types
+
+    from jobs.funnels.functions import (
+        ATTEMPT_FIELDS,
+        STEPS_TAG,
+        WINDOW_FIELDS,
+        AttemptsFunction,
+        WindowsFunction,
+        row_type,
+    )
+
+    funnels = settings.funnels
+    routed = t_env.to_data_stream(t_env.from_path("routed"))
+    t_env.create_temporary_view("routed_rows", t_env.from_data_stream(routed))
+    statement_set.add_insert_sql(dlq_insert(decode_spec(settings)))
+    statement_set.add_insert_sql(late_insert())
+    attempts = (
+        routed.key_by(lambda row: row[1], key_type=Types.STRING())
+        .process(
+            AttemptsFunction(funnels, attributes_of(funnels), settings.state_ttl_ms),
+            output_type=row_type(ATTEMPT_FIELDS),
+        )
+        .name("funnels: attempts per user")
+        .uid(UID_ATTEMPTS)
+    )
+    windows = (
+        attempts.key_by(lambda row: row[1], key_type=Types.STRING())
+        .process(WindowsFunction(funnels, settings.window_ms), output_type=row_type(WINDOW_FIELDS))
+        .name("funnels: windows per funnel")
+        .uid(UID_WINDOWS)
+    )
+    steps = windows.get_side_output(STEPS_TAG)
+    t_env.create_temporary_view("attempts_out", t_env.from_data_stream(attempts))
+    t_env.create_temporary_view("windows_out", t_env.from_data_stream(windows))
+    t_env.create_temporary_view("steps_out", t_env.from_data_stream(steps))
+    scalar = "funnel, {start}, {end}, dimension, dimension_value".format(
+        start=_utc("window_start"), end=_utc("window_end")
+    )
+    for statement in (
+        f"""INSERT INTO attempts_sink
+SELECT attempt_id, funnel, user_key, {_utc("entered_at")}, {_utc("ended_at")}, status, furthest_step, steps,
+  step_times, time_to_convert_ms, breakdown
+FROM attempts_out""",
+        f"""INSERT INTO windows_sink
+SELECT {scalar}, steps, entered, converted, dropped, excluded, conversion_rate, median_time_to_convert_ms,
+  revision
+FROM windows_out""",
+        f"""INSERT INTO window_steps_sink
+SELECT {scalar}, step, step_name, reached, conversion_from_previous, drop_off
+FROM steps_out""",
+        """INSERT INTO funnel_topic
+SELECT kafka_key, payload, TO_TIMESTAMP_LTZ(window_end, 3) FROM windows_out""",
+    ):
+        statement_set.add_insert_sql(statement)
+    del env
+
+
+def decode_spec(settings: FunnelsSettings) -> decode.DecodeSpec:
+    """Same event-time rules as sessionize (jobs/common/decode.py `event_time_spec`)."""
+    return decode.event_time_spec(
+        job=JOB_NAME,
+        kafka=settings.kafka,
+        source_topic=settings.input_topic,
+        dlq_topic=settings.dlq_topic,
+        bounded=settings.bounded,
+        out_of_orderness_ms=settings.out_of_orderness_ms,
+        max_future_skew_ms=settings.max_future_skew_ms,
+        idleness_ms=settings.idleness_ms,
+        dlq_transactional_id_prefix=settings.dlq_transactional_id_prefix,
+    )
+
+
+def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: FunnelsSettings) -> None:
+    """Attach the Kafka source, DLQ, PostgreSQL and ux.funnel sinks to `env` (run with env.execute)."""
+    config = t_env.get_config()
+    config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
+    spec = decode_spec(settings)
+    decode.create(t_env, spec)
+    pg = settings.postgres
+    topic = kafka_exactly_once_sink_options(
+        settings.kafka, settings.funnel_topic, settings.windows_transactional_id_prefix, value_format="raw"
+    )
+    topic.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+    statements = render_sql(
+        SQL,
+        relevant=relevant_condition(settings),
+        relevant_columns=relevant_columns(settings),
+        decoded_view=decode.quote(spec.names.decoded_view),
+        attribute_columns=attribute_columns(settings),
+        attribute_nulls=attribute_nulls(settings),
+        watermark_ms=WATERMARK_MS,
+        dlq_select=dlq_select(spec),
+        late_options=with_clause(jdbc_upsert_options(pg, tables.LATE_EVENTS)),
+        attempts_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_ATTEMPTS)),
+        windows_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOWS)),
+        window_steps_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOW_STEPS)),
+        funnel_topic_options=with_clause(topic),
+    )
+    # The shared arrival classification (late, future, occurrence numbers) goes over the `relevant` view.
+    after = next(i for i, s in enumerate(statements) if s.startswith("CREATE TEMPORARY VIEW relevant ")) + 1
+    statements[after:after] = decode.classify_statements("relevant", settings.max_future_skew_ms)
+    for statement in statements:
+        t_env.execute_sql(statement)
+    statement_set = t_env.create_statement_set()
+    transform(env, t_env, settings, statement_set)
+    statement_set.attach_as_datastream()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.funnels.job", description=__doc__.splitlines()[0])
+    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    parser.add_argument(
+        "--input-topic", default=None, help="default: UXSTREAM_FUNNELS_INPUT_TOPIC or ux.events"
+    )
+    parser.add_argument("--dlq-topic", default=None)
+    parser.add_argument("--funnel-topic", default=None, help="default: ux.funnel")
+    parser.add_argument(
+        "--config", default=None, help="funnel definitions file (default: UXSTREAM_FUNNELS_CONFIG)"
+    )
+    parser.add_argument("--transactional-id-prefix", default=None, help="default: funnels")
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
+    parser.add_argument("--parallelism", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> FunnelsSettings:
+    overrides: dict[str, Any] = {"bounded": args.bounded}
+    for name in ("input_topic", "dlq_topic", "funnel_topic", "transactional_id_prefix"):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
+    if args.config:
+        overrides["config_path"] = Path(args.config)
+    settings = FunnelsSettings.from_env(None, **overrides)
+    flink = settings.flink
+    if args.checkpoint_interval_ms:
+        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
+    if args.parallelism:
+        flink = flink.with_options(parallelism=args.parallelism)
+    return replace(settings, flink=flink)
+
+
+def run(settings: FunnelsSettings) -> None:
+    from jobs.common.flink_env import create_environments
+
+    # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
+    topics.ensure_topics(settings.kafka, [settings.dlq_topic, settings.funnel_topic])
+    privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured
+    env, t_env = create_environments(settings.flink, JOB_NAME)
+    build(env, t_env, settings)
+    env.execute(JOB_NAME)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(settings_from_args(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""Funnel rules of SEMANTICS.md ("Funnels") as a per-user streaming state machine. Pure Python, no pyflink.
+
+The job hands each user's pre-filtered clean events (valid, first occurrence, not late, not future) to
+`UserFunnels.add` in arrival order and calls `UserFunnels.advance(t)` when the watermark reaches `t` (the
+event-time timers of the keyed process function). `advance` processes the buffered events with ts <= t in
+event-time order ((ts, event_id): arrival order never matters) and then expires attempts whose deadline
+is <= t; ended attempts come back as `Attempt` rows. An event with ts <= the watermark cannot arrive any
+more (it would be late), so processing up to the watermark is final.
+
+Rules, per funnel, for each event `e` in event-time order:
+1. An open attempt whose deadline < e.ts has expired first: `dropped`, ended at its deadline. The deadline
+   is entry + conversion window (the window includes its end), or, for ordered/strict funnels with a
+   per-step window on the next step, the previous step's time + that window when earlier.
+2. With an open attempt: an exclusion event (matching the held properties) ends it as `excluded`.
+   `ordered`: e advances the attempt when it matches the next step (other events are ignored, a repeated
+   step-1 event does not reset the entry [Mixpanel]); `strict`: e must match the next step, any other
+   event of the user ends the attempt as `dropped` (and e may then enter anew); `any`: e marks the first
+   not-yet-reached step it matches. Reaching every step ends the attempt as `converted`.
+3. Without an open attempt (also right after a strict violation): e enters the funnel when it matches
+   step 1 (`any`: any step). The entry event's attributes are the attempt's breakdown values (first
+   touch [Amplitude]) and the held values (`hold_constant`): later steps and exclusions count only with
+   the same values.
+A new attempt can only start after the previous one converted, dropped or was excluded (re-entry).
+
+Attributes are event columns (`country`, `session_hint`, …) or `properties.<key>`; events carry the
+values of the attributes the definitions use (`Funnel.attributes`), None when absent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+Ordering = Literal["ordered", "strict", "any"]
+Status = Literal["converted", "dropped", "excluded"]
+
+ORDERINGS: Final[tuple[Ordering, ...]] = ("ordered", "strict", "any")
+STATUSES: Final[tuple[Status, ...]] = ("converted", "dropped", "excluded")
+HOUR_MS: Final = 3_600_000
+DEFAULT_WINDOW_MS: Final = HOUR_MS
+"""SEMANTICS.md: conversion window default 1 h."""
+DEFAULT_REPORT_WINDOW_MS: Final = HOUR_MS
+"""SEMANTICS.md: funnel windows are tumbling windows of entry time, default 1 h."""
+PROPERTIES_PREFIX: Final = "properties."
+GLOBAL: Final = "global"
+ALL_VALUE: Final = "(all)"
+NONE_VALUE: Final = "(none)"
+
+
+# ------------------------------------------------------------------------------------ definitions
+
+
+@dataclass(frozen=True)
+class Step:
+    """An event name plus equality filters on attributes (all must hold)."""
+
+    event: str
+    where: tuple[tuple[str, str], ...] = ()
+    window_ms: int | None = None
+    """Per-step window: at most this long after the previous step (ordered/strict funnels)."""
+
+    def matches(self, event: FunnelEvent) -> bool:
+        if event.name != self.event:
+            return False
+        attrs = event.attrs
+        return all(attrs.get(name) == value for name, value in self.where)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """A validated funnel definition (`jobs.funnels.definitions` parses and checks the config file)."""
+
+    name: str
+    steps: tuple[Step, ...]
+    window_ms: int = DEFAULT_WINDOW_MS
+    ordering: Ordering = "ordered"
+    exclusions: tuple[Step, ...] = ()
+    hold_constant: tuple[str, ...] = ()
+    breakdowns: tuple[str, ...] = ()
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(s.event for s in self.steps)
+
+    @property
+    def attributes(self) -> frozenset[str]:
+        """Attributes the funnel reads from events (filters, held properties, breakdowns)."""
+        names = {n for s in (*self.steps, *self.exclusions) for n, _ in s.where}
+        return frozenset(names | set(self.hold_constant) | set(self.breakdowns))
+
+    @property
+    def event_names(self) -> frozenset[str]:
+        """Event names that can matter to the funnel (steps and exclusions)."""
+        return frozenset(s.event for s in (*self.steps, *self.exclusions))
+
+
+def relevant_event_names(funnels: Iterable[Funnel]) -> frozenset[str] | None:
+    """Event names any funnel can react to; None when every event matters (a `strict` funnel: any other
+    event between two steps breaks it)."""
+    names: set[str] = set()
+    for funnel in funnels:
+        if funnel.ordering == "strict":
+            return None
+        names |= funnel.event_names
+    return frozenset(names)
+
+
+def attributes_of(funnels: Iterable[Funnel]) -> tuple[str, ...]:
+    """Sorted attributes all funnels read: the columns the job hands to Python besides name and time."""
+    return tuple(sorted({a for f in funnels for a in f.attributes}))
+
+
+# ------------------------------------------------------------------------------------ events, rows
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelEvent:
+    ts: int
+    event_id: str
+    name: str
+    attrs: Mapping[str, str | None] = field(default_factory=dict)
+
+    def order(self) -> tuple[int, str]:
+        return (self.ts, self.event_id)
+
+
+def attempt_id(funnel: str, user_key: str, entered_at: int) -> str:
+    """Deterministic attempt id: a replay produces the same id for the same attempt."""
+    return hashlib.sha256(f"{funnel}\x1f{user_key}\x1f{entered_at}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One ended attempt: the `funnel_attempts` row."""
+
+    funnel: str
+    user_key: str
+    entered_at: int
+    ended_at: int
+    status: Status
+    furthest_step: int
+    """Steps reached (1 = entered only; `len(steps)` when converted)."""
+    step_times: tuple[int | None, ...]
+    """When each step was reached (None: not reached)."""
+    breakdown: tuple[tuple[str, str | None], ...]
+    """(dimension, value) of the entry event, in the funnel's breakdown order."""
+
+    @property
+    def attempt_id(self) -> str:
+        return attempt_id(self.funnel, self.user_key, self.entered_at)
+
+    @property
+    def time_to_convert_ms(self) -> int | None:
+        return self.ended_at - self.entered_at if self.status == "converted" else None
+
+    def step_times_json(self) -> str:
+        return json.dumps(list(self.step_times), separators=(",", ":"))
+
+    def breakdown_json(self) -> str:
+        return json.dumps(dict(self.breakdown), separators=(",", ":"), sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------ state machine
+
+
+class _Open:
+    """An attempt in progress."""
+
+    __slots__ = ("breakdown", "entered_at", "held", "last_ts", "step_times")
+
+    def __init__(self, funnel: Funnel, event: FunnelEvent, step: int) -> None:
+        self.entered_at = event.ts
+        self.last_ts = event.ts
+        self.step_times: list[int | None] = [None] * len(funnel.steps)
+        self.step_times[step] = event.ts
+        self.held = tuple(event.attrs.get(a) for a in funnel.hold_constant)
+        self.breakdown = tuple((d, event.attrs.get(d)) for d in funnel.breakdowns)
+
+    def reached(self) -> int:
+        return sum(1 for t in self.step_times if t is not None)
+
+    def deadline(self, funnel: Funnel) -> int:
+        deadline = self.entered_at + funnel.window_ms
+        if funnel.ordering != "any":
+            following = self.reached()
+            if following < len(funnel.steps):
+                step_window = funnel.steps[following].window_ms
+                if step_window is not None:
+                    deadline = min(deadline, self.last_ts + step_window)
+        return deadline
+
+    def holds(self, funnel: Funnel, event: FunnelEvent) -> bool:
+        return all(event.attrs.get(a) == v for a, v in zip(funnel.hold_constant, self.held, strict=True))
+
+    def close(self, funnel: Funnel, user_key: str, status: Status, ended_at: int) -> Attempt:
+        return Attempt(
+            funnel=funnel.name,
+            user_key=user_key,
+            entered_at=self.entered_at,
+            ended_at=ended_at,
+            status=status,
+            furthest_step=self.reached(),
+            step_times=tuple(self.step_times),
+            breakdown=self.breakdown,
+        )
+
+
+def _step_event(funnel: Funnel, attempt: _Open, event: FunnelEvent, user_key: str) -> Attempt | None:
+    """Apply `event` to an open attempt; the ended attempt if it ended, else None (still open)."""
+    if funnel.ordering == "any":
+        for index, step in enumerate(funnel.steps):
+            if attempt.step_times[index] is None and step.matches(event) and attempt.holds(funnel, event):
+                attempt.step_times[index] = event.ts
+                attempt.last_ts = event.ts
+                break
+    else:
+        following = attempt.reached()
+        if funnel.steps[following].matches(event) and attempt.holds(funnel, event):
+            attempt.step_times[following] = event.ts
+            attempt.last_ts = event.ts
+        elif funnel.ordering == "strict":
+            return attempt.close(funnel, user_key, "dropped", event.ts)
+    if attempt.reached() == len(funnel.steps):
+        return attempt.close(funnel, user_key, "converted", event.ts)
+    return None
+
+
+def _entry_step(funnel: Funnel, event: FunnelEvent) -> int | None:
+    if funnel.ordering == "any":
+        return next((i for i, s in enumerate(funnel.steps) if s.matches(event)), None)
+    return 0 if funnel.steps[0].matches(event) else None
+
+
+class UserFunnels:
+    """Every funnel's state for one user: buffered events and open attempts (picklable)."""
+
+    __slots__ = ("buffer", "open")
+
+    def __init__(self) -> None:
+        self.buffer: list[FunnelEvent] = []
+        """Events not yet processed (ts above the watermark), sorted by (ts, event_id)."""
+        self.open: dict[str, _Open] = {}
+
+    def __getstate__(self) -> tuple[list[FunnelEvent], dict[str, _Open]]:
+        return (self.buffer, self.open)
+
+    def __setstate__(self, state: tuple[list[FunnelEvent], dict[str, _Open]]) -> None:
+        self.buffer, self.open = state
+
+    @property
+    def empty(self) -> bool:
+        """Nothing buffered, no attempt open: the job clears the user's state."""
+        return not self.buffer and not self.open
+
+    def add(self, event: FunnelEvent) -> None:
+        bisect.insort(self.buffer, event, key=FunnelEvent.order)
+
+    def deadlines(self, funnels: Sequence[Funnel]) -> list[int]:
+        """When open attempts expire (the job registers event-time timers there)."""
+        return [self.open[f.name].deadline(f) for f in funnels if f.name in self.open]
+
+    def process(self, funnels: Sequence[Funnel], user_key: str, event: FunnelEvent) -> list[Attempt]:
+        """Apply one event (in event-time order) to every funnel."""
+        ended: list[Attempt] = []
+        for funnel in funnels:
+            attempt = self.open.get(funnel.name)
+            if attempt is not None and attempt.deadline(funnel) < event.ts:
+                ended.append(attempt.close(funnel, user_key, "dropped", attempt.deadline(funnel)))
+                del self.open[funnel.name]
+                attempt = None
+            if attempt is not None:
+                result: Attempt | None
+                if any(x.matches(event) for x in funnel.exclusions) and attempt.holds(funnel, event):
+                    result = attempt.close(funnel, user_key, "excluded", event.ts)
+                else:
+                    result = _step_event(funnel, attempt, event, user_key)
+                if result is None:
+                    continue
+                ended.append(result)
+                del self.open[funnel.name]
+                if not (result.status == "dropped" and funnel.ordering == "strict"):
+                    continue  # the event was used; only a strict violation may enter anew
+            step = _entry_step(funnel, event)
+            if step is not None:
+                self.open[funnel.name] = _Open(funnel, event, step)
+        return ended
+
+    def advance(self, funnels: Sequence[Funnel], user_key: str, watermark: int) -> list[Attempt]:
+        """Process buffered events with ts <= watermark, then expire attempts with deadline <= watermark."""
+        ended: list[Attempt] = []
+        ready = bisect.bisect_right(self.buffer, watermark, key=lambda e: e.ts)
+        for event in self.buffer[:ready]:
+            ended.extend(self.process(funnels, user_key, event))
+        del self.buffer[:ready]
+        for funnel in funnels:
+            attempt = self.open.get(funnel.name)
+            if attempt is not None and attempt.deadline(funnel) <= watermark:
+                ended.append(attempt.close(funnel, user_key, "dropped", attempt.deadline(funnel)))
+                del self.open[funnel.name]
+        return ended
+
+
+def run_user(
+    funnels: Sequence[Funnel], user_key: str, events: Iterable[FunnelEvent], end: int | None = None
+) -> list[Attempt]:
+    """A finished stream of one user (any order) → ended attempts; `end` = final watermark (default: the
+    end of the stream, where every attempt has expired)."""
+    state = UserFunnels()
+    for event in events:
+        state.add(event)
+    return state.advance(funnels, user_key, 2**62 if end is None else end)
+
+
+# ------------------------------------------------------------------------------------ funnel windows
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One `funnel_windows` row (and its `funnel_window_steps` rows): attempts entered in the window."""
+
+    funnel: str
+    window_start: int
+    window_end: int
+    dimension: str
+    dimension_value: str
+    step_names: tuple[str, ...]
+    entered: int
+    reached: tuple[int, ...]
+    converted: int
+    dropped: int
+    excluded: int
+    median_time_to_convert_ms: float | None
+    revision: int = 1
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.entered if self.entered else None
+
+    @property
+    def step_conversion_rates(self) -> tuple[float | None, ...]:
+        r = self.reached
+        return tuple(r[k + 1] / r[k] if r[k] else None for k in range(len(r) - 1))
+
+    @property
+    def drop_off(self) -> tuple[int, ...]:
+        r = self.reached
+        return tuple(r[k] - r[k + 1] for k in range(len(r) - 1))
+
+    def key(self) -> str:
+        """Kafka record key of the ux.funnel message."""
+        return f"{self.funnel}|{self.dimension}|{self.dimension_value}"
+
+    def avro(self) -> dict[str, object]:
+        """The record of schemas/avro/funnel_window.v1.avsc."""
+        return {
+            "funnel": self.funnel,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "dimension": self.dimension,
+            "dimension_value": self.dimension_value,
+            "step_names": list(self.step_names),
+            "entered": self.entered,
+            "reached": list(self.reached),
+            "converted": self.converted,
+            "dropped": self.dropped,
+            "excluded": self.excluded,
+            "conversion_rate": self.conversion_rate,
+            "step_conversion_rates": list(self.step_conversion_rates),
+            "drop_off": list(self.drop_off),
+            "median_time_to_convert_ms": self.median_time_to_convert_ms,
+            "revision": self.revision,
+        }
+
+
+def window_start(entered_at: int, size_ms: int = DEFAULT_REPORT_WINDOW_MS) -> int:
+    return entered_at - entered_at % size_ms
+
+
+def dimension_values(breakdown: Iterable[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """The dimension values an attempt counts in: global, then each breakdown ('(none)' when absent)."""
+    return [(GLOBAL, ALL_VALUE), *((d, NONE_VALUE if v is None else v) for d, v in breakdown)]
+
+
+Summary = tuple[str, int, int | None, tuple[tuple[str, str | None], ...]]
+"""What a window needs of an attempt: (status, furthest step, time to convert, breakdown)."""
+
+
+def summary(attempt: Attempt) -> Summary:
+    return (attempt.status, attempt.furthest_step, attempt.time_to_convert_ms, attempt.breakdown)
+
+
+def window_rows(funnel: Funnel, start: int, size_ms: int, attempts: Iterable[Summary]) -> list[WindowRow]:
+    """Final rows of one funnel window (attempts that entered in [start, start + size))."""
+    groups: dict[tuple[str, str], list[Summary]] = {}
+    for item in attempts:
+        for key in dimension_values(item[3]):
+            groups.setdefault(key, []).append(item)
+    rows = []
+    steps = len(funnel.steps)
+    for (dimension, value), members in sorted(groups.items()):
+        counted = [m for m in members if m[0] != "excluded"]
+        times = [m[2] for m in counted if m[0] == "converted" and m[2] is not None]
+        rows.append(
+            WindowRow(
+                funnel=funnel.name,
+                window_start=start,
+                window_end=start + size_ms,
+                dimension=dimension,
+                dimension_value=value,
+                step_names=funnel.step_names,
+                entered=len(counted),
+                reached=tuple(sum(1 for m in counted if m[1] >= k) for k in range(1, steps + 1)),
+                converted=sum(1 for m in counted if m[0] == "converted"),
+                dropped=sum(1 for m in counted if m[0] == "dropped"),
+                excluded=len(members) - len(counted),
+                median_time_to_convert_ms=float(statistics.median(times)) if times else None,
+            )
+        )
+    return rows

@@ -1,0 +1,304 @@
+"""Independent batch oracle of the funnels job: expected rows of every output table and of ux.funnel.
+
+Written apart from `logic.py`'s state machine on purpose (only the validated definitions are shared).
+`expected(events, funnels)` replays the job on the valid events of one partition in produce order
+(`jobs.common.oracle.load(...).events`), with sessionize's time rules (jobs/sessionize/oracle.py):
+1. only events whose name can matter to a funnel (steps, exclusions; every event if a funnel is strict);
+2. future: ts > received_at + max_future_skew → ledger `future_timestamp` (never moves the watermark);
+3. watermark before a record = max ts of the earlier valid, non-future records − out-of-orderness (the
+   source's watermark sees every valid event, relevant or not); ts ≤ watermark → ledger `late`;
+4. occurrences of an event_id are numbered among the remaining ones; only the first counts;
+5. per user, counted events sorted by (ts, event_id), each funnel walked as a batch: attempts, then the
+   window rows of their entry time, per dimension value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from jobs.funnels.logic import Funnel, Step
+
+JOB = "funnels"
+
+
+def attribute(event: Mapping[str, Any], name: str) -> str | None:
+    if name.startswith("properties."):
+        value = (event.get("properties") or {}).get(name[len("properties.") :])
+    else:
+        value = event.get(name)
+    return None if value is None else str(value)
+
+
+def _matches(step: Step, event: Mapping[str, Any]) -> bool:
+    return event["event_name"] == step.event and all(attribute(event, k) == v for k, v in step.where)
+
+
+def user_key_of(event: Mapping[str, Any]) -> str:
+    return str(event.get("user_id") or event["anonymous_id"])
+
+
+def classify(
+    events: Iterable[Any],
+    names: frozenset[str] | None,
+    *,
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]]]:
+    """(late ledger rows, counted events) of the relevant events, in produce order."""
+    ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
+    counted: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
+    max_ts: int | None = None
+    for item in events:
+        event = item.event
+        ts, received = int(event["ts"]), int(event["received_at"])
+        watermark = None if max_ts is None else max_ts - out_of_orderness_ms
+        future = ts > received + max_future_skew_ms
+        if not future and (max_ts is None or ts > max_ts):
+            max_ts = ts
+        if names is not None and event["event_name"] not in names:
+            continue
+        late = not future and watermark is not None and ts <= watermark
+        if future or late:
+            key = (JOB, str(event["event_id"]), ts)
+            ledger[key] = {
+                "job": JOB,
+                "event_id": event["event_id"],
+                "event_time": ts,
+                "received_at": received,
+                "watermark": watermark,
+                "lateness_ms": None if future else watermark - ts,  # type: ignore[operator]
+                "reason": "future_timestamp" if future else "late",
+                "page_path": event.get("page_path"),
+                "country": event.get("country"),
+                "device_type": event.get("device_type"),
+            }
+            continue
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        counted.append(event)
+    return list(ledger.values()), counted
+
+
+def _attempt(funnel: Funnel, user: str, entry: Mapping[str, Any], first: int) -> dict[str, Any]:
+    times: list[int | None] = [None] * len(funnel.steps)
+    times[first] = int(entry["ts"])
+    return {
+        "funnel": funnel.name,
+        "user_key": user,
+        "entered_at": int(entry["ts"]),
+        "times": times,
+        "last": int(entry["ts"]),
+        "held": [attribute(entry, a) for a in funnel.hold_constant],
+        "breakdown": {d: attribute(entry, d) for d in funnel.breakdowns},
+    }
+
+
+def _deadline(funnel: Funnel, a: dict[str, Any]) -> int:
+    limit = int(a["entered_at"]) + funnel.window_ms
+    reached = sum(t is not None for t in a["times"])
+    if funnel.ordering != "any" and reached < len(funnel.steps):
+        step_window = funnel.steps[reached].window_ms
+        if step_window is not None:
+            limit = min(limit, int(a["last"]) + step_window)
+    return limit
+
+
+def _row(funnel: Funnel, a: dict[str, Any], status: str, ended: int) -> dict[str, Any]:
+    entered = int(a["entered_at"])
+    return {
+        "attempt_id": hashlib.sha256(f"{funnel.name}\x1f{a['user_key']}\x1f{entered}".encode()).hexdigest()[
+            :32
+        ],
+        "funnel": funnel.name,
+        "user_key": a["user_key"],
+        "entered_at": entered,
+        "ended_at": ended,
+        "status": status,
+        "furthest_step": sum(t is not None for t in a["times"]),
+        "steps": len(funnel.steps),
+        "step_times": json.dumps(a["times"], separators=(",", ":")),
+        "time_to_convert_ms": ended - entered if status == "converted" else None,
+        "breakdown": json.dumps(a["breakdown"], separators=(",", ":"), sort_keys=True),
+    }
+
+
+def attempts_of_user(funnel: Funnel, user: str, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every attempt of one user in one funnel; `events` sorted by (ts, event_id)."""
+    rows: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for event in events:
+        ts = int(event["ts"])
+        if current is not None and ts > _deadline(funnel, current):
+            rows.append(_row(funnel, current, "dropped", _deadline(funnel, current)))
+            current = None
+        if current is not None:
+            held = [attribute(event, a) for a in funnel.hold_constant] == current["held"]
+            if held and any(_matches(x, event) for x in funnel.exclusions):
+                rows.append(_row(funnel, current, "excluded", ts))
+                current = None
+                continue
+            times = current["times"]
+            if funnel.ordering == "any":
+                todo = [i for i, s in enumerate(funnel.steps) if times[i] is None and _matches(s, event)]
+                if todo and held:
+                    times[todo[0]] = ts
+                    current["last"] = ts
+            else:
+                following = sum(t is not None for t in times)
+                if held and _matches(funnel.steps[following], event):
+                    times[following] = ts
+                    current["last"] = ts
+                elif funnel.ordering == "strict":
+                    rows.append(_row(funnel, current, "dropped", ts))
+                    current = None
+            if current is not None:
+                if all(t is not None for t in times):
+                    rows.append(_row(funnel, current, "converted", ts))
+                    current = None
+                continue
+        candidates = range(len(funnel.steps)) if funnel.ordering == "any" else range(1)
+        first = next((i for i in candidates if _matches(funnel.steps[i], event)), None)
+        if first is not None:
+            current = _attempt(funnel, user, event, first)
+    if current is not None:
+        rows.append(_row(funnel, current, "dropped", _deadline(funnel, current)))
+    return rows
+
+
+def expected_attempts(
+    funnels: Sequence[Funnel],
+    counted: Iterable[Mapping[str, Any]],
+    pseudonym: Callable[[str], str] = str,
+) -> list[dict[str, Any]]:
+    """Attempt rows; `user_key` (and the attempt id built from it) is `pseudonym(user key)`."""
+    by_user: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in counted:
+        by_user[pseudonym(user_key_of(event))].append(event)
+    rows: list[dict[str, Any]] = []
+    for user, user_events in sorted(by_user.items()):
+        ordered = sorted(user_events, key=lambda e: (int(e["ts"]), str(e["event_id"])))
+        for funnel in funnels:
+            rows.extend(attempts_of_user(funnel, user, ordered))
+    return rows
+
+
+def _median(values: list[int]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def expected_windows(
+    funnels: Sequence[Funnel], attempts: Iterable[Mapping[str, Any]], window_ms: int = 3_600_000
+) -> list[dict[str, Any]]:
+    """ux.funnel records (funnel_window.v1 fields) of the attempts, one per window and dimension value."""
+    by_name = {f.name: f for f in funnels}
+    groups: dict[tuple[str, int, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for a in attempts:
+        start = a["entered_at"] - a["entered_at"] % window_ms
+        groups[(a["funnel"], start, "global", "(all)")].append(a)
+        for dimension, value in json.loads(a["breakdown"]).items():
+            groups[(a["funnel"], start, dimension, "(none)" if value is None else value)].append(a)
+    rows = []
+    for (name, start, dimension, value), members in groups.items():
+        funnel = by_name[name]
+        counted = [m for m in members if m["status"] != "excluded"]
+        reached = [sum(m["furthest_step"] >= k for m in counted) for k in range(1, len(funnel.steps) + 1)]
+        converted = [m for m in counted if m["status"] == "converted"]
+        rows.append(
+            {
+                "funnel": name,
+                "window_start": start,
+                "window_end": start + window_ms,
+                "dimension": dimension,
+                "dimension_value": value,
+                "step_names": [s.event for s in funnel.steps],
+                "entered": len(counted),
+                "reached": reached,
+                "converted": len(converted),
+                "dropped": sum(m["status"] == "dropped" for m in counted),
+                "excluded": len(members) - len(counted),
+                "conversion_rate": len(converted) / len(counted) if counted else None,
+                "step_conversion_rates": [
+                    reached[k + 1] / reached[k] if reached[k] else None for k in range(len(reached) - 1)
+                ],
+                "drop_off": [reached[k] - reached[k + 1] for k in range(len(reached) - 1)],
+                "median_time_to_convert_ms": _median([m["time_to_convert_ms"] for m in converted]),
+                "revision": 1,
+            }
+        )
+    return rows
+
+
+def table_rows(windows: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """ux.funnel records → (`funnel_windows` rows, `funnel_window_steps` rows)."""
+    scalars = ("funnel", "window_start", "window_end", "dimension", "dimension_value")
+    window_rows, step_rows = [], []
+    for w in windows:
+        window_rows.append(
+            {
+                **{k: w[k] for k in scalars},
+                "steps": len(w["step_names"]),
+                "entered": w["entered"],
+                "converted": w["converted"],
+                "dropped": w["dropped"],
+                "excluded": w["excluded"],
+                "conversion_rate": w["conversion_rate"],
+                "median_time_to_convert_ms": w["median_time_to_convert_ms"],
+                "revision": w["revision"],
+            }
+        )
+        for k, name in enumerate(w["step_names"]):
+            step_rows.append(
+                {
+                    **{c: w[c] for c in scalars},
+                    "step": k + 1,
+                    "step_name": name,
+                    "reached": w["reached"][k],
+                    "conversion_from_previous": w["step_conversion_rates"][k - 1] if k else None,
+                    "drop_off": w["drop_off"][k] if k < len(w["drop_off"]) else None,
+                }
+            )
+    return window_rows, step_rows
+
+
+def expected(
+    events: Iterable[Any],
+    funnels: Sequence[Funnel],
+    *,
+    window_ms: int = 3_600_000,
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+    pseudonym: Callable[[str], str] = str,
+) -> dict[str, list[dict[str, Any]]]:
+    """Expected rows per table name (and `ux.funnel` records under "windows"), times in epoch ms; user
+    keys as `pseudonym` maps them (the job: jobs.common.privacy.Pseudonymizer)."""
+    from jobs.funnels.logic import relevant_event_names
+
+    ledger, counted = classify(
+        events,
+        relevant_event_names(funnels),
+        out_of_orderness_ms=out_of_orderness_ms,
+        max_future_skew_ms=max_future_skew_ms,
+    )
+    attempts = expected_attempts(funnels, counted, pseudonym)
+    windows = expected_windows(funnels, attempts, window_ms)
+    window_rows, step_rows = table_rows(windows)
+    return {
+        "funnel_attempts": attempts,
+        "funnel_windows": window_rows,
+        "funnel_window_steps": step_rows,
+        "late_events": ledger,
+        "windows": windows,
+        "counted": [{"event_id": e["event_id"]} for e in counted],
+    }
