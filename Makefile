@@ -98,3 +98,36 @@ fmt: setup ## Format the code with ruff
 clean: down ## Stop services and remove the venv, jars and local data
 	@rm -rf $(VENV) .cache .local .pytest_cache .mypy_cache .ruff_cache
 	@echo "==> removed .venv, .cache and .local"
+
+# --- Flink cluster (issue 8): a local standalone cluster from the PyFlink distribution -----------------
+# Settings: flink-conf/config.yaml (generated conf dir, logs and state in .local/flink-cluster).
+# JOB is one of uxstream.run.JOBS; ARGS are the job's options, e.g. ARGS="--input-topic ux.events".
+JOB ?=
+ARGS ?=
+
+.PHONY: cluster-up cluster-down cluster-status submit savepoint upgrade stop-job
+
+cluster-up: setup ## Start a local Flink cluster (JobManager + TaskManager, REST 127.0.0.1:18081)
+	@$(PY) -m uxstream.cli cluster up
+
+cluster-down: ## Stop the local Flink cluster
+	@if [ -x $(PY) ]; then $(PY) -m uxstream.cli cluster down; else echo "nothing to stop (no $(VENV))"; fi
+
+cluster-status: ## Show the local Flink cluster and its running jobs
+	@$(PY) -m uxstream.cli cluster status
+
+submit: ## Submit JOB=<name> [ARGS="job options"] to the cluster (flink run -pym, detached)
+	@[ -n "$(JOB)" ] || { echo "error: set JOB=<name>, e.g. make submit JOB=sessionize"; exit 2; }
+	@$(PY) -m uxstream.cli cluster submit $(JOB) -- $(ARGS)
+
+savepoint: ## Take a savepoint of the running JOB=<name>
+	@[ -n "$(JOB)" ] || { echo "error: set JOB=<name>, e.g. make savepoint JOB=sessionize"; exit 2; }
+	@$(PY) -m uxstream.cli cluster savepoint $(JOB)
+
+upgrade: ## Stop JOB=<name> with a savepoint and resubmit it [ARGS=...] restoring from it
+	@[ -n "$(JOB)" ] || { echo "error: set JOB=<name>, e.g. make upgrade JOB=sessionize"; exit 2; }
+	@$(PY) -m uxstream.cli cluster upgrade $(JOB) -- $(ARGS)
+
+stop-job: ## Stop JOB=<name> with a savepoint (add ARGS=--drain to fire every window first)
+	@[ -n "$(JOB)" ] || { echo "error: set JOB=<name>, e.g. make stop-job JOB=sessionize"; exit 2; }
+	@$(PY) -m uxstream.cli cluster stop $(JOB) $(ARGS)

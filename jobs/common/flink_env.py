@@ -45,6 +45,10 @@ class FlinkSettings:
     restart_attempts: int = 3
     restart_delay_ms: int = 1_000
     jars_dir: Path = FLINK_LIB_JARS
+    prometheus_port: int | None = None
+    """Serve the job's metrics (Flink's and uxstream's counters) at http://<host>:<port>/metrics from the
+    local MiniCluster (UXSTREAM_FLINK_PROMETHEUS_PORT; unset: no reporter). Clusters configure their
+    reporter in flink-conf/config.yaml instead."""
     extra_config: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """Additional raw Flink options (key, value), applied last."""
 
@@ -72,6 +76,8 @@ class FlinkSettings:
                 env_str(env, "UXSTREAM_FLINK_STATE_DIR", str(DEFAULT_STATE_DIR)) or DEFAULT_STATE_DIR
             ),
             restart_attempts=env_int(env, "UXSTREAM_FLINK_RESTART_ATTEMPTS", cls.restart_attempts),
+            restart_delay_ms=env_int(env, "UXSTREAM_FLINK_RESTART_DELAY_MS", cls.restart_delay_ms),
+            prometheus_port=env_port(env, "UXSTREAM_FLINK_PROMETHEUS_PORT"),
         )
         settings.check()
         return settings
@@ -90,6 +96,17 @@ class FlinkSettings:
 
     def with_options(self, **changes: object) -> FlinkSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def env_port(env: Mapping[str, str], name: str) -> int | None:
+    """An optional TCP port from the environment (1-65535)."""
+    raw = env_str(env, name)
+    if raw is None:
+        return None
+    port = env_int(env, name, 0)
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return port
 
 
 def connector_jars(jars_dir: Path) -> list[Path]:
@@ -139,8 +156,43 @@ def flink_config(settings: FlinkSettings, job_name: str) -> dict[str, str]:
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
     }
+    if settings.prometheus_port is not None:
+        conf.update(
+            {
+                "metrics.reporters": "prom",
+                "metrics.reporter.prom.factory.class": PROMETHEUS_REPORTER_FACTORY,
+                "metrics.reporter.prom.port": str(settings.prometheus_port),
+            }
+        )
     conf.update(dict(settings.extra_config))
     return conf
+
+
+PROMETHEUS_REPORTER_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def prometheus_reporter_jar() -> Path:
+    """flink-metrics-prometheus at the Flink version: the wheel ships it in plugins/metrics-prometheus."""
+    import pyflink
+
+    folder = Path(pyflink.__file__).resolve().parent / "plugins" / "metrics-prometheus"
+    jars = sorted(folder.glob("flink-metrics-prometheus-*.jar"))
+    if not jars:
+        raise SettingsError(f"no flink-metrics-prometheus jar in {folder}: reinstall apache-flink")
+    return jars[0]
+
+
+def use_prometheus_reporter() -> None:
+    """Put the Prometheus reporter on the classpath of the local Flink JVM (PyFlink's gateway).
+
+    The MiniCluster inside that JVM finds reporters on its classpath only (DESIGN.md §3: it does not load
+    plugins/). PyFlink builds the gateway's classpath from lib/, opt/flink-python and HADOOP_CLASSPATH, so
+    the jar goes on HADOOP_CLASSPATH. Only effective before the gateway starts.
+    """
+    jar = str(prometheus_reporter_jar())
+    current = os.environ.get("HADOOP_CLASSPATH", "")
+    if jar not in current.split(os.pathsep):
+        os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(p for p in (current, jar) if p)
 
 
 JVM_TIMEZONE_OPTION = "-Duser.timezone=UTC"
@@ -163,6 +215,8 @@ def create_environments(
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """A streaming DataStream + Table environment pair configured for `job_name`."""
     use_utc_jvm()
+    if settings.prometheus_port is not None:
+        use_prometheus_reporter()
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment

@@ -1,0 +1,1 @@
+"""Tests of issue 8: the local Flink cluster, metrics, docker/ and deploy/k8s."""

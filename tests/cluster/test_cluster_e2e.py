@@ -1,0 +1,173 @@
+"""The sessionize job on a real local Flink cluster (JobManager + TaskManager processes, `flink run -pym`).
+
+Each scenario generates a few thousand events on a unique topic, runs the job on the cluster into a fresh
+database and compares every output table with the independent oracle (jobs/sessionize/oracle.py), both
+directions, with the sessionize end-to-end test's own comparison; the dead-letter topic must hold exactly
+the malformed records. One partition, so the oracle replays the job's arrival order exactly.
+
+- submitted through `uxstream cluster submit` (`flink run`), bounded: FINISHED, tables = oracle;
+- the TaskManager process SIGKILLed after a completed checkpoint, a new TaskManager started: the job
+  restarts from the checkpoint and the tables = oracle (RELIABILITY.md T14);
+- upgrade through a savepoint (T10): the job runs unbounded on the first half of the stream, is stopped
+  with a savepoint, a changed job (Python UDFs in process instead of thread mode, another checkpoint
+  interval; same SQL, so the same operator uids) restores it and reads the second half; the final stop
+  drains (fires every window). Results across the boundary = oracle; the job's own Prometheus counters
+  count the second half's dead letters.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.common import tables
+from jobs.common.settings import KafkaSettings, PostgresSettings
+from uxstream.cluster import local, submit
+from uxstream.cluster.config import LocalCluster
+from uxstream.cluster.rest import FlinkRest
+from uxstream.paths import ROOT
+
+from .conftest import worker_env
+from .support import (
+    GENERATOR_ARGS,
+    Run,
+    copy_records,
+    drop_database,
+    end_offset,
+    metric_total,
+    prepare,
+    sessionize_e2e,
+    wait_until_consumed,
+)
+
+pytestmark = [pytest.mark.services, pytest.mark.flink]
+
+SOURCE_GROUP = "sessionize"
+"""The Kafka consumer group of the sessionize source (its job name): it commits offsets on checkpoints."""
+
+
+def assert_run_equals_oracle(run: Run, kafka: KafkaSettings) -> None:
+    e2e = sessionize_e2e()
+    for table in tables.SESSIONIZE_TABLES:
+        e2e.assert_equals_oracle(run, table)
+    want = sorted((d.payload, d.reason) for d in run.truth.dead_letters)
+    assert want, "the generated stream has no malformed records: the test would prove nothing"
+    assert e2e.dead_letters(kafka, run) == want
+
+
+def restarts(rest: FlinkRest, job_id: str) -> int:
+    [metric] = rest.call(f"/jobs/{job_id}/metrics?get=numRestarts")
+    return int(float(metric["value"]))
+
+
+def test_a_job_submitted_with_flink_run_writes_exactly_the_oracle_rows(
+    flink_cluster: LocalCluster,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    tmp_path: Path,
+) -> None:
+    run, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "uxstream.cli", "cluster", "submit", "sessionize", "--",
+             *run.job_args(bounded=True, interval_ms=2000)],
+            cwd=ROOT, env={**os.environ, **run.job_env()}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-5000:]
+        job_id = proc.stdout.split()[-1]
+        assert proc.stdout.startswith(f"submitted sessionize as job {job_id}")
+        rest = FlinkRest(flink_cluster.rest_url)
+        assert rest.wait_for_state(job_id, ("FINISHED", "FAILED", "CANCELED"), 300) == "FINISHED"
+        assert restarts(rest, job_id) == 0
+        assert_run_equals_oracle(run, kafka_settings)
+    finally:
+        drop_database(pg_settings, run.pg)
+
+
+def test_the_job_recovers_from_a_killed_taskmanager_with_every_table_equal_to_the_oracle(
+    flink_cluster: LocalCluster,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    tmp_path: Path,
+) -> None:
+    run, _ = prepare(pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "12"))
+    rest = FlinkRest(flink_cluster.rest_url)
+    try:
+        job = submit.submit(
+            flink_cluster, "sessionize", run.job_args(bounded=True, interval_ms=300), env=run.job_env()
+        )
+        deadline = time.monotonic() + 240
+        while rest.completed_checkpoints(job.job_id) == 0:
+            assert time.monotonic() < deadline, "no checkpoint completed within 240 s"
+            assert rest.job_state(job.job_id) != "FINISHED", "the job finished before a checkpoint"
+            time.sleep(0.2)
+        victims = local.taskmanager_pids(flink_cluster)
+        assert victims, "no TaskManager process found"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        assert rest.job_state(job.job_id) != "FINISHED", "the job ended before the kill: it proves nothing"
+        local.start_taskmanager(flink_cluster, env=worker_env())
+
+        assert rest.wait_for_state(job.job_id, ("FINISHED", "FAILED", "CANCELED"), 400) == "FINISHED"
+        assert restarts(rest, job.job_id) >= 1, "the job never restarted: the kill was not noticed"
+        assert_run_equals_oracle(run, kafka_settings)
+    finally:
+        if job_still_active(rest, "sessionize"):
+            submit.stop(flink_cluster, "sessionize")
+        drop_database(pg_settings, run.pg)
+
+
+def job_still_active(rest: FlinkRest, name: str) -> bool:
+    try:
+        return rest.active_job(name) is not None
+    except Exception:
+        return False
+
+
+def test_an_upgrade_through_a_savepoint_keeps_state_and_results_across_the_boundary_equal_the_oracle(
+    flink_cluster: LocalCluster,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    tmp_path: Path,
+) -> None:
+    staging, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS)
+    run = Run(f"{staging.topic}.live", staging.pg, staging.truth)
+    rest = FlinkRest(flink_cluster.rest_url)
+    total = end_offset(kafka_settings, staging.topic)
+    half = total // 2
+    try:
+        copy_records(kafka_settings, staging.topic, run.topic, 0, half)
+        first = submit.submit(
+            flink_cluster, "sessionize", run.job_args(bounded=False, interval_ms=1000), env=run.job_env()
+        )
+        wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
+
+        changed_env = run.job_env(UXSTREAM_FLINK_PYTHON_MODE="process")
+        savepoint, second = submit.upgrade(
+            flink_cluster, "sessionize", run.job_args(bounded=False, interval_ms=700), env=changed_env
+        )
+        assert rest.job_state(first.job_id) == "FINISHED"
+        restored = rest.checkpoints(second.job_id)["latest"]["restored"]
+        assert restored["is_savepoint"] and restored["external_path"] == savepoint
+
+        copy_records(kafka_settings, staging.topic, run.topic, half, total)
+        wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
+        malformed_after_boundary = sum(1 for d in run.truth.dead_letters if d.seq >= half)
+        low, high = flink_cluster.prometheus_ports
+        assert metric_total(
+            range(low, high + 1), "flink_taskmanager_job_task_operator_uxstream_dead_letters_total"
+        ) == float(malformed_after_boundary)
+
+        submit.stop(flink_cluster, "sessionize", drain=True)
+        assert restarts(rest, second.job_id) == 0
+        assert_run_equals_oracle(run, kafka_settings)
+    finally:
+        if job_still_active(rest, "sessionize"):
+            submit.stop(flink_cluster, "sessionize")
+        drop_database(pg_settings, run.pg)
