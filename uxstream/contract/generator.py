@@ -233,6 +233,26 @@ class GeneratorConfig:
     v2_from_ms: int | None = None
     """Before this event time every event is written with v1 (a producer switching mid-stream)."""
     anomalies: tuple[Anomaly, ...] = ()
+    daily_amplitude: float = 0.0
+    """Daily seasonality of the session rate: rate × (1 + A·cos(2π(hour − daily_peak_hour)/24)), 0 = flat."""
+    daily_peak_hour: float = 15.0
+    """UTC hour of the daily traffic peak."""
+    weekend_factor: float = 1.0
+    """Weekly seasonality: Saturday/Sunday (UTC) session rate relative to weekdays (1 = flat). The weekday
+    rate is scaled so that a week keeps the same mean rate. With the defaults the traffic is flat and the
+    generator's output is unchanged."""
+
+    @property
+    def seasonal(self) -> bool:
+        return self.daily_amplitude != 0.0 or self.weekend_factor != 1.0
+
+    def season(self, ts: int) -> float:
+        """Relative session rate at event time `ts` (mean 1 over a week)."""
+        hour = (ts % 86_400_000) / 3_600_000
+        daily = 1.0 + self.daily_amplitude * math.cos(2 * math.pi * (hour - self.daily_peak_hour) / 24)
+        weekday = ((ts // 86_400_000) + 3) % 7  # 0 = Monday (1970-01-01 was a Thursday)
+        weekday_factor = (7 - 2 * self.weekend_factor) / 5
+        return daily * (self.weekend_factor if weekday >= 5 else weekday_factor)
 
     @property
     def user_count(self) -> int:
@@ -268,6 +288,10 @@ class GeneratorConfig:
             raise ValueError("users must be >= 1")
         if self.partitions < 1:
             raise ValueError("partitions must be >= 1")
+        if not 0.0 <= self.daily_amplitude < 1.0:
+            raise ValueError("daily_amplitude must be in [0, 1)")
+        if not 0.0 < self.weekend_factor < 3.5:
+            raise ValueError("weekend_factor must be in (0, 3.5)")
         if self.out_of_order_ms < 0:
             raise ValueError("out_of_order_ms must be >= 0")
         if not self.out_of_order_ms < self.late_min_delay_ms <= self.late_max_delay_ms:
@@ -1040,12 +1064,16 @@ class Generator:
         emitted = 0
         target = cfg.events
         arrival = itemgetter(0)
+        seasonal = cfg.seasonal
         while emitted < target:
             if session_start > give_up:
                 raise RuntimeError(
                     "the simulation stopped producing records (check the traffic_drop anomalies)"
                 )
-            session_start += rng.expovariate(session_rate)
+            if seasonal:
+                session_start += rng.expovariate(session_rate * cfg.season(int(session_start)))
+            else:
+                session_start += rng.expovariate(session_rate)
             start = int(session_start)
             if cfg.hot_user_share and rng.random() < cfg.hot_user_share:
                 index = 0

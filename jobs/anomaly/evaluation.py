@@ -1,0 +1,373 @@
+"""Evaluation harness of the anomaly detector: recall and false alerts on simulated traffic.
+
+    uxstream anomaly-eval --days 14 --events-per-day 300000 --seed 7
+
+1. Traffic: `uxstream.contract.generator` with daily and weekly seasonality (`daily_amplitude`,
+   `weekend_factor`), no faults, and a schedule of injected anomalies (`scenario`): error-rate spikes,
+   traffic drops and latency spikes, each on one segment (global, a country, a device type or a page)
+   for 20–45 minutes, starting on the second simulated day.
+2. KPI windows: tumbling 1-minute windows per dimension computed from the events exactly as the
+   sessionize oracle does (`kpi_windows`; tests/anomaly check it equals `jobs.sessionize.oracle.expected`
+   on a small stream) — the oracle itself also builds sessions, sliding and cumulative windows, far too
+   slow for millions of events.
+3. The detector (`logic.MemoryDetector`, the code the job runs) over the windows in order.
+4. Scores: an injected anomaly is **recalled** when an alert opens on its segment for a metric its kind
+   moves (error_spike → error_rate, traffic_drop → page_views / active_users, latency_spike →
+   lcp_p75_ms) with its first anomalous window between the anomaly's start − 5 min and its end + 10 min.
+   An opened alert is **explained** when some injected anomaly of a kind that moves its metric overlaps
+   it in that time range (on any segment: a country's error spike also raises the global error rate);
+   every other opened alert is a **false alert**, reported per simulated day.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from jobs.anomaly.logic import MINUTE_MS, OPEN, Alert, DetectorSettings, MemoryDetector
+from jobs.sessionize.oracle import percentile_linear
+
+DAY_MS: Final = 86_400_000
+KIND_METRICS: Final = {
+    "error_spike": frozenset({"error_rate"}),
+    "traffic_drop": frozenset({"page_views", "active_users", "events"}),
+    "latency_spike": frozenset({"lcp_p75_ms", "inp_p75_ms"}),
+}
+"""Which metrics each injected anomaly kind moves."""
+EARLY_MS: Final = 5 * MINUTE_MS
+LATE_MS: Final = 10 * MINUTE_MS
+DIMENSIONS: Final = ("page_path", "country", "device_type")
+CONVERSIONS: Final = ("order_completed", "signup_completed")
+SEGMENTS: Final = (
+    "global",
+    "device_type=mobile",
+    "device_type=desktop",
+    "country=US",
+    "country=IN",
+    "page_path=/",
+    "page_path=/products",
+)
+
+
+# ------------------------------------------------------------------------------- KPI windows
+
+
+@dataclass
+class _Bucket:
+    events: int = 0
+    page_views: int = 0
+    errors: int = 0
+    conversions: int = 0
+    users: set[str] = field(default_factory=set)
+    lcp: list[float] = field(default_factory=list)
+    inp: list[float] = field(default_factory=list)
+    cls: list[float] = field(default_factory=list)
+
+
+def _row(start: int, dimension: str, value: str, bucket: _Bucket) -> dict[str, Any]:
+    return {
+        "window_kind": "tumbling_1m",
+        "window_start": start,
+        "window_end": start + MINUTE_MS,
+        "dimension": dimension,
+        "dimension_value": value,
+        "events": bucket.events,
+        "page_views": bucket.page_views,
+        "active_users": len(bucket.users),
+        "error_events": bucket.errors,
+        "conversions": bucket.conversions,
+        "duplicates": 0,
+        "error_rate": bucket.errors / bucket.page_views if bucket.page_views else None,
+        "lcp_p75_ms": percentile_linear(bucket.lcp, 0.75),
+        "inp_p75_ms": percentile_linear(bucket.inp, 0.75),
+        "cls_p75": percentile_linear(bucket.cls, 0.75),
+    }
+
+
+def kpi_windows(events: Iterable[Mapping[str, Any]], *, disorder_ms: int = 5_000) -> Iterator[dict[str, Any]]:
+    """Tumbling 1-minute KPI rows (kpi_window field names) of clean, on-time events in arrival order.
+
+    Events must arrive at most `disorder_ms` after their event time (`received_at` ≥ ts); a minute is
+    emitted once the arrivals have passed its end by that much, every minute's rows in dimension order.
+    """
+    buckets: dict[int, dict[tuple[str, str], _Bucket]] = defaultdict(dict)
+    for event in events:
+        ts = int(event["ts"])
+        start = ts - ts % MINUTE_MS
+        minute = buckets[start]
+        user = event.get("user_id") or event["anonymous_id"]
+        event_type = event["event_type"]
+        keys = [("global", "(all)")]
+        for name in DIMENSIONS:
+            value = event.get(name)
+            keys.append((name, "(none)" if value is None else str(value)))
+        for key in keys:
+            bucket = minute.get(key)
+            if bucket is None:
+                bucket = minute[key] = _Bucket()
+            bucket.events += 1
+            bucket.users.add(user)
+            if event_type == "page_view":
+                bucket.page_views += 1
+            elif event_type == "error":
+                bucket.errors += 1
+            elif event_type == "web_vital":
+                if event.get("lcp_ms") is not None:
+                    bucket.lcp.append(event["lcp_ms"])
+                if event.get("inp_ms") is not None:
+                    bucket.inp.append(event["inp_ms"])
+                if event.get("cls") is not None:
+                    bucket.cls.append(event["cls"])
+            if event["event_name"] in CONVERSIONS:
+                bucket.conversions += 1
+        horizon = int(event["received_at"]) - disorder_ms
+        for done in sorted(s for s in buckets if s + MINUTE_MS <= horizon):
+            for (dimension, value), bucket in sorted(buckets.pop(done).items()):
+                yield _row(done, dimension, value, bucket)
+    for done in sorted(buckets):
+        for (dimension, value), bucket in sorted(buckets[done].items()):
+            yield _row(done, dimension, value, bucket)
+
+
+# ---------------------------------------------------------------------------------- scenario
+
+
+def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1) -> list[str]:
+    """Anomaly specs (`KIND:SEGMENT:AT:FOR`) for the generator: `per_day` on each day from `first_day`
+    in distinct hours, cycling through the kinds, on random segments, 20–45 minutes long."""
+    rng = random.Random(seed)
+    kinds = list(KIND_METRICS)
+    specs: list[str] = []
+    for day in range(first_day, days):
+        for hour in sorted(rng.sample(range(24), per_day)):
+            kind = kinds[len(specs) % len(kinds)]
+            segment = SEGMENTS[rng.randrange(len(SEGMENTS))]
+            minute = day * 1440 + hour * 60 + rng.randrange(0, 15)
+            specs.append(f"{kind}:{segment}:{minute}m:{rng.randrange(20, 46)}m")
+    return specs
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Injected:
+    kind: str
+    dimension: str
+    value: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass
+class Report:
+    start_ms: int
+    days: int
+    events: int
+    windows: int
+    injected: list[Injected]
+    opened: list[Alert]
+    recalled: list[bool]
+    false_alerts: list[Alert]
+    false_per_day: list[int]
+    methods: dict[str, int]
+
+    @property
+    def recall(self) -> float:
+        return sum(self.recalled) / len(self.recalled) if self.recalled else 1.0
+
+    @property
+    def false_alerts_per_day(self) -> float:
+        return len(self.false_alerts) / self.days if self.days else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"simulated days: {self.days}, events: {self.events}, KPI windows: {self.windows}, "
+            f"alerts opened: {len(self.opened)}",
+            f"recall: {sum(self.recalled)}/{len(self.recalled)} = {self.recall:.3f}",
+            f"false alerts: {len(self.false_alerts)} = {self.false_alerts_per_day:.2f} per simulated day",
+            "false alerts per day: " + " ".join(str(n) for n in self.false_per_day),
+            "alert messages by baseline method: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(self.methods.items())),
+        ]
+        for anomaly, hit in zip(self.injected, self.recalled, strict=True):
+            segment = "global" if anomaly.dimension == "global" else f"{anomaly.dimension}={anomaly.value}"
+            day, minute = divmod((anomaly.start_ms - self.start_ms) // MINUTE_MS, 1440)
+            out.append(
+                f"  {'recalled' if hit else 'MISSED  '} {anomaly.kind:<13} {segment:<22} "
+                f"day {day} {minute // 60:02d}:{minute % 60:02d} "
+                f"for {(anomaly.end_ms - anomaly.start_ms) // MINUTE_MS} min"
+            )
+        for alert in self.false_alerts:
+            out.append(
+                f"  false alert: {alert.metric} {alert.dimension}={alert.dimension_value} "
+                f"opened {alert.opened_window_start} z={alert.z_score:.1f} ({alert.baseline_method})"
+            )
+        return out
+
+
+def _segment(anomaly: Injected) -> tuple[str, str]:
+    return ("global", "(all)") if anomaly.dimension == "global" else (anomaly.dimension, anomaly.value)
+
+
+def score(
+    injected: list[Injected], opened: list[Alert], start_ms: int, days: int
+) -> tuple[list[bool], list[Alert], list[int]]:
+    def near(anomaly: Injected, alert: Alert) -> bool:
+        return anomaly.start_ms - EARLY_MS <= alert.opened_window_start < anomaly.end_ms + LATE_MS
+
+    recalled = [
+        any(
+            near(anomaly, alert)
+            and alert.metric in KIND_METRICS[anomaly.kind]
+            and (alert.dimension, alert.dimension_value) == _segment(anomaly)
+            for alert in opened
+        )
+        for anomaly in injected
+    ]
+    false_alerts = [
+        alert
+        for alert in opened
+        if not any(near(a, alert) and alert.metric in KIND_METRICS[a.kind] for a in injected)
+    ]
+    per_day = [0] * days
+    for alert in false_alerts:
+        day = (alert.opened_window_start - start_ms) // DAY_MS
+        if 0 <= day < days:
+            per_day[day] += 1
+    return recalled, false_alerts, per_day
+
+
+COMPACT_FIELDS: Final = (
+    "window_start",
+    "dimension",
+    "dimension_value",
+    "events",
+    "page_views",
+    "active_users",
+    "error_events",
+    "error_rate",
+    "lcp_p75_ms",
+)
+"""The kpi_window fields the default metrics need: the windows are kept (and cached) as tuples of these."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The KPI windows of one simulation, compact, with what was injected."""
+
+    start_ms: int
+    days: int
+    events: int
+    injected: list[Injected]
+    windows: list[tuple[Any, ...]]
+    key: tuple[int, ...] = ()
+    """(days, events_per_day, seed, per_day) of the simulation (the cache key)."""
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for values in self.windows:
+            row = dict(zip(COMPACT_FIELDS, values, strict=True))
+            row["window_kind"] = "tumbling_1m"
+            row["window_end"] = row["window_start"] + MINUTE_MS
+            yield row
+
+
+def simulate(
+    *,
+    days: int,
+    events_per_day: int,
+    seed: int,
+    per_day: int,
+    daily_amplitude: float = 0.6,
+    weekend_factor: float = 0.6,
+    cache: Path | None = None,
+) -> Traffic:
+    """Generate the traffic and its KPI windows (or load them from `cache`, written on first use)."""
+    from uxstream.contract.generator import Anomaly, Generator, GeneratorConfig, parse_time_ms
+
+    if cache is not None and cache.exists():
+        with cache.open("rb") as handle:
+            cached = pickle.load(handle)
+        if isinstance(cached, Traffic) and cached.key == (days, events_per_day, seed, per_day):
+            return cached
+    start_ms = parse_time_ms("2025-01-06T00:00:00Z")
+    anomalies = tuple(Anomaly.parse(spec, start_ms) for spec in scenario(days, seed, per_day))
+    base = GeneratorConfig(daily_amplitude=daily_amplitude, weekend_factor=weekend_factor)
+    # events_per_day is the mean over a week. The generator sizes its (flat) session rate as events /
+    # duration and stops after `events` records: give it the season-weighted length of the simulated days
+    # as both, so the base rate is events_per_day and the traffic spans exactly the simulated days.
+    hours = [start_ms + h * 3_600_000 + 1_800_000 for h in range(days * 24)]
+    weighted_days = sum(base.season(t) for t in hours) / 24
+    config = GeneratorConfig(
+        events=round(events_per_day * weighted_days),
+        seed=seed,
+        start_ms=start_ms,
+        duration_ms=round(weighted_days * DAY_MS),
+        partitions=1,
+        anomalies=anomalies,
+        daily_amplitude=daily_amplitude,
+        weekend_factor=weekend_factor,
+    )
+    generator = Generator(config)
+    counter = [0]
+
+    def events() -> Iterator[Mapping[str, Any]]:
+        for batch in generator.batches():
+            for record in batch:
+                truth = record[4]
+                assert truth is not None
+                counter[0] += 1
+                yield json.loads("{" + truth)["event"]
+
+    windows = [tuple(row[f] for f in COMPACT_FIELDS) for row in kpi_windows(events())]
+    injected = [Injected(a.kind, a.dimension, a.value or "(all)", a.start_ms, a.end_ms) for a in anomalies]
+    traffic = Traffic(start_ms, days, counter[0], injected, windows, (days, events_per_day, seed, per_day))
+    if cache is not None:
+        with cache.open("wb") as output:
+            pickle.dump(traffic, output)
+    return traffic
+
+
+def detect(traffic: Traffic, settings: DetectorSettings | None = None) -> Report:
+    """Run the detector over the windows in order and score its alerts."""
+    detector = MemoryDetector(settings or DetectorSettings())
+    opened: list[Alert] = []
+    methods: dict[str, int] = defaultdict(int)
+    for row in traffic.records():
+        for alert in detector.feed("kpi", row):
+            methods[alert.baseline_method] += 1
+            if alert.status == OPEN:
+                opened.append(alert)
+    recalled, false_alerts, per_day = score(traffic.injected, opened, traffic.start_ms, traffic.days)
+    return Report(
+        traffic.start_ms,
+        traffic.days,
+        traffic.events,
+        len(traffic.windows),
+        traffic.injected,
+        opened,
+        recalled,
+        false_alerts,
+        per_day,
+        dict(methods),
+    )
+
+
+def evaluate(
+    *,
+    days: int = 9,
+    events_per_day: int = 1_000_000,
+    seed: int = 7,
+    per_day: int = 2,
+    settings: DetectorSettings | None = None,
+    cache: Path | None = None,
+) -> Report:
+    """Generate, aggregate, detect and score (see the module docstring)."""
+    traffic = simulate(days=days, events_per_day=events_per_day, seed=seed, per_day=per_day, cache=cache)
+    return detect(traffic, settings)

@@ -1,0 +1,161 @@
+"""anomaly: scores finalized KPI and funnel windows and keeps an alert lifecycle per series.
+
+    python -m jobs.anomaly.job --bounded     # read what is in ux.kpi / ux.funnel now, then finish
+    python -m jobs.anomaly.job               # run unbounded (clusters)
+
+Topology: Kafka ux.kpi (+ ux.funnel when it exists), read_committed, raw bytes ─► key by message key
+(one series per key) ─► Python KeyedProcessFunction (thread mode; `logic.Detector` per metric, state in
+ValueState + MapState, warm start from kpi_1m) ─► alert messages ─► anomalies table (JDBC upsert) and
+ux.alerts (framed alert.v1, EXACTLY_ONCE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jobs.anomaly.settings import AnomalySettings
+from jobs.common import tables, topics
+from jobs.common.connectors import (
+    KafkaSourceSpec,
+    jdbc_upsert_options,
+    kafka_exactly_once_sink_options,
+    kafka_source_options,
+    render_sql,
+    with_clause,
+)
+
+if TYPE_CHECKING:
+    from pyflink.datastream import DataStream, StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+JOB_NAME = "anomaly"
+SQL = Path(__file__).with_name("anomaly.sql")
+DETECT_UID = "anomaly.detect.v1"
+
+_TS = "to_utc(TO_TIMESTAMP_LTZ({}, 3))"
+ANOMALIES_INSERT = f"""INSERT INTO anomalies_sink
+SELECT alert_id, {_TS.format("opened_window_start")}, {_TS.format("opened_at")},
+  CASE WHEN resolved_at < 0 THEN CAST(NULL AS TIMESTAMP(3)) ELSE {_TS.format("resolved_at")} END,
+  status, source, metric, window_kind, dimension, dimension_value,
+  {_TS.format("last_window_start")}, {_TS.format("last_window_end")},
+  CASE WHEN has_value THEN `value` ELSE CAST(NULL AS DOUBLE) END,
+  baseline, baseline_method, mad, z_score, peak_z, threshold, severity, anomalous_windows
+FROM alert_messages"""
+ALERTS_INSERT = """INSERT INTO alerts_topic
+SELECT CAST(series AS BYTES), payload, TO_TIMESTAMP_LTZ(last_window_end, 3)
+FROM alert_messages"""
+
+
+def source_options(settings: AnomalySettings, topic: str) -> dict[str, str]:
+    options = kafka_source_options(
+        settings.kafka,
+        KafkaSourceSpec(topic, f"uxstream-{JOB_NAME}", settings.bounded, value_format="raw"),
+    )
+    options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+    return options
+
+
+def alerts_options(settings: AnomalySettings) -> dict[str, str]:
+    options = kafka_exactly_once_sink_options(
+        settings.kafka,
+        settings.alerts_topic,
+        f"{settings.transactional_id_prefix}-alerts",
+        value_format="raw",
+    )
+    options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+    return options
+
+
+def transform(windows: DataStream, settings: AnomalySettings) -> DataStream:
+    """(kafka_key, payload, source) rows ─► alert message rows (functions.OUTPUT_FIELDS)."""
+    from pyflink.common import Types
+
+    from jobs.anomaly.functions import detect_function, output_type
+
+    return (
+        windows.key_by(lambda row: f"{row[2]}|{bytes(row[0]).decode()}", key_type=Types.STRING())
+        .process(detect_function(settings), output_type=output_type())
+        .name("detect anomalies")
+        .uid(DETECT_UID)
+    )
+
+
+def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: AnomalySettings) -> None:
+    """Attach Kafka sources, the PostgreSQL and Kafka sinks; the caller executes `env`."""
+    read_funnels = bool(settings.funnel_topic) and bool(
+        topics.partition_counts(settings.kafka, [settings.funnel_topic])
+    )
+    for statement in render_sql(
+        SQL,
+        kpi_source_options=with_clause(source_options(settings, settings.kpi_topic)),
+        funnel_source_options=with_clause(
+            source_options(settings, settings.funnel_topic) if read_funnels else {"connector": "datagen"}
+        ),
+        anomalies_options=with_clause(
+            jdbc_upsert_options(settings.postgres, tables.ANOMALIES, flush_rows=100)
+        ),
+        alerts_options=with_clause(alerts_options(settings)),
+    ):
+        t_env.execute_sql(statement)
+    query = "SELECT kafka_key, payload, 'kpi' AS source FROM kpi_source"
+    if read_funnels:
+        query += " UNION ALL SELECT kafka_key, payload, 'funnel' AS source FROM funnel_source"
+    alerts = transform(t_env.to_data_stream(t_env.sql_query(query)), settings)
+    t_env.create_temporary_view("alert_messages", t_env.from_data_stream(alerts))
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(ANOMALIES_INSERT)
+    statements.add_insert_sql(ALERTS_INSERT)
+    statements.attach_as_datastream()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.anomaly.job", description=__doc__.splitlines()[0])
+    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    parser.add_argument("--kpi-topic", default=None, help="default: UXSTREAM_ANOMALY_KPI_TOPIC or ux.kpi")
+    parser.add_argument("--funnel-topic", default=None, help="'' to ignore funnel windows")
+    parser.add_argument("--alerts-topic", default=None)
+    parser.add_argument("--transactional-id-prefix", default=None)
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
+    parser.add_argument("--warm-start-days", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> AnomalySettings:
+    overrides: dict[str, object] = {"bounded": args.bounded}
+    for name in ("kpi_topic", "funnel_topic", "alerts_topic", "transactional_id_prefix", "warm_start_days"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    settings = AnomalySettings.from_env(None, **overrides)
+    flink = settings.flink
+    if args.checkpoint_interval_ms:
+        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
+    bundle = (
+        ("python.fn-execution.bundle.time", str(settings.python_bundle_ms)),
+        ("python.fn-execution.bundle.size", "1000"),
+    )
+    flink = flink.with_options(extra_config=(*bundle, *flink.extra_config))
+    return replace(settings, flink=flink)
+
+
+def run(settings: AnomalySettings) -> None:
+    from jobs.common.flink_env import create_environments
+
+    topics.ensure_topics(settings.kafka, [settings.kpi_topic, settings.alerts_topic])
+    env, t_env = create_environments(settings.flink, JOB_NAME)
+    build(env, t_env, settings)
+    env.execute(JOB_NAME)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(settings_from_args(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""anomaly end to end: KPI windows on a real Kafka topic → the job on a MiniCluster → PostgreSQL + Kafka.
+
+The anomalies table and the alert topic must equal the oracle (the detector replayed in batch) exactly;
+a replay of the same input must leave the table unchanged; warm start must seed baselines from kpi_1m.
+Until sessionize publishes ux.kpi, the windows are produced here (framed kpi_window.v1, keyed by series).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.anomaly.evaluation import kpi_windows
+from jobs.anomaly.logic import DetectorSettings
+from jobs.anomaly.oracle import expected
+from jobs.common import tables, topics
+from jobs.common.contract import decode_framed, encode, load_catalog
+from jobs.common.oracle import load
+from jobs.common.settings import KafkaSettings, PostgresSettings
+from tests.anomaly.support import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
+from uxstream.db import connect, migrate
+from uxstream.paths import ROOT
+
+pytestmark = [pytest.mark.services, pytest.mark.flink]
+
+KPI_SCHEMA_ID = load_catalog().latest(topics.value_subject(topics.KPI)).id
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    kpi_topic: str
+    alerts_topic: str
+    prefix: str
+    pg: PostgresSettings
+    records: list[dict[str, Any]]
+
+
+def produce(kafka: KafkaSettings, topic: str, records: list[dict[str, Any]]) -> None:
+    from confluent_kafka import Producer
+
+    topics.ensure_topics(kafka, {topic: 1})
+    producer = Producer(kafka.client_config())
+    for record in records:
+        producer.produce(topic, encode(record, KPI_SCHEMA_ID), kpi_key(record).encode())
+    assert producer.flush(30) == 0
+
+
+def run_job(run: Run, warm_start_days: int = 0) -> None:
+    env = {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.anomaly.job", "--bounded", "--kpi-topic", run.kpi_topic,
+         "--funnel-topic", "", "--alerts-topic", run.alerts_topic, "--transactional-id-prefix", run.prefix,
+         "--checkpoint-interval-ms", "2000", "--warm-start-days", str(warm_start_days)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"anomaly job failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
+def prepare(
+    kafka: KafkaSettings,
+    pg_settings: PostgresSettings,
+    records: list[dict[str, Any]],
+    history: Sequence[dict[str, Any]] = (),
+) -> Run:
+    suffix = uuid.uuid4().hex[:8]
+    dbname = f"uxstream_test_anomaly_{suffix}"
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    pg = dataclasses.replace(pg_settings, dbname=dbname)
+    migrate(pg)
+    insert_history(pg, list(history))
+    run = Run(
+        f"test.anomaly.kpi.{suffix}", f"test.anomaly.alerts.{suffix}", f"test-anomaly-{suffix}", pg, records
+    )
+    produce(kafka, run.kpi_topic, records)
+    return run
+
+
+def drop(pg_settings: PostgresSettings, run: Run) -> None:
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{run.pg.dbname}" WITH (FORCE)')
+
+
+WARM = (tables.DIM_PAGE_PATH, "/warm")
+"""A segment with a week of kpi_1m history before its first live window (warm start)."""
+WARM_START = T0 + 7 * DAY
+HISTORY = [kpi_record(T0 + m * MINUTE, *WARM, page_views=100, errors=2 + m % 2) for m in range(7 * 24 * 60)]
+WARM_LIVE = [
+    kpi_record(WARM_START + m * MINUTE, *WARM, page_views=100, errors=40 if m >= 2 else 2) for m in range(8)
+]
+"""Two normal windows, then an error spike: only a warm series can alert this early."""
+
+
+def insert_history(pg: PostgresSettings, rows: list[dict[str, Any]]) -> None:
+    with connect(pg) as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {tables.KPI_1M} (window_start, window_end, dimension, dimension_value, events,"
+            " page_views, active_users, error_events, conversions, duplicates, error_rate, lcp_p75)"
+            " VALUES (to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s, %s, %s,"
+            " 0, %s, %s)",
+            [
+                (r["window_start"], r["window_end"], r["dimension"], r["dimension_value"], r["events"],
+                 r["page_views"], r["active_users"], r["error_events"], r["conversions"], r["error_rate"],
+                 r["lcp_p75_ms"])
+                for r in rows
+            ],
+        )  # fmt: skip
+        conn.commit()
+
+
+def oracle(run: Run) -> dict[str, Any]:
+    return expected(
+        (("kpi", r) for r in run.records),
+        DetectorSettings(),
+        history={WARM: HISTORY},
+        warm_start_days=WARM_DAYS,
+    )
+
+
+WARM_DAYS = 7
+
+
+@pytest.fixture(scope="module")
+def stream(kafka_settings: KafkaSettings, pg_settings: PostgresSettings) -> Iterator[Run]:
+    """Synthetic windows with three injected anomalies, and the warm segment, through one job run."""
+    run = prepare(kafka_settings, pg_settings, [*synthetic_stream(200), *WARM_LIVE], HISTORY)
+    run_job(run, warm_start_days=WARM_DAYS)
+    yield run
+    drop(pg_settings, run)
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 9)
+    return value
+
+
+def table(pg: PostgresSettings) -> list[dict[str, Any]]:
+    with connect(pg) as conn:
+        cursor = conn.execute(f"SELECT * FROM {tables.ANOMALIES} ORDER BY alert_id")
+        names = [d.name for d in cursor.description]
+        return [{n: _normalize(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def oracle_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(({k: _normalize(v) for k, v in r.items()} for r in rows), key=lambda r: r["alert_id"])
+
+
+def alert_messages(kafka: KafkaSettings, topic: str) -> list[tuple[str, dict[str, Any]]]:
+    """(key, alert record) of every committed message, in offset order (one partition)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {**kafka.client_config(), "group.id": f"check-{uuid.uuid4()}", "isolation.level": "read_committed"}
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    found: list[tuple[str, dict[str, Any]]] = []
+    idle = 0
+    while idle < 6:
+        message = consumer.poll(0.5)
+        if message is None:
+            idle += 1
+            continue
+        assert message.error() is None
+        entry, record = decode_framed(message.value() or b"")
+        assert entry.subject == topics.value_subject(topics.ALERTS)
+        found.append(((message.key() or b"").decode(), {k: _normalize(v) for k, v in record.items()}))
+    consumer.close()
+    return found
+
+
+def by_key(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, record in messages:
+        out.setdefault(key, []).append(record)
+    return out
+
+
+def test_the_anomalies_table_equals_the_oracle(stream: Run) -> None:
+    want = oracle_table(oracle(stream)["anomalies"])
+    assert {(r["metric"], r["dimension_value"]) for r in want} == {
+        ("error_rate", "(all)"),
+        ("page_views", "DE"),
+        ("active_users", "DE"),
+        ("lcp_p75_ms", "mobile"),
+        ("error_rate", "/warm"),
+    }, "the stream must open exactly its injected anomalies"
+    assert table(stream.pg) == want
+
+
+def test_the_alert_topic_holds_the_oracle_messages_in_order_per_series(
+    stream: Run, kafka_settings: KafkaSettings
+) -> None:
+    want = [
+        (key, {k: _normalize(v) for k, v in record.items()}) for key, record in oracle(stream)["messages"]
+    ]
+    assert by_key(alert_messages(kafka_settings, stream.alerts_topic)) == by_key(want)
+
+
+def test_a_replay_of_the_same_input_leaves_the_table_unchanged(stream: Run) -> None:
+    before = table(stream.pg)
+    run_job(stream, warm_start_days=WARM_DAYS)
+    assert table(stream.pg) == before
+
+
+def test_warm_start_seeds_baselines_from_kpi_1m_history(stream: Run) -> None:
+    """The warm segment alerts on the 3rd window of a spike right after its first live window, with an
+    hour-of-week baseline from the week in kpi_1m; cold, the same windows could not alert."""
+    rows = [r for r in table(stream.pg) if (r["dimension"], r["dimension_value"]) == WARM]
+    assert [(r["metric"], r["baseline_method"], r["opened_window_start"]) for r in rows] == [
+        ("error_rate", "hour_of_week", WARM_START + 2 * MINUTE)
+    ]
+    assert expected(("kpi", r) for r in WARM_LIVE)["anomalies"] == []
+
+
+def test_uxstream_alerts_lists_open_and_recent_alerts(stream: Run) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "alerts", "--db", stream.pg.dbname, "--recent-hours", "1000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "UXSTREAM_PG_DB": stream.pg.dbname},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["status", "severity", "metric"]
+    listed = sorted((line.split()[0], line.split()[2], line.split()[4]) for line in lines[1:])
+    assert listed == [
+        ("open", "error_rate", "page_path=/warm"),
+        ("resolved", "active_users", "country=DE"),
+        ("resolved", "error_rate", "global=(all)"),
+        ("resolved", "lcp_p75_ms", "device_type=mobile"),
+        ("resolved", "page_views", "country=DE"),
+    ]
+
+
+def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """Events → sessionize (bounded) → ux.kpi → anomaly (bounded) → anomalies table and alert topic,
+    compared with the oracle KPI windows of the events replayed through the anomaly oracle."""
+    suffix = uuid.uuid4().hex[:8]
+    events_topic = f"test.anomaly.events.{suffix}"
+    truth_file = tmp_path / "truth.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "generate", "--events", "30000", "--duration", "2h",
+         "--seed", "21", "--partitions", "1", "--anomaly", "error_spike:global:80m:20m:20",
+         "--anomaly", "latency_spike:device_type=desktop:50m:15m", "--topic", events_topic,
+         "--output", str(truth_file)],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    run = prepare(kafka_settings, pg_settings, [])
+    run = dataclasses.replace(run, kpi_topic=f"{events_topic}.kpi")
+    try:
+        prefix = f"test-anomaly-sessionize-{suffix}"
+        env = {
+            **os.environ,
+            "UXSTREAM_PG_DB": run.pg.dbname,
+            "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": prefix,
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobs.sessionize.job", "--bounded", "--input-topic", events_topic,
+             "--dlq-topic", f"{events_topic}.dlq", "--kpi-topic", run.kpi_topic,
+             "--checkpoint-interval-ms", "2000"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"sessionize failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        run_job(run)
+        # The tumbling-1m windows the sessionize oracle gives (kpi_windows is that computation without
+        # the sessions, sliding and daily windows: test_evaluation proves them equal on clean traffic).
+        truth = load(truth_file)
+        assert not any(e.duplicate or e.future for e in truth.events) and not truth.dead_letters
+        want = expected(("kpi", record) for record in kpi_windows(e.event for e in truth.events))
+        opened = {(r["metric"], r["dimension"], r["dimension_value"]) for r in want["anomalies"]}
+        assert ("error_rate", "global", "(all)") in opened, f"the injected error spike must alert: {opened}"
+        assert table(run.pg) == oracle_table(want["anomalies"])
+        assert by_key(alert_messages(kafka_settings, run.alerts_topic)) == by_key(
+            [(key, {k: _normalize(v) for k, v in record.items()}) for key, record in want["messages"]]
+        )
+    finally:
+        drop(pg_settings, run)

@@ -1,0 +1,97 @@
+"""The evaluation harness's pieces: KPI windows equal the sessionize oracle's, scoring rules, settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from jobs.anomaly.evaluation import Injected, kpi_windows, scenario, score
+from jobs.anomaly.logic import DetectorSettings, MetricSpec
+from jobs.anomaly.settings import AnomalySettings
+from jobs.common.oracle import OracleEvent
+from jobs.common.settings import SettingsError
+from jobs.sessionize.oracle import expected
+from tests.anomaly.support import MINUTE, T0
+from uxstream.contract.generator import Anomaly, Generator, GeneratorConfig
+
+
+def test_kpi_windows_equal_the_sessionize_oracle_on_clean_seasonal_traffic() -> None:
+    config = GeneratorConfig(
+        events=4000, seed=3, start_ms=T0, duration_ms=40 * MINUTE, partitions=1, daily_amplitude=0.5,
+        weekend_factor=0.5, anomalies=(Anomaly.parse("error_spike:country=US:10m:10m", T0),),
+    )  # fmt: skip
+    events = [json.loads("{" + (r[4] or ""))["event"] for r in Generator(config).records()]
+    ours = list(kpi_windows(events))
+    oracle_events = [OracleEvent(i, 0, 2, e, False, False) for i, e in enumerate(events)]
+    renamed = {"lcp_p75": "lcp_p75_ms", "inp_p75": "inp_p75_ms"}
+    theirs = [{renamed.get(k, k): v for k, v in row.items()} for row in expected(oracle_events)["kpi_1m"]]
+    keys = [k for k in ours[0] if k != "window_kind"]
+
+    def key(row: dict[str, object]) -> tuple[object, ...]:
+        return (row["window_start"], row["dimension"], row["dimension_value"])
+
+    assert sorted(tuple(r[k] for k in keys) for r in ours) == sorted(
+        tuple(r[k] for k in keys) for r in theirs
+    )
+    assert [key(r) for r in ours] == sorted(key(r) for r in ours), "rows come in window order"
+
+
+def test_seasonality_is_off_by_default_and_moves_the_session_rate_when_on() -> None:
+    assert not GeneratorConfig().seasonal
+    config = GeneratorConfig(daily_amplitude=0.6, weekend_factor=0.6)
+    monday_peak = T0 + 15 * 3_600_000
+    saturday_night = T0 + 5 * 86_400_000 + 3 * 3_600_000
+    assert config.season(monday_peak) == pytest.approx(1.6 * (7 - 1.2) / 5)
+    assert config.season(saturday_night) == pytest.approx(0.6 * (1 - 0.6))  # 03:00 is the trough
+
+
+def test_scenario_is_deterministic_and_starts_on_the_second_day() -> None:
+    specs = scenario(4, seed=1, per_day=2)
+    assert specs == scenario(4, seed=1, per_day=2) and len(specs) == 6
+    assert all(int(spec.split(":")[2].removesuffix("m")) >= 1440 for spec in specs)
+
+
+def test_an_alert_recalls_an_anomaly_of_its_metric_and_segment_near_its_time() -> None:
+    from jobs.anomaly.logic import Alert
+
+    def alert(metric: str, dimension: str, value: str, opened: int) -> Alert:
+        return Alert("id", "open", "kpi", metric, "tumbling_1m", dimension, value, opened, opened, opened,
+                     opened, 1.0, 0.0, "ewma", 1.0, 9.0, 4.0, "critical", 3, 9.0, 3, None)  # fmt: skip
+
+    spike = Injected("error_spike", "country", "US", T0 + 60 * MINUTE, T0 + 80 * MINUTE)
+    hits = [
+        alert("error_rate", "country", "US", T0 + 61 * MINUTE),  # recalls it
+        alert("error_rate", "global", "(all)", T0 + 62 * MINUTE),  # explained, not a recall
+        alert("lcp_p75_ms", "country", "US", T0 + 62 * MINUTE),  # another metric: false
+        alert("error_rate", "country", "US", T0 + 200 * MINUTE),  # too late: false
+    ]
+    recalled, false_alerts, per_day = score([spike], hits, T0, 1)
+    assert recalled == [True]
+    assert false_alerts == hits[2:]
+    assert per_day == [2]
+
+
+def test_anomaly_settings_read_the_environment_with_clear_errors() -> None:
+    settings = AnomalySettings.from_env({})
+    assert settings.detector == DetectorSettings()
+    assert (settings.kpi_topic, settings.funnel_topic, settings.alerts_topic) == (
+        "ux.kpi",
+        "ux.funnel",
+        "ux.alerts",
+    )
+    custom = AnomalySettings.from_env(
+        {"UXSTREAM_ANOMALY_THRESHOLD": "5", "UXSTREAM_ANOMALY_METRICS": "kpi:sliding_5m:error_rate:up",
+         "UXSTREAM_ANOMALY_FUNNEL_TOPIC": ""}
+    )  # fmt: skip
+    assert custom.detector == replace(
+        DetectorSettings(), threshold=5.0, metrics=(MetricSpec("kpi", "sliding_5m", "error_rate", "up"),)
+    )
+    assert custom.funnel_topic == ""
+    with pytest.raises(SettingsError) as error:
+        AnomalySettings.from_env({"UXSTREAM_ANOMALY_OPEN_AFTER": "0"})
+    assert str(error.value) == "UXSTREAM_ANOMALY_OPEN_AFTER: open_after must be positive, got 0"
+    with pytest.raises(SettingsError) as error:
+        AnomalySettings.from_env({"UXSTREAM_ANOMALY_THRESHOLD": "high"})
+    assert str(error.value) == "UXSTREAM_ANOMALY_THRESHOLD='high' is not a number"
