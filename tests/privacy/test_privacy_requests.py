@@ -1,0 +1,130 @@
+"""`uxstream privacy export / erase` on a real PostgreSQL: the user's rows and nothing else, audited."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from jobs.common import tables
+from jobs.common.privacy import PrivacySettings, Pseudonymizer
+from jobs.common.settings import PostgresSettings, Secret
+from uxstream.db import connect, migrate
+from uxstream.paths import ROOT
+
+pytestmark = [pytest.mark.services]
+
+KEY = "privacy-requests-test-key-0123456789"
+PSEUDONYM = Pseudonymizer(PrivacySettings(Secret(KEY)))
+
+
+@pytest.fixture()
+def database(pg_settings: PostgresSettings) -> Iterator[PostgresSettings]:
+    name = f"uxstream_test_privacy_{uuid.uuid4().hex[:8]}"
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    pg = dataclasses.replace(pg_settings, dbname=name)
+    migrate(pg)
+    yield pg
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def add_session(pg: PostgresSettings, user: str, start: str) -> None:
+    with connect(pg) as conn:
+        conn.execute(
+            f"INSERT INTO {tables.SESSIONS} (session_id, user_key, session_start, session_end, "
+            "duration_ms, event_count, page_views, distinct_pages, error_count, conversions, engaged, "
+            "bounce, "
+            "split_reason, is_final) VALUES (%s, %s, %s, %s, 0, 1, 1, 1, 0, 0, false, true, 'gap', true)",
+            (f"s-{user}-{start}", PSEUDONYM(user), start, start),
+        )
+
+
+def privacy(pg: PostgresSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "UXSTREAM_PG_DB": pg.dbname, "UXSTREAM_PSEUDONYM_KEY": KEY}
+    return subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "privacy", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_pseudonym_prints_what_the_tables_store(database: PostgresSettings) -> None:
+    done = privacy(database, "pseudonym", "--user-id", "usr_1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == PSEUDONYM("usr_1") + "\n"
+
+
+def test_export_returns_every_row_of_the_user_and_is_audited(database: PostgresSettings) -> None:
+    add_session(database, "usr_1", "2025-01-06T10:00:00Z")
+    add_session(database, "usr_1", "2025-01-06T12:00:00Z")
+    add_session(database, "usr_2", "2025-01-06T10:00:00Z")
+    done = privacy(database, "export", "--user-id", "usr_1", "--by", "alice", "--reason", "DSR-1")
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout)
+    assert exported["pseudonym"] == PSEUDONYM("usr_1")
+    sessions = exported["tables"][tables.SESSIONS]
+    assert [s["session_start"] for s in sessions] == [
+        "2025-01-06T10:00:00+00:00",
+        "2025-01-06T12:00:00+00:00",
+    ]
+    assert {s["user_key"] for s in sessions} == {PSEUDONYM("usr_1")}
+    with connect(database) as conn:
+        audit = conn.execute(
+            f"SELECT kind, pseudonym, requested_by, reason, rows FROM {tables.PRIVACY_REQUESTS}"
+        ).fetchall()
+    assert audit == [
+        (
+            "export",
+            PSEUDONYM("usr_1"),
+            "alice",
+            "DSR-1",
+            {**{t: 0 for t in exported["tables"]}, tables.SESSIONS: 2},
+        )
+    ]
+
+
+def test_erase_deletes_the_users_rows_only_and_records_the_request(database: PostgresSettings) -> None:
+    add_session(database, "usr_1", "2025-01-06T10:00:00Z")
+    add_session(database, "usr_1", "2025-01-07T10:00:00Z")
+    add_session(database, "usr_2", "2025-01-06T10:00:00Z")
+    done = privacy(database, "erase", "--user-id", "usr_1", "--by", "alice", "--reason", "DSR-2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"erased {PSEUDONYM('usr_1')}: sessions 2")
+    with connect(database) as conn:
+        left = conn.execute(f"SELECT user_key FROM {tables.SESSIONS}").fetchall()
+        audit = conn.execute(
+            f"SELECT kind, requested_by, reason, rows FROM {tables.PRIVACY_REQUESTS}"
+        ).fetchall()
+    assert left == [(PSEUDONYM("usr_2"),)]
+    assert len(audit) == 1 and audit[0][:3] == ("erase", "alice", "DSR-2")
+    assert audit[0][3][tables.SESSIONS] == 2
+    again = privacy(database, "erase", "--user-id", "usr_1")
+    assert again.returncode == 0 and "sessions 0" in again.stdout
+
+
+def test_requests_fail_clearly_without_a_migrated_database_or_a_user(
+    database: PostgresSettings, pg_settings: PostgresSettings
+) -> None:
+    empty = f"uxstream_test_privacy_empty_{uuid.uuid4().hex[:8]}"
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{empty}"')
+    try:
+        done = privacy(dataclasses.replace(pg_settings, dbname=empty), "erase", "--user-id", "usr_1")
+        assert done.returncode == 2
+        assert done.stderr == (
+            "uxstream privacy: error: table privacy_requests is missing: run `uxstream db migrate` on this "
+            "database first\n"
+        )
+    finally:
+        with connect(pg_settings, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')
+    blank = privacy(database, "export", "--user-id", " ")
+    assert blank.returncode == 2
+    assert blank.stderr == "uxstream privacy: error: --user-id must not be empty\n"
