@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "uxstream.contract.commands",
     "uxstream.quality",
     "uxstream.bench.commands",
+    "uxstream.cluster.commands",
+    "uxstream.anomaly",
+    "uxstream.privacy",
 )
 
 

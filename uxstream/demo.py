@@ -1,27 +1,43 @@
-"""`uxstream demo`: what `make run-local` shows. Generate a demo stream, run sessionize bounded, summarize.
+"""`uxstream demo`: what `make run-local` shows. The whole suite on a demo stream, then a summary.
 
-The stream is deterministic (fixed seed), so running the demo again re-sends the same events: the job
-dedups them and the tables come out the same.
+1. A deterministic demo stream (fixed seed, two hours of simulated traffic with every fault kind, the
+   signup and checkout journeys, and an injected error-rate spike) in its own topic `ux.demo.events.…`,
+   generated once and re-used by later runs, so a re-run reads exactly the same input.
+2. sessionize, funnels and anomaly, each bounded on a Flink MiniCluster, one after the other: sessionize
+   publishes the KPI windows the anomaly job scores. Their output topics are per run (and deleted at the
+   end); the database tables are upserted by deterministic keys, so a re-run leaves them the same.
+3. A readable summary from PostgreSQL: sessions, top pages, active users per minute, error rate, funnel
+   conversion, alerts, late and dead-lettered counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
+
+from psycopg import sql
 
 from jobs.common import tables, topics
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from uxstream.contract import streams
 from uxstream.db import connect, migrate
-from uxstream.paths import ROOT
+from uxstream.paths import LOCAL, ROOT
 
 DEMO_ARGS = (
-    "--duration", "30m", "--seed", "7", "--partitions", "1",
+    "--duration", "2h", "--seed", "7", "--partitions", "1",
     "--duplicate-fraction", "0.02", "--late-fraction", "0.01", "--malformed-fraction", "0.005",
-    "--future-fraction", "0.002",
+    "--future-fraction", "0.002", "--anomaly", "error_spike:global:80m:15m:12",
 )  # fmt: skip
+"""The demo stream's generator options (the topic name hashes them with the event count)."""
+DEMO_TOPIC_PREFIX = "ux.demo.events"
 
 
 def count_topic(kafka: KafkaSettings, topic: str) -> int:
@@ -64,7 +80,7 @@ def print_table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]
             print("  " + "  ".join("-" * w for w in widths))
 
 
-def summarize(pg: PostgresSettings, kafka: KafkaSettings) -> None:
+def summarize(pg: PostgresSettings, kafka: KafkaSettings, dlq_topic: str = topics.DLQ) -> None:
     with connect(pg) as conn:
         (sessions, engaged, avg_s, events) = conn.execute(
             "SELECT count(*), avg(engaged::int), avg(duration_ms) / 1000.0, sum(event_count) "
@@ -103,31 +119,101 @@ def summarize(pg: PostgresSettings, kafka: KafkaSettings) -> None:
     print("  the watermark passed them are in the late ledger)")
     print(
         f"late ledger: {late.get('late', 0)} late, {late.get('future_timestamp', 0)} future timestamps; "
-        f"dead-lettered: {count_topic(kafka, topics.DLQ)} (topic {topics.DLQ})"
+        f"dead-lettered: {count_topic(kafka, dlq_topic)}"
     )
+
+
+def run_job(name: str, args: list[str], env: dict[str, str]) -> None:
+    print(f"running {name} on a Flink MiniCluster (bounded: to the end offsets at start) …", flush=True)
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", f"jobs.{name}.job", "--bounded", *args], cwd=ROOT, env=env, check=True
+    )
+    print(f"{name} finished in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def summarize_funnels_and_alerts(pg: PostgresSettings) -> None:
+    from uxstream.anomaly import format_alerts, list_alerts
+
+    with connect(pg) as conn:
+        funnels = conn.execute(
+            "SELECT funnel, sum(entered), sum(converted), sum(dropped), sum(excluded), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY median_time_to_convert_ms) / 1000.0 "
+            f"FROM {tables.FUNNEL_WINDOWS} WHERE dimension = 'global' GROUP BY funnel ORDER BY funnel"
+        ).fetchall()
+    rows = [
+        (
+            f,
+            int(e),
+            int(c),
+            int(d),
+            int(x),
+            int(c) / int(e) if e else None,
+            float(s) if s is not None else None,
+        )
+        for f, e, c, d, x, s in funnels
+    ]
+    print_table(
+        "funnels (all entry windows)",
+        ("funnel", "entered", "converted", "dropped", "excluded", "conversion", "median s to convert"),
+        rows,
+    )
+    print(f"\nanomaly alerts (`uxstream alerts --db {pg.dbname}`):")
+    for line in format_alerts(list_alerts(pg, timedelta(days=7), 10)):
+        print("  " + line)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    kafka, pg = KafkaSettings.from_env(), PostgresSettings.from_env()
+    kafka, server = KafkaSettings.from_env(), PostgresSettings.from_env()
+    # A database of its own, re-created each time: the demo never mixes with your data or an older demo.
+    pg = replace(server, dbname=args.db)
+    with connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.db)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.db)))
     report = migrate(pg)
-    applied = f", applied {', '.join(report.applied)}" if report.applied else ""
-    print(f"database {pg.describe()} ready ({report.mode}{applied})")
-    print(f"generating {args.events} demo events into {topics.EVENTS} …", flush=True)
-    subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "generate", "--events", str(args.events), *DEMO_ARGS],
-        cwd=ROOT, check=True,
-    )  # fmt: skip
-    print(
-        "running sessionize on a Flink MiniCluster (bounded: stops at the current end offsets) …", flush=True
-    )
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "jobs.sessionize.job", "--bounded"], cwd=ROOT, check=True)
-    print(f"sessionize finished in {time.monotonic() - started:.0f} s; results in {pg.describe()}:")
-    summarize(pg, kafka)
+    print(f"database {pg.describe()} created ({report.mode})")
+    source = streams.content_topic(DEMO_TOPIC_PREFIX, args.events, DEMO_ARGS)
+    streams.ensure_generated(kafka, source, args.events, DEMO_ARGS, lambda m: print(f"demo stream: {m}"))
+    run = uuid.uuid4().hex[:8]
+    dlq, kpi, funnel, alerts = (f"ux.demo.{kind}.{run}" for kind in ("dlq", "kpi", "funnel", "alerts"))
+    env = {
+        **os.environ,
+        "UXSTREAM_PG_DB": args.db,
+        "UXSTREAM_FLINK_STATE_DIR": str(LOCAL / "flink" / f"demo-{run}"),
+    }
+    try:
+        run_job("sessionize", ["--input-topic", source, "--dlq-topic", dlq, "--kpi-topic", kpi], env)
+        run_job(
+            "funnels",
+            ["--input-topic", source, "--dlq-topic", f"{dlq}.funnels", "--funnel-topic", funnel,
+             "--transactional-id-prefix", f"funnels-demo-{run}"],
+            env,
+        )  # fmt: skip
+        run_job(
+            "anomaly",
+            ["--kpi-topic", kpi, "--funnel-topic", funnel, "--alerts-topic", alerts,
+             "--transactional-id-prefix", f"anomaly-demo-{run}"],
+            env,
+        )  # fmt: skip
+        print(f"\nresults in {pg.describe()} (input topic {source}):")
+        summarize(pg, kafka, dlq)
+        summarize_funnels_and_alerts(pg)
+        print(
+            f"\nexplore: UXSTREAM_PG_DB={pg.dbname} uxstream validate (data-quality gate), "
+            f"or any SQL client on {pg.describe()}"
+        )
+    finally:
+        topics.delete_topics(kafka, [dlq, f"{dlq}.funnels", kpi, funnel, alerts])
+        shutil.rmtree(LOCAL / "flink" / f"demo-{run}", ignore_errors=True)
     return 0
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="generate a demo stream, run sessionize on it, print a summary")
-    p.add_argument("--events", type=int, default=20_000, help="demo events to generate (default 20000)")
+    p = subparsers.add_parser(
+        "demo", help="the whole suite (sessionize, funnels, anomaly) on a demo stream, then a summary"
+    )
+    p.add_argument("--events", type=int, default=30_000, help="demo stream size (default 30000)")
+    p.add_argument(
+        "--db", default="uxstream_demo", help="database for the results, re-created (default uxstream_demo)"
+    )
     p.set_defaults(handler=_cmd_demo)

@@ -15,7 +15,9 @@ from uxstream.errors import UserError
 
 JOBS = {
     "sessionize": "jobs.sessionize.job",
+    "funnels": "jobs.funnels.job",
     "smoke": "jobs.smoke.job",
+    "anomaly": "jobs.anomaly.job",
 }
 """Job name → module with a `main(argv) -> int`."""
 

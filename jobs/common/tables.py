@@ -50,3 +50,33 @@ NONE_VALUE: Final = "(none)"
 
 LATE_JOB_SESSIONIZE: Final = "sessionize"
 """`late_events.job` of the rows the sessionize job writes."""
+
+# --- funnels (migrations/V0003__funnels.sql; hypertables in migrations/timescaledb/T0003__funnels.sql) ---
+FUNNEL_ATTEMPTS: Final = "funnel_attempts"
+"""One row per ended funnel attempt; key (attempt_id, entered_at); hypertable on entered_at."""
+FUNNEL_WINDOWS: Final = "funnel_windows"
+"""Funnel metrics per tumbling window of entry time and dimension value; key (funnel, window_start,
+dimension, dimension_value); hypertable on window_start."""
+FUNNEL_WINDOW_STEPS: Final = "funnel_window_steps"
+"""Per-step rows of funnel_windows (reached, conversion from the previous step, drop-off); key (funnel,
+window_start, dimension, dimension_value, step); hypertable on window_start."""
+
+FUNNELS_TABLES: Final = (FUNNEL_ATTEMPTS, FUNNEL_WINDOWS, FUNNEL_WINDOW_STEPS)
+"""Every table the funnels job writes besides the late-event ledger (rows with job = 'funnels')."""
+
+LATE_JOB_FUNNELS: Final = "funnels"
+"""`late_events.job` of the rows the funnels job writes."""
+
+# --- anomaly (migrations/V0004__anomaly.sql) ---
+ANOMALIES: Final = "anomalies"
+"""One row per alert, upserted per lifecycle message; key (alert_id, opened_window_start)."""
+
+# --- privacy (migrations/V0005__privacy.sql) ---
+PRIVACY_REQUESTS: Final = "privacy_requests"
+"""Audit trail of erase and export requests (by pseudonym); key request_id."""
+USER_KEYED_TABLES: Final = (
+    (SESSIONS, "user_key", "session_start"),
+    (FUNNEL_ATTEMPTS, "user_key", "entered_at"),
+)
+"""(table, pseudonymised user key column, time column) of every table that holds rows of one user: what
+`uxstream privacy erase` deletes and `export` returns."""

@@ -7,7 +7,7 @@ keeps them in step with these names.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from jobs.common.settings import KafkaSettings
@@ -140,3 +140,46 @@ def check_transactions(settings: KafkaSettings, checkpoint_interval_ms: int) -> 
             f"{settings.bootstrap_servers} allows at most {allowed} ms (transaction.max.timeout.ms): set "
             f"UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS to at most {allowed} or raise the broker's limit"
         )
+
+
+def delete_topics(settings: KafkaSettings, names: Sequence[str]) -> None:
+    """Delete topics (missing ones are fine); a warning on stderr for any other failure."""
+    import sys
+
+    if not names:
+        return
+    admin = _admin(settings)  # referenced until the futures resolve (else: _DESTROY)
+    futures = admin.delete_topics(list(names), operation_timeout=30)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except Exception as exc:  # KafkaException
+            if "UNKNOWN_TOPIC" not in str(exc):  # never created: fine
+                print(f"warning: could not delete topic {name}: {exc}", file=sys.stderr)
+
+
+def wait_deleted(settings: KafkaSettings, topic: str, timeout: float = 60) -> None:
+    """Wait until a deleted topic is gone from the metadata (deletion is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while topic in partition_counts(settings, [topic]):
+        if time.monotonic() > deadline:
+            raise TopicError(f"topic {topic} still exists {timeout:.0f} s after deleting it")
+        time.sleep(0.5)
+
+
+def end_offset(settings: KafkaSettings, topic: str) -> int | None:
+    """Records in partition 0 of a one-partition topic, or None when the topic is absent or differs."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {**settings.client_config(), "group.id": "uxstream-tools", "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or len(described.partitions) != 1:
+            return None
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        return int(high) if low == 0 else None
+    finally:
+        consumer.close()

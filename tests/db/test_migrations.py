@@ -32,8 +32,12 @@ TIME_COLUMN = {
     t.KPI_SLIDING_5M: "window_start",
     t.KPI_DAILY: "window_end",
     t.LATE_EVENTS: "event_time",
+    t.FUNNEL_ATTEMPTS: "entered_at",
+    t.FUNNEL_WINDOWS: "window_start",
+    t.FUNNEL_WINDOW_STEPS: "window_start",
+    t.ANOMALIES: "opened_window_start",
 }
-"""The hypertable time column of each table (migrations/timescaledb/T0001__hypertables.sql)."""
+"""The hypertable time column of each table (migrations/timescaledb/T0001, T0003, T0004)."""
 
 TS, TEXT, BIGINT, INT, BOOL, DOUBLE, DATE = (
     "timestamp with time zone", "text", "bigint", "integer", "boolean", "double precision", "date",
@@ -83,13 +87,23 @@ PRIMARY_KEYS = {
     t.KPI_SLIDING_5M: ["window_start", "dimension", "dimension_value"],
     t.KPI_DAILY: ["window_end", "dimension", "dimension_value"],
     t.LATE_EVENTS: ["job", "event_id", "event_time"],
+    t.FUNNEL_ATTEMPTS: ["attempt_id", "entered_at"],
+    t.FUNNEL_WINDOWS: ["funnel", "window_start", "dimension", "dimension_value"],
+    t.FUNNEL_WINDOW_STEPS: ["funnel", "window_start", "dimension", "dimension_value", "step"],
+    t.ANOMALIES: ["alert_id", "opened_window_start"],
 }
 SECONDARY_INDEXES = {
     "sessions_user_key_start_idx": (t.SESSIONS, ["user_key", "session_start"]),
     "sessions_start_idx": (t.SESSIONS, ["session_start"]),
     "late_events_event_time_idx": (t.LATE_EVENTS, ["event_time"]),
+    "funnel_attempts_funnel_entered_idx": (t.FUNNEL_ATTEMPTS, ["funnel", "entered_at"]),
+    "funnel_attempts_user_key_idx": (t.FUNNEL_ATTEMPTS, ["user_key", "entered_at"]),
+    "funnel_windows_start_idx": (t.FUNNEL_WINDOWS, ["window_start"]),
+    "funnel_window_steps_start_idx": (t.FUNNEL_WINDOW_STEPS, ["window_start"]),
+    "anomalies_status_idx": (t.ANOMALIES, ["status", "opened_window_start"]),
+    "anomalies_series_idx": (t.ANOMALIES, ["metric", "dimension", "dimension_value", "opened_window_start"]),
 }
-TIMESCALE_FILES = ("T0001__hypertables", "T0002__kpi_1h", "R__policies")
+TIMESCALE_FILES = ("T0001__hypertables", "T0002__kpi_1h", "T0003__funnels", "T0004__anomaly", "R__policies")
 EDITED_MESSAGE = (
     "V0002__sessionize.sql was changed after it was applied "
     "(write a new migration instead of editing an applied one)"

@@ -132,6 +132,10 @@ def test_each_output_table_is_a_compressed_hypertable_on_its_time_column(ddl: di
         (t.KPI_SLIDING_5M, "dimension"),
         (t.KPI_DAILY, "dimension"),
         (t.LATE_EVENTS, "job"),
+        (t.FUNNEL_ATTEMPTS, "funnel"),
+        (t.FUNNEL_WINDOWS, "funnel"),
+        (t.FUNNEL_WINDOW_STEPS, "funnel"),
+        (t.ANOMALIES, "metric"),
     }
     first_order_by = {(s["table"], s["column"]) for s in ddl["compression_settings"] if s["orderby"] == 1}
     assert first_order_by == set(TIME_COLUMN.items())

@@ -32,6 +32,7 @@ from jobs.common.connectors import KafkaSourceSpec, kafka_source_options, with_c
 from jobs.common.contract import event_reader_schema
 from jobs.common.flink_env import FlinkSettings, create_environments
 from jobs.common.settings import KafkaSettings
+from jobs.common.topics import end_offset
 
 if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment
@@ -62,22 +63,6 @@ class Measurement:
 
 
 # ----------------------------------------------------------------------------------------- the input
-
-
-def end_offset(kafka: KafkaSettings, topic: str) -> int | None:
-    """Records in partition 0 of a one-partition topic, or None when the topic is absent or differs."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**kafka.client_config(), "group.id": "uxstream-bench", "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or len(described.partitions) != 1:
-            return None
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        return int(high) if low == 0 else None
-    finally:
-        consumer.close()
 
 
 def ensure_input(kafka: KafkaSettings, topic: str, events: int) -> None:

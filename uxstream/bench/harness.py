@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -43,18 +42,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from jobs.common import topics
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.topics import delete_topics
 from uxstream.bench import environment
+from uxstream.bench.jobrun import FUNNELS_PYTHON_VERTEX
 from uxstream.bench.latency import LatencyConfig, measure_latency
 from uxstream.bench.report import render_markdown
-from uxstream.bench.runner import BenchError, JobSpec, delete_topics, fresh_database, run_bounded
+from uxstream.bench.runner import BenchError, JobSpec, fresh_database, run_bounded
+from uxstream.contract import streams
+from uxstream.errors import UserError
 from uxstream.paths import ROOT
 
 RESULTS_DIR: Final = ROOT / "bench-results"
 MARKDOWN: Final = ROOT / "BENCHMARKS.md"
 MEASUREMENTS: Final = ("kafka", "decode", "generator", "jobs", "latency")
-"""What `--skip` can leave out (`jobs`: the bare pipeline and sessionize runs)."""
+"""What `--skip` can leave out (`jobs`: the bare pipeline, sessionize and funnels runs)."""
 
 BACKLOG_ARGS: Final = (
     "--seed", "7", "--partitions", "1", "--duration", "1h",
@@ -63,9 +65,9 @@ BACKLOG_ARGS: Final = (
 )  # fmt: skip
 """Generator options of the backlog (and of the generator-throughput runs)."""
 BACKLOG_INPUTS: Final = ("uxstream/contract/generator.py", "schemas")
-FLAME_SAMPLES: Final = {"bare": 50, "sessionize": 400}
+FLAME_SAMPLES: Final = {"bare": 50, "sessionize": 400, "funnels": 200}
 """Stack samples per flame graph (20 ms apart): the bare pipeline is through its input in seconds."""
-PROFILE_FROM: Final = {"bare": 0.05, "sessionize": 0.25}
+PROFILE_FROM: Final = {"bare": 0.05, "sessionize": 0.25, "funnels": 0.25}
 """Share of the input read when the flame graphs are requested."""
 """What determines the backlog's bytes besides BACKLOG_ARGS (hashed into the topic name)."""
 
@@ -131,6 +133,9 @@ REQUIRED_FIGURES: Final = (
     "sessionize.checkpoint_ms.median",
     "sessionize.checkpoint_ms.max",
     "sessionize.ratio_to_bare.median",
+    "funnels.events_per_s.median",
+    "funnels.ratio_to_bare.median",
+    "funnels.reached_python_share.median",
     "latency.window_end_to_visible_ms.p50",
     "latency.window_end_to_visible_ms.p95",
     "latency.window_end_to_visible_ms.p99",
@@ -175,52 +180,17 @@ class Clock:
 
 
 def backlog_topic(events: int) -> str:
-    digest = hashlib.sha256(json.dumps(BACKLOG_ARGS).encode())
-    for name in BACKLOG_INPUTS:
-        path = ROOT / name
-        for file in sorted(path.rglob("*") if path.is_dir() else [path]):
-            if file.is_file():
-                digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0" + file.read_bytes())
-    return f"ux.bench.backlog.{events}.{digest.hexdigest()[:10]}"
-
-
-def _wait_deleted(kafka: KafkaSettings, topic: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while topic in topics.partition_counts(kafka, [topic]):
-        if time.monotonic() > deadline:
-            raise BenchError(f"topic {topic} still exists {timeout:.0f} s after deleting it")
-        time.sleep(0.5)
+    return streams.content_topic("ux.bench.backlog", events, BACKLOG_ARGS, BACKLOG_INPUTS)
 
 
 def ensure_backlog(kafka: KafkaSettings, topic: str, events: int, say: Callable[[str], None]) -> bool:
     """`topic` holds exactly `events` backlog records; True when it had to be generated."""
-    from uxstream.bench.decode import end_offset
-
-    present = end_offset(kafka, topic)
-    deadline = time.monotonic() + 30
-    while present is not None and present < events and time.monotonic() < deadline:
-        time.sleep(3)  # another bench run may be filling it right now: wait while it grows
-        previous, present = present, end_offset(kafka, topic)
-        if present == previous:
-            break
-    if present == events:
-        say(f"backlog: re-using {topic} ({events:,} records)")
-        return False
-    if topic in topics.partition_counts(kafka, [topic]):
-        say(f"backlog: {topic} exists but does not hold exactly {events:,} records: re-creating it")
-        delete_topics(kafka, [topic])
-        _wait_deleted(kafka, topic)
-    say(f"backlog: generating {events:,} records into {topic}")
-    done = subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "generate", "--events", str(events), "--topic", topic,
-         *BACKLOG_ARGS],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0 or end_offset(kafka, topic) != events:
-        raise BenchError(
-            f"could not pre-load {topic} (uxstream generate exit {done.returncode}): {done.stderr[-2000:]}"
+    try:
+        return streams.ensure_generated(
+            kafka, topic, events, BACKLOG_ARGS, lambda message: say(f"backlog: {message}")
         )
-    return True
+    except UserError as exc:
+        raise BenchError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------- references
@@ -457,13 +427,17 @@ class Harness:
         timeout = max(900.0, cfg.events / 500)
         self.say(f"{job} {repeat + 1}/{cfg.repeats}: running bounded over {cfg.events:,} records …")
         try:
-            if job == "sessionize":
+            if job in ("sessionize", "funnels"):
                 with fresh_database(self.pg, f"uxstream_bench_{run_id.replace('-', '_')}") as pg:
                     record = run_bounded(dataclasses.replace(spec, database=pg), cfg.events, timeout)
             else:
                 record = run_bounded(spec, cfg.events, timeout)
         finally:
-            delete_topics(self.kafka, [spec.dlq_topic, spec.kpi_topic])
+            delete_topics(self.kafka, spec.output_topics)
+        if job == "funnels":
+            python_in = sum(v["records_in"] for v in record["vertices"] if FUNNELS_PYTHON_VERTEX in v["name"])
+            record["reached_python"] = python_in
+            record["reached_python_share"] = python_in / cfg.events
         self.say(
             f"{job} {repeat + 1}/{cfg.repeats}: {record['events_per_s']:,.0f} events/s catching up "
             f"({record['processing_s']:.1f} s), start-up {record['startup_s']:.1f} s, "
@@ -474,8 +448,8 @@ class Harness:
         return record
 
     def jobs(self, topic: str, pool: ThreadPoolExecutor | None) -> dict[str, Any]:
-        """bare and sessionize, `repeats` times each, alternating (or all at once with a pool)."""
-        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "sessionize": []}
+        """bare, sessionize and funnels, `repeats` times each, alternating (or all at once with a pool)."""
+        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "sessionize": [], "funnels": []}
         pending = [(job, i) for i in range(self.config.repeats) for job in runs]
         if pool is None:
             for job, i in pending:
@@ -490,6 +464,11 @@ class Harness:
             for s, b in zip(runs["sessionize"], runs["bare"], strict=True)
         ]
         figures["sessionize"]["ratio_to_bare"] = spread(ratios, 3)
+        pairs = zip(runs["funnels"], runs["bare"], strict=True)
+        funnel_ratios = [f["events_per_s"] / b["events_per_s"] for f, b in pairs]
+        figures["funnels"]["ratio_to_bare"] = spread(funnel_ratios, 3)
+        shares = [r["reached_python_share"] for r in runs["funnels"]]
+        figures["funnels"]["reached_python_share"] = spread(shares, 5)
         return figures
 
     def latency(self) -> dict[str, Any]:

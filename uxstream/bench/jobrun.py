@@ -10,6 +10,9 @@ Jobs:
   `sessionize-bench-<run id>`, so a benchmark run never fences a sessionize job or test running beside it
   on the same broker; its KPI windows go to the run's own `--kpi-topic`; and `--tumble-ms` may shorten the
   1-minute KPI window (latency smoke runs only).
+- `funnels`: the real funnels job (`jobs.funnels.job.build`) with the shipped definitions
+  (config/funnels.toml), its own DLQ and ux.funnel topics (`--dlq-topic`, `--funnel-topic`) and the same
+  benchmark-only transactional-id prefix scheme.
 - `bare`: the bare Flink SQL pipeline: sessionize's own decode step (same Kafka raw source, same
   watermark and source options, the Java decode UDF, the DLQ insert) with the valid events going to a
   blackhole sink instead of sessionize's topology. The ceiling a job built on the decode step can reach.
@@ -37,7 +40,10 @@ if TYPE_CHECKING:
 
     from jobs.sessionize.settings import SessionizeSettings
 
-JOBS: Final = ("sessionize", "bare")
+JOBS: Final = ("sessionize", "bare", "funnels")
+FUNNELS_PYTHON_VERTEX: Final = "funnels: attempts per user"
+"""Name fragment of the funnels vertex that holds the Python state machine (its records in = the events
+that reached Python)."""
 
 
 def monitoring_options(rest_port: int, flame_samples: int = 100) -> tuple[tuple[str, str], ...]:
@@ -96,6 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--input-topic", required=True)
     parser.add_argument("--dlq-topic", required=True)
     parser.add_argument("--kpi-topic", default="", help="sessionize's KPI window topic ('': not published)")
+    parser.add_argument("--funnel-topic", default="", help="the funnels job's window topic")
     parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
     parser.add_argument("--rest-port", type=int, required=True)
     parser.add_argument("--run-id", required=True, help="makes the transactional-id prefix unique")
@@ -113,8 +120,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_funnels(args: argparse.Namespace) -> Any:
+    """The funnels job exactly as `jobs.funnels.job.run` builds it, submitted asynchronously."""
+    from jobs.common import privacy, topics
+    from jobs.common.flink_env import create_environments
+    from jobs.funnels.job import build
+    from jobs.funnels.settings import FunnelsSettings
+
+    settings = FunnelsSettings.from_env(
+        None,
+        input_topic=args.input_topic,
+        dlq_topic=args.dlq_topic,
+        funnel_topic=args.funnel_topic or f"{args.input_topic}.funnel.{args.run_id}",
+        transactional_id_prefix=f"funnels-bench-{args.run_id}",
+        bounded=args.bounded,
+    )
+    settings = replace(settings, flink=bench_flink(settings.flink, args))
+    topics.ensure_topics(settings.kafka, {settings.dlq_topic: 1, settings.funnel_topic: 1})
+    privacy.ensure_key()
+    env, t_env = create_environments(settings.flink, "bench-funnels")
+    build(env, t_env, settings)
+    return env.execute_async(f"funnels-bench-{args.run_id}")
+
+
+def bench_flink(flink: Any, args: argparse.Namespace) -> Any:
+    """The job's Flink settings plus the monitoring options and the run's state folder."""
+    flink = flink.with_options(
+        state_dir=args.state_dir,
+        extra_config=(
+            *flink.extra_config,
+            *monitoring_options(args.rest_port, args.flame_samples),
+            *(parse_option(o) for o in args.flink_option),
+        ),
+    )
+    if args.checkpoint_interval_ms:
+        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
+    return flink
+
+
+def run_sql_job(args: argparse.Namespace) -> Any:
+    """sessionize or the bare pipeline; their JobClient."""
     from jobs.common import privacy, topics
     from jobs.common.flink_env import create_environments
     from jobs.sessionize.settings import SessionizeSettings
@@ -129,17 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tumble_ms:
         overrides["tumble_ms"] = args.tumble_ms
     settings = SessionizeSettings.from_env(None, **overrides)
-    flink = settings.flink.with_options(
-        state_dir=args.state_dir,
-        extra_config=(
-            *settings.flink.extra_config,
-            *monitoring_options(args.rest_port, args.flame_samples),
-            *(parse_option(o) for o in args.flink_option),
-        ),
-    )
-    if args.checkpoint_interval_ms:
-        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
-    settings = replace(settings, flink=flink)
+    settings = replace(settings, flink=bench_flink(settings.flink, args))
     job_name = f"{args.job}-bench-{args.run_id}"
     topics.ensure_topics(settings.kafka, {t: 1 for t in (settings.dlq_topic, settings.kpi_topic) if t})
     privacy.ensure_key()
@@ -148,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = build(t_env, settings, job_name)
     client = result.get_job_client()
     assert client is not None
+    return client
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    client = run_funnels(args) if args.job == "funnels" else run_sql_job(args)
     emit("submitted", job_id=str(client.get_job_id()))
     try:
         execution = client.get_job_execution_result().result()

@@ -38,8 +38,9 @@ from typing import Any
 
 from jobs.common import tables, topics
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.topics import delete_topics
 from uxstream.bench.monitor import checkpoint_summary
-from uxstream.bench.runner import BenchError, JobProcess, JobSpec, delete_topics, fresh_database
+from uxstream.bench.runner import BenchError, JobProcess, JobSpec, fresh_database
 from uxstream.db import connect
 
 OUT_OF_ORDERNESS_MS = 5_000
@@ -283,7 +284,7 @@ def measure_latency(
             spec = dataclasses.replace(spec, database=pg)
             return _run(kafka, pg, config, spec, say)
     finally:
-        delete_topics(kafka, [topic, spec.dlq_topic, spec.kpi_topic])
+        delete_topics(kafka, [topic, *spec.output_topics])
 
 
 def _run(

@@ -338,6 +338,10 @@ def processing_span(seen: Observation) -> Span | None:
     sources = seen.source_vertices
     first = next((i for i, s in enumerate(samples) if s.up and s.total("read-records", sources) > 0), None)
     if first is None:
+        # A tiny input on a loaded box can be read before the slowest vertex (a Python operator) is up, and
+        # a bounded source is FINISHED, not RUNNING, afterwards: start at the first sample with reads then.
+        first = next((i for i, s in enumerate(samples) if s.total("read-records", sources) > 0), None)
+    if first is None:
         return None
     before = samples[first - 1] if first > 0 else None
     start = (before.at + samples[first].at) / 2 if before is not None else samples[first].at

@@ -68,11 +68,12 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
         f"Load average (1 min): {m['loadavg_start'][0]:.1f} at start, {m['loadavg_1m_max']:.1f} max, "
         f"{m['loadavg_end'][0]:.1f} at the end.",
     ]
-    others = [_get(f, f"{job}.others_cores.median") for job in ("bare", "sessionize")]
+    others = [_get(f, f"{job}.others_cores.median") for job in ("bare", "sessionize", "funnels")]
     if all(o is not None for o in others):
         used = (
-            f"other processes used a median of {others[0]:.1f} (bare runs) and {others[1]:.1f} "
-            f"(sessionize runs) of the {m['nproc']} cores while the jobs ran"
+            f"other processes used a median of {others[0]:.1f} (bare runs), {others[1]:.1f} "
+            f"(sessionize runs) and {others[2]:.1f} (funnels runs) of the {m['nproc']} cores while the "
+            "jobs ran"
         )
         if max(others) >= 0.3:
             lines[-1] += (
@@ -145,11 +146,21 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
         _get(f, "sessionize.events_per_s_wall_minus_startup"),
         " ev/s",
     )
+    row("**funnels** (raw events), catch-up", _get(f, "funnels.events_per_s"), " ev/s", "≥ 100,000 ev/s")
+    row("funnels ÷ bare pipeline (same repeat)", _get(f, "funnels.ratio_to_bare"), "", "", 2)
+    share = _get(f, "funnels.reached_python_share")
+    if share:
+        lines.append(
+            f"| funnels: share of the raw events that reached Python (after the JVM filter and dedup) | "
+            f"{100 * share['median']:.2f} % | {100 * share['min']:.2f} – {100 * share['max']:.2f} % | |"
+        )
     row("bare pipeline, N / (wall time − start-up)", _get(f, "bare.events_per_s_wall_minus_startup"), " ev/s")
     row("start-up (launch → job up and reading): bare pipeline", _get(f, "bare.startup_s"), " s", "", 1)
     row("start-up (launch → job up and reading): sessionize", _get(f, "sessionize.startup_s"), " s", "", 1)
+    row("start-up (launch → job up and reading): funnels", _get(f, "funnels.startup_s"), " s", "", 1)
     row("peak RSS of the job's process tree: bare pipeline", _get(f, "bare.peak_rss_mb"), " MB")
     row("peak RSS of the job's process tree: sessionize", _get(f, "sessionize.peak_rss_mb"), " MB")
+    row("peak RSS of the job's process tree: funnels", _get(f, "funnels.peak_rss_mb"), " MB")
     checkpoints = _get(f, "sessionize.checkpoint_ms")
     if checkpoints:
         lines.append(

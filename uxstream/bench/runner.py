@@ -21,11 +21,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.settings import PostgresSettings
 from uxstream.bench.monitor import (
     JobMonitor,
     Observation,
@@ -59,22 +59,6 @@ def fresh_database(admin: PostgresSettings, name: str) -> Iterator[PostgresSetti
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def delete_topics(kafka: KafkaSettings, names: Sequence[str]) -> None:
-    """Delete scratch topics (missing ones are fine)."""
-    from confluent_kafka.admin import AdminClient
-
-    if not names:
-        return
-    admin = AdminClient(kafka.client_config())  # referenced until the futures resolve (else: _DESTROY)
-    futures = admin.delete_topics(list(names), operation_timeout=30)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=30)
-        except Exception as exc:  # KafkaException
-            if "UNKNOWN_TOPIC" not in str(exc):  # never created: fine
-                print(f"warning: could not delete scratch topic {name}: {exc}", file=sys.stderr)
-
-
 @dataclasses.dataclass(frozen=True)
 class JobSpec:
     job: str
@@ -99,6 +83,15 @@ class JobSpec:
     @property
     def kpi_topic(self) -> str:
         return f"{self.topic}.kpi.{self.run_id}"
+
+    @property
+    def funnel_topic(self) -> str:
+        return f"{self.topic}.funnel.{self.run_id}"
+
+    @property
+    def output_topics(self) -> list[str]:
+        """Every topic a run of this spec may create (the harness deletes them afterwards)."""
+        return [self.dlq_topic, self.kpi_topic, self.funnel_topic]
 
     @property
     def log_path(self) -> Path:
@@ -127,7 +120,8 @@ class JobProcess:
         s = self.spec
         cmd = [
             sys.executable, "-m", "uxstream.bench.jobrun", "--job", s.job, "--input-topic", s.topic,
-            "--dlq-topic", s.dlq_topic, "--kpi-topic", s.kpi_topic, "--rest-port", str(self.port),
+            "--dlq-topic", s.dlq_topic, "--kpi-topic", s.kpi_topic, "--funnel-topic", s.funnel_topic,
+            "--rest-port", str(self.port),
             "--run-id", s.run_id, "--state-dir", str(s.work_dir / "flink"),
         ]  # fmt: skip
         if s.bounded:
