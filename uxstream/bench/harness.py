@@ -55,7 +55,7 @@ from uxstream.paths import ROOT
 
 RESULTS_DIR: Final = ROOT / "bench-results"
 MARKDOWN: Final = ROOT / "BENCHMARKS.md"
-MEASUREMENTS: Final = ("kafka", "decode", "generator", "jobs", "latency")
+MEASUREMENTS: Final = ("kafka", "decode", "generator", "jobs", "latency", "anomaly")
 """What `--skip` can leave out (`jobs`: the bare pipeline, sessionize and funnels runs)."""
 
 BACKLOG_ARGS: Final = (
@@ -87,6 +87,8 @@ class BenchConfig:
     checkpoint_interval_ms: int | None = None
     """Bounded job runs; None: the job's own (UXSTREAM_FLINK_CHECKPOINT_INTERVAL_MS, default 10 s)."""
     latency_checkpoint_interval_ms: int | None = None
+    anomaly_trials: int = 50
+    """Alerts timed by the anomaly latency measurement (uxstream anomaly-latency)."""
     profile: bool = True
     """Flame graphs of every vertex in the first repeat of each job."""
     flink_options: tuple[str, ...] = ()
@@ -113,6 +115,7 @@ SMOKE: Final = BenchConfig(
     latency_tumble_ms=2_000,
     checkpoint_interval_ms=500,
     latency_checkpoint_interval_ms=1_000,
+    anomaly_trials=3,
     profile=False,
     smoke=True,
     side_by_side=True,
@@ -143,6 +146,8 @@ REQUIRED_FIGURES: Final = (
     "latency.produce_to_visible_ms.p95",
     "latency.produce_to_visible_ms.p99",
     "latency.checkpoints.duration_ms_median",
+    "anomaly_latency.p50_ms",
+    "anomaly_latency.p99_ms",
 )
 """Dotted paths under `figures` that a complete run fills with positive numbers (the smoke test checks)."""
 
@@ -332,6 +337,8 @@ class Harness:
                 extra["bottleneck_bare"] = bottleneck(figures["bare"]["runs"])
             if "latency" not in cfg.skip:
                 figures["latency"] = latency.result() if latency is not None else self.latency()
+        if "anomaly" not in cfg.skip:
+            figures["anomaly_latency"] = self.anomaly_latency()
         result = {
             "schema": 1,
             "mode": "smoke" if cfg.smoke else ("full" if cfg.full else "partial"),
@@ -471,6 +478,26 @@ class Harness:
         figures["funnels"]["reached_python_share"] = spread(shares, 5)
         return figures
 
+    def anomaly_latency(self) -> dict[str, Any]:
+        """The anomaly job unbounded on scratch topics: KPI window visible → alert row visible."""
+        from uxstream.anomaly import measure_latency, percentile
+
+        trials = self.config.anomaly_trials
+        self.say(f"anomaly latency: timing {trials} alerts (the anomaly job unbounded, scratch topics) …")
+        seconds = measure_latency(trials)
+        result = {
+            "trials": len(seconds),
+            "p50_ms": _ms(percentile(seconds, 0.5)),
+            "p95_ms": _ms(percentile(seconds, 0.95)),
+            "p99_ms": _ms(percentile(seconds, 0.99)),
+            "max_ms": _ms(max(seconds)),
+        }
+        self.say(
+            f"anomaly latency: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, "
+            f"p99 {result['p99_ms']:.0f} ms over {len(seconds)} alerts"
+        )
+        return result
+
     def latency(self) -> dict[str, Any]:
         cfg = self.config
         config = LatencyConfig(
@@ -492,6 +519,10 @@ class Harness:
         )
         result["parameters"] = dataclasses.asdict(config)
         return result
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
 
 def run(config: BenchConfig, *, results_dir: Path | None, markdown: Path | None, command: str) -> Path:
