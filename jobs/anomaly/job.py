@@ -18,8 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.anomaly.logic import OPEN, RESOLVED
 from jobs.anomaly.settings import AnomalySettings
-from jobs.common import tables, topics
+from jobs.common import counters, decode, tables, topics
 from jobs.common.connectors import (
     KafkaSourceSpec,
     jdbc_upsert_options,
@@ -45,7 +46,9 @@ SELECT alert_id, {_TS.format("opened_window_start")}, {_TS.format("opened_at")},
   {_TS.format("last_window_start")}, {_TS.format("last_window_end")},
   CASE WHEN has_value THEN `value` ELSE CAST(NULL AS DOUBLE) END,
   baseline, baseline_method, mad, z_score, peak_z, threshold, severity, anomalous_windows
-FROM alert_messages"""
+FROM alert_messages
+WHERE count_when('{counters.ALERTS_OPENED}', message_status = '{OPEN}')
+  AND count_when('{counters.ALERTS_RESOLVED}', message_status = '{RESOLVED}')"""
 ALERTS_INSERT = """INSERT INTO alerts_topic
 SELECT CAST(series AS BYTES), payload, TO_TIMESTAMP_LTZ(last_window_end, 3)
 FROM alert_messages"""
@@ -90,6 +93,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     read_funnels = bool(settings.funnel_topic) and bool(
         topics.partition_counts(settings.kafka, [settings.funnel_topic])
     )
+    decode.register_functions(t_env)  # count_when: the job's alert counters
     for statement in render_sql(
         SQL,
         kpi_source_options=with_clause(source_options(settings, settings.kpi_topic)),

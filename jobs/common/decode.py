@@ -13,7 +13,10 @@ SQL objects (default names; the recipe is `jobs/common/sql/decode.sql`):
   NULL for an invalid one (with the skew: NULL also for a future event, `contract.is_future`); and
   `encode_dead_letter(original, original_key, topic, partition, offset, observed_at, reason, detail,
   schema_id, job)` → BYTES (the framed dead_letter record; counts dead letters, metric group
-  `uxstream.dead_letters`: counter `total` and `reason=<code>` → `count`);
+  `uxstream.dead_letters`: counter `total` and `reason=<code>` → `count`); the jobs' own counters
+  (metric group `uxstream.<name>`, counter `total`): `count_when(name, flag)` → TRUE, a WHERE conjunct
+  counting the rows whose flag is TRUE, and `occurrence_count(name) OVER (…)` → BIGINT, COUNT(*) over
+  the window that counts every row after the first of its key (jvm/udf CountWhen, OccurrenceCount);
 - table `ux_events_raw`: `kafka_key BYTES, payload BYTES, kafka_topic, kafka_partition, kafka_offset,
   kafka_timestamp` (metadata) and the computed `event_time`, with the job's WATERMARK if it gave one;
 - view `ux_events_decoded`: the Kafka columns, `event_time` and `decoded` (the ROW);
@@ -54,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from jobs.common import topics
+from jobs.common import counters, topics
 from jobs.common.connectors import (
     KafkaSourceSpec,
     kafka_exactly_once_sink_options,
@@ -77,6 +80,8 @@ FUNCTIONS: Final = {
     "decode_ux_event": "io.uxstream.udf.DecodeUxEvent",
     "ux_event_time": "io.uxstream.udf.UxEventTime",
     "encode_dead_letter": "io.uxstream.udf.EncodeDeadLetter",
+    "count_when": "io.uxstream.udf.CountWhen",
+    "occurrence_count": "io.uxstream.udf.OccurrenceCount",
 }
 """SQL name → Java class of the uxstream-udf functions."""
 
@@ -208,8 +213,12 @@ def event_time_spec(
     speed), idle partitions released after `idleness_ms` (0: never), and events more than
     `max_future_skew_ms` ahead of their broker receive time never move it."""
     skew, bound = sql_interval(max_future_skew_ms), sql_interval(out_of_orderness_ms)
+    # The watermark generator runs in the source, once per record read: the one place where the
+    # events-in counter sees every record exactly once (a filter in the decoded view is copied into each
+    # branch that reads it). count_when is always TRUE, so the first WHEN never applies.
     watermark = (
-        f"CASE WHEN event_time > kafka_timestamp + {skew} "
+        f"CASE WHEN NOT count_when('{counters.EVENTS_IN}', TRUE) THEN CAST(NULL AS TIMESTAMP_LTZ(3)) "
+        f"WHEN event_time > kafka_timestamp + {skew} "
         f"THEN CAST(NULL AS TIMESTAMP_LTZ(3)) ELSE event_time - {bound} END"
     )
     options = {"scan.watermark.emit.strategy": "on-event"}
@@ -231,7 +240,12 @@ def classify_statements(source: str, max_future_skew_ms: int) -> list[str]:
     """The views `classified` (every valid event with user_key, is_future, watermark_at_arrival),
     `on_time` (neither future nor late) and `numbered` (on-time events with their `occurrence` number per
     event_id) over `source` (sql/classify.sql)."""
-    return render_sql(CLASSIFY_SQL, source=source, max_future_skew=sql_interval(max_future_skew_ms))
+    return render_sql(
+        CLASSIFY_SQL,
+        source=source,
+        max_future_skew=sql_interval(max_future_skew_ms),
+        duplicates_counter=counters.DUPLICATES,
+    )
 
 
 def register_functions(t_env: StreamTableEnvironment) -> None:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from jobs.common import counters
 from jobs.common.contract import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
     EVENT_SUBJECT,
@@ -319,3 +320,67 @@ def load(
         max_future_skew_ms=max_future_skew_ms,
         catalog=catalog,
     )
+
+
+FUTURE: Final = "future_timestamp"
+LATE: Final = "late"
+ON_TIME: Final = "on_time"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How a job classifies one valid event on arrival (SEMANTICS.md: Time, Late data, duplicates)."""
+
+    event: Mapping[str, Any]
+    kind: str
+    """FUTURE or LATE (late ledger, with that reason) or ON_TIME."""
+    watermark: int | None
+    """The watermark when it arrived (max event time so far − out-of-orderness; None before any)."""
+    occurrence: int
+    """On time: 1 for the first arrival of its event_id, n for the n-th (a duplicate); else 0."""
+
+
+def arrivals(
+    events: Iterable[Any],
+    *,
+    relevant: frozenset[str] | None = None,
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+) -> Iterator[Arrival]:
+    """The jobs' arrival classification of valid events (`OracleEvent`s, or anything with `.event`) of one
+    partition in produce order. Every valid non-future event moves the watermark (per record, before the
+    next arrives); only events whose event_name is in `relevant` (None: all) are classified and yielded.
+    Future events never move it; an event at or below the watermark is late; on-time events are
+    numbered per event_id (the jobs' dedup)."""
+    occurrences: dict[str, int] = {}
+    max_ts: int | None = None
+    for item in events:
+        event = item.event
+        ts = int(event["ts"])
+        watermark = None if max_ts is None else max_ts - out_of_orderness_ms
+        future = is_future(ts, int(event["received_at"]), max_future_skew_ms)
+        if not future and (max_ts is None or ts > max_ts):
+            max_ts = ts
+        if relevant is not None and event["event_name"] not in relevant:
+            continue
+        if future:
+            yield Arrival(event, FUTURE, watermark, 0)
+        elif watermark is not None and ts <= watermark:
+            yield Arrival(event, LATE, watermark, 0)
+        else:
+            occurrence = occurrences.get(event["event_id"], 0) + 1
+            occurrences[event["event_id"]] = occurrence
+            yield Arrival(event, ON_TIME, watermark, occurrence)
+
+
+def arrival_counts(arrived: Iterable[Arrival]) -> dict[str, int]:
+    """What the jobs' counters (jobs.common.counters) count of these arrivals: late, future, duplicates."""
+    counts = {counters.LATE_EVENTS: 0, counters.FUTURE_EVENTS: 0, counters.DUPLICATES: 0}
+    for arrival in arrived:
+        if arrival.kind == LATE:
+            counts[counters.LATE_EVENTS] += 1
+        elif arrival.kind == FUTURE:
+            counts[counters.FUTURE_EVENTS] += 1
+        elif arrival.occurrence > 1:
+            counts[counters.DUPLICATES] += 1
+    return counts

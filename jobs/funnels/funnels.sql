@@ -21,7 +21,7 @@ FROM {decoded_view}
 WHERE decoded.reason IS NULL AND {relevant};
 
 -- 2./3. Classified on arrival like sessionize (jobs/common/sql/classify.sql, created by job.py over
---    `relevant`): `classified` (future and late go to the ledger), `on_time`, and `numbered` (occurrence of
+--    `relevant`): `classified`, `ledger` (future and late arrivals), `on_time`, and `numbered` (occurrence of
 --    each event_id in arrival order; only first occurrences reach Python).
 
 -- 4. Everything the job reads from Kafka leaves the JVM part as ONE stream (one Kafka source: a second
@@ -51,8 +51,7 @@ SELECT 'late', '', CAST(0 AS BIGINT), event_id, event_name{attribute_nulls},
     'offset' VALUE kafka_offset
     NULL ON NULL),
   CAST(NULL AS BYTES), CAST(NULL AS BYTES), CAST(0 AS BIGINT)
-FROM classified
-WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)
+FROM ledger
 UNION ALL
 SELECT 'dlq', '', CAST(0 AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING){attribute_nulls},
   CAST(NULL AS STRING), d.kafka_key, d.dead_letter, UNIX_TIMESTAMP(CAST(d.kafka_timestamp AS STRING)) * 1000

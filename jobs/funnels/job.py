@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.common import decode, privacy, tables, topics
+from jobs.common import counters, decode, privacy, tables, topics
 from jobs.common.connectors import (
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
@@ -108,7 +108,7 @@ SELECT '{tables.LATE_JOB_FUNNELS}', event_id,
   {_late_field("partition", "INT")},
   {_late_field("offset", "BIGINT")}
 FROM routed_rows
-WHERE kind = 'late'"""
+WHERE kind = 'late' AND {counters.ledger_counters(_late_field("reason"))}"""
 
 
 def dlq_insert(spec: decode.DecodeSpec) -> str:

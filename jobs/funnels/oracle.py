@@ -2,7 +2,7 @@
 
 Written apart from `logic.py`'s state machine on purpose (only the validated definitions are shared).
 `expected(events, funnels)` replays the job on the valid events of one partition in produce order
-(`jobs.common.oracle.load(...).events`), with sessionize's time rules (jobs/sessionize/oracle.py):
+(`jobs.common.oracle.load(...).events`), classified on arrival as every job does (`oracle.arrivals`):
 1. only events whose name can matter to a funnel (steps, exclusions; every event if a funnel is strict);
 2. future: ts > received_at + max_future_skew → ledger `future_timestamp` (never moves the watermark);
 3. watermark before a record = max ts of the earlier valid, non-future records − out-of-orderness (the
@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.funnels.logic import Funnel, Step
 
 JOB = "funnels"
@@ -51,37 +52,26 @@ def classify(
     """(late ledger rows, counted events) of the relevant events, in produce order."""
     ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
     counted: list[Mapping[str, Any]] = []
-    seen: set[str] = set()
-    max_ts: int | None = None
-    for item in events:
-        event = item.event
-        ts, received = int(event["ts"]), int(event["received_at"])
-        watermark = None if max_ts is None else max_ts - out_of_orderness_ms
-        future = ts > received + max_future_skew_ms
-        if not future and (max_ts is None or ts > max_ts):
-            max_ts = ts
-        if names is not None and event["event_name"] not in names:
-            continue
-        late = not future and watermark is not None and ts <= watermark
-        if future or late:
-            key = (JOB, str(event["event_id"]), ts)
-            ledger[key] = {
+    for arrival in arrivals(
+        events, relevant=names, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+    ):
+        event, watermark = arrival.event, arrival.watermark
+        ts = int(event["ts"])
+        if arrival.kind != ON_TIME:
+            ledger[(JOB, str(event["event_id"]), ts)] = {
                 "job": JOB,
                 "event_id": event["event_id"],
                 "event_time": ts,
-                "received_at": received,
+                "received_at": int(event["received_at"]),
                 "watermark": watermark,
-                "lateness_ms": None if future else watermark - ts,  # type: ignore[operator]
-                "reason": "future_timestamp" if future else "late",
+                "lateness_ms": None if arrival.kind == FUTURE or watermark is None else watermark - ts,
+                "reason": arrival.kind,
                 "page_path": event.get("page_path"),
                 "country": event.get("country"),
                 "device_type": event.get("device_type"),
             }
-            continue
-        if event["event_id"] in seen:
-            continue
-        seen.add(event["event_id"])
-        counted.append(event)
+        elif arrival.occurrence == 1:
+            counted.append(event)
     return list(ledger.values()), counted
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.common import decode, privacy, tables, topics
+from jobs.common import counters, decode, privacy, tables, topics
 from jobs.common.connectors import (
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
@@ -61,6 +61,10 @@ def _conversions(settings: SessionizeSettings) -> str:
     if not settings.conversion_events:
         return "FALSE"
     return f"event_name IN ({', '.join(sql_literal(n) for n in settings.conversion_events)})"
+
+
+LEDGER_REASON = "CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END"
+"""The reason of a late-ledger row (SEMANTICS.md "Late data")."""
 
 
 def statements(settings: SessionizeSettings) -> list[str]:
@@ -122,10 +126,10 @@ GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
 SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(received_at, 3)),
   to_utc(watermark_at_arrival),
   CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE {epoch_ms} - ts END,
-  CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END,
+  {LEDGER_REASON},
   page_path, country, device_type, kafka_partition, kafka_offset
-FROM classified
-WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)""",
+FROM ledger
+WHERE {counters.ledger_counters(LEDGER_REASON)}""",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
         f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
         f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",
@@ -148,7 +152,8 @@ FROM (
 LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, user_key, session_start, session_end,
   duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer, utm_source,
   utm_medium, utm_campaign, device_type, browser, country, error_count, conversions, engaged, bounce,
-  split_reason, is_final)""",
+  split_reason, is_final)
+WHERE count_when('{counters.SESSIONS_CLOSED}', s.is_final)""",
     ]
     if settings.kpi_topic:
         statements.append(kpi_topic_insert(settings))

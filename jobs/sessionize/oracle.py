@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.sessionize.logic import (
     FIRST_REVISION,
     KPI_METRICS,
@@ -187,39 +188,32 @@ def expected(
     conversions = set(conversion_events)
     late_rows: list[dict[str, Any]] = []
     on_time: list[tuple[Mapping[str, Any], int]] = []  # (event, occurrence)
-    occurrences: dict[str, int] = defaultdict(int)
-    max_ts: int | None = None
     # Per user: (last ts of the open gap-session, index list of its events) for the firing simulation.
     gap_sessions: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(list)
     last_ts: dict[str, int] = {}
 
-    for item in events:
-        event = item.event
+    for arrival in arrivals(
+        events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+    ):
+        event, watermark, occurrence = arrival.event, arrival.watermark, arrival.occurrence
         ts, received = int(event["ts"]), int(event["received_at"])
-        watermark = None if max_ts is None else max_ts - out_of_orderness_ms
-        base = {
-            "job": job,
-            "event_id": event["event_id"],
-            "event_time": ts,
-            "received_at": received,
-            "page_path": event.get("page_path"),
-            "country": event.get("country"),
-            "device_type": event.get("device_type"),
-        }
-        if ts > received + max_future_skew_ms:
+        if arrival.kind != ON_TIME:
+            lateness = None if arrival.kind == FUTURE or watermark is None else watermark - ts
             late_rows.append(
-                {**base, "watermark": watermark, "lateness_ms": None, "reason": "future_timestamp"}
+                {
+                    "job": job,
+                    "event_id": event["event_id"],
+                    "event_time": ts,
+                    "received_at": received,
+                    "page_path": event.get("page_path"),
+                    "country": event.get("country"),
+                    "device_type": event.get("device_type"),
+                    "watermark": watermark,
+                    "lateness_ms": lateness,
+                    "reason": arrival.kind,
+                }
             )
             continue
-        if max_ts is None or ts > max_ts:
-            max_ts = ts
-        if watermark is not None and ts <= watermark:
-            late_rows.append(
-                {**base, "watermark": watermark, "lateness_ms": watermark - ts, "reason": "late"}
-            )
-            continue
-        occurrences[event["event_id"]] += 1
-        occurrence = occurrences[event["event_id"]]
         on_time.append((event, occurrence))
         if occurrence == 1:
             user = user_key_of(event)

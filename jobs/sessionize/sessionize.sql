@@ -7,8 +7,8 @@
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
 
 -- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
---    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `on_time`, and `numbered`
---    (occurrence per event_id: 1 = first, >1 = duplicate).
+--    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `ledger` (late and future
+--    arrivals), `on_time`, and `numbered` (occurrence per event_id: 1 = first, >1 = duplicate).
 
 -- First occurrences only, with the KPI dimension columns ('(none)' when the event lacks the value).
 CREATE TEMPORARY VIEW clean AS

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,15 +22,17 @@ from typing import Any
 import pytest
 
 from jobs.anomaly.evaluation import kpi_windows
-from jobs.anomaly.logic import DetectorSettings
+from jobs.anomaly.logic import OPEN, RESOLVED, DetectorSettings
 from jobs.anomaly.oracle import expected
-from jobs.common import tables, topics
+from jobs.common import counters, tables, topics
 from jobs.common.contract import decode_framed, encode, load_catalog
 from jobs.common.oracle import load
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from tests.anomaly.support import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
+from tests.prometheus import wait_for_counters
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
+from uxstream.services.common import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
@@ -55,12 +58,19 @@ def produce(kafka: KafkaSettings, topic: str, records: list[dict[str, Any]]) -> 
     assert producer.flush(30) == 0
 
 
+def job_command(run: Run, bounded: bool = True, warm_start_days: int = 0) -> list[str]:
+    return [
+        sys.executable, "-m", "jobs.anomaly.job", *(["--bounded"] if bounded else []),
+        "--kpi-topic", run.kpi_topic, "--funnel-topic", "", "--alerts-topic", run.alerts_topic,
+        "--transactional-id-prefix", run.prefix, "--checkpoint-interval-ms", "2000",
+        "--warm-start-days", str(warm_start_days),
+    ]  # fmt: skip
+
+
 def run_job(run: Run, warm_start_days: int = 0) -> None:
     env = {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname}
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.anomaly.job", "--bounded", "--kpi-topic", run.kpi_topic,
-         "--funnel-topic", "", "--alerts-topic", run.alerts_topic, "--transactional-id-prefix", run.prefix,
-         "--checkpoint-interval-ms", "2000", "--warm-start-days", str(warm_start_days)],
+        job_command(run, warm_start_days=warm_start_days),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, f"anomaly job failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -290,3 +300,34 @@ def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
         )
     finally:
         drop(pg_settings, run)
+
+
+def test_an_unbounded_run_counts_alerts_opened_and_resolved_for_prometheus(
+    stream: Run, kafka_settings: KafkaSettings
+) -> None:
+    """The same windows through the job unbounded (a new alert topic), with the Prometheus reporter on:
+    its counters reach the number of lifecycle messages of each kind the oracle sends."""
+    import signal
+    import time
+
+    suffix = uuid.uuid4().hex[:8]
+    live = dataclasses.replace(
+        stream, alerts_topic=f"{stream.alerts_topic}.live.{suffix}", prefix=f"{stream.prefix}-live-{suffix}"
+    )
+    kinds = Counter(record["status"] for _, record in oracle(stream)["messages"])
+    want = {counters.ALERTS_OPENED: float(kinds[OPEN]), counters.ALERTS_RESOLVED: float(kinds[RESOLVED])}
+    assert all(want.values()), f"the stream must open and resolve alerts: {want}"
+    port = free_port()
+    job = subprocess.Popen(
+        job_command(live, bounded=False, warm_start_days=WARM_DAYS), cwd=ROOT,
+        env={**os.environ, "UXSTREAM_PG_DB": live.pg.dbname, "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_for_counters(range(port, port + 1), want, job) == want
+        time.sleep(3)  # nothing more is counted once the input is processed
+        assert wait_for_counters(range(port, port + 1), want, job, timeout_s=0.1) == want
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        topics.delete_topics(kafka_settings, [live.alerts_topic])

@@ -11,7 +11,6 @@ import importlib.util
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from types import ModuleType
@@ -162,38 +161,3 @@ def copy_records(kafka: KafkaSettings, source: str, target: str, start: int, sto
         producer.poll(0)
     consumer.close()
     assert producer.flush(30) == 0
-
-
-def prometheus_samples(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Samples of a Prometheus text endpoint on 127.0.0.1: metric name → [(labels, value)]."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        name, _, rest = head.partition("{")
-        labels: dict[str, str] = {}
-        for part in rest.rstrip("}").split('",'):
-            key, _, raw = part.partition('="')
-            if key.strip(","):
-                labels[key.strip(",")] = raw.rstrip('"')
-        samples.setdefault(name, []).append((labels, float(value)))
-    return samples
-
-
-def metric_total(ports: range, name: str, operator_prefix: str | None = None, **labels: str) -> float:
-    """Sum of a metric over the Prometheus endpoints that answer on `ports` (JobManager, TaskManagers),
-    over the series with these labels (and an operator_name starting with `operator_prefix`)."""
-    total = 0.0
-    for port in ports:
-        try:
-            samples = prometheus_samples(port)
-        except OSError:
-            continue
-        for found, value in samples.get(name, []):
-            prefix_ok = operator_prefix is None or found.get("operator_name", "").startswith(operator_prefix)
-            if prefix_ok and all(found.get(k) == v for k, v in labels.items()):
-                total += value
-    return total

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.common import tables
+from jobs.common import counters, tables
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from tests.prometheus import metric_total
 from uxstream.cluster import local, submit
 from uxstream.cluster.config import LocalCluster
 from uxstream.cluster.rest import FlinkRest
@@ -40,7 +41,6 @@ from .support import (
     copy_records,
     drop_database,
     end_offset,
-    metric_total,
     prepare,
     sessionize_e2e,
     wait_until_consumed,
@@ -160,9 +160,9 @@ def test_an_upgrade_through_a_savepoint_keeps_state_and_results_across_the_bound
         wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
         malformed_after_boundary = sum(1 for d in run.truth.dead_letters if d.seq >= half)
         low, high = flink_cluster.prometheus_ports
-        assert metric_total(
-            range(low, high + 1), "flink_taskmanager_job_task_operator_uxstream_dead_letters_total"
-        ) == float(malformed_after_boundary)
+        assert metric_total(range(low, high + 1), counters.prometheus_name(counters.DEAD_LETTERS)) == float(
+            malformed_after_boundary
+        )
 
         submit.stop(flink_cluster, "sessionize", drain=True)
         assert restarts(rest, second.job_id) == 0

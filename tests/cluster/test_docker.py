@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from jobs.common import counters
 from jobs.common.settings import PostgresSettings
 from uxstream.db import connect
 from uxstream.paths import ROOT
@@ -119,6 +120,13 @@ def test_every_dashboard_query_plans_against_the_migrated_schema(
             pytest.fail(f"{query}: {exc}", pytrace=False)
 
 
+JOB_COUNTER_METRICS = {
+    *(counters.prometheus_name(c) for names in counters.PER_JOB.values() for c in names),
+    "flink_taskmanager_job_task_operator_uxstream_dead_letters_reason_count",
+}
+"""The jobs' own counters a dashboard may chart (jobs/common/counters.py)."""
+
+
 def test_every_prometheus_query_uses_flink_or_uxstream_metrics() -> None:
     for path in DASHBOARDS:
         for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
@@ -126,6 +134,8 @@ def test_every_prometheus_query_uses_flink_or_uxstream_metrics() -> None:
                 if target["datasource"]["uid"] == "prometheus":
                     names = set(re.findall(r"\b(flink_[A-Za-z0-9_]+)", target["expr"]))
                     assert names, f"{path.name} / {panel['title']}: no flink_* metric"
+                    own = {n for n in names if "_uxstream_" in n}
+                    assert own <= JOB_COUNTER_METRICS, f"{path.name} / {panel['title']}: no such counter"
 
 
 def _compose_available() -> bool:

@@ -13,7 +13,12 @@ import pytest
 from jobs.common.contract import BAD_MAGIC_BYTE, IMPOSSIBLE_VALUE, MISSING_FIELD, DecodedEvent, decode, encode
 from jobs.common.oracle import (
     DEFAULT_DEDUP_TTL_MS,
+    FUTURE,
+    LATE,
+    ON_TIME,
     GroundTruthError,
+    arrival_counts,
+    arrivals,
     clean,
     load,
     parse_truth_line,
@@ -211,3 +216,35 @@ def test_a_clean_generated_stream_has_no_dead_letters_and_no_duplicates() -> Non
     result = clean(records(*(truth_line(s, r[4] or "") for s, r in enumerate(produced))))
 
     assert (len(result.events), result.dead_letters, result.duplicates) == (3_000, (), ())
+
+
+def _arrival(event_id: str, ts: int, received_at: int | None = None, name: str = "page_view") -> Any:
+    """An object with `.event`, as `arrivals` takes (only the fields it reads)."""
+    event = {"event_id": event_id, "ts": ts, "received_at": ts if received_at is None else received_at}
+    return type("Item", (), {"event": {**event, "event_name": name}})()
+
+
+def test_arrivals_classify_future_late_and_duplicates_as_the_jobs_do() -> None:
+    minute = 60_000
+    items = [
+        _arrival("a", T0),  # first event: no watermark yet
+        _arrival("f", T0 + HOUR, received_at=T0),  # 1 h ahead of its receive time: future
+        _arrival("b", T0 + minute),  # the future event did not move the watermark: on time
+        _arrival("a", T0 + 2 * minute),  # same id again, on time: occurrence 2
+        _arrival("c", T0 + minute - 5_000),  # below the watermark (T0 + 2 min - 5 s): late
+        _arrival("x", T0 + 10 * minute, name="js_error"),  # not relevant, but moves the watermark
+        _arrival("d", T0 + 5 * minute, name="add_to_cart"),  # below T0 + 10 min - 5 s: late
+    ]
+    got = [(a.event["event_id"], a.kind, a.watermark, a.occurrence) for a in arrivals(items)]
+    assert got == [
+        ("a", ON_TIME, None, 1),
+        ("f", FUTURE, T0 - 5_000, 0),
+        ("b", ON_TIME, T0 - 5_000, 1),
+        ("a", ON_TIME, T0 + minute - 5_000, 2),
+        ("c", LATE, T0 + 2 * minute - 5_000, 0),
+        ("x", ON_TIME, T0 + 2 * minute - 5_000, 1),
+        ("d", LATE, T0 + 10 * minute - 5_000, 0),
+    ]
+    relevant = [a.event["event_id"] for a in arrivals(items, relevant=frozenset({"add_to_cart"}))]
+    assert relevant == ["d"]
+    assert arrival_counts(arrivals(items)) == {"late_events": 2, "future_events": 1, "duplicates": 1}

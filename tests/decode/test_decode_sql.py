@@ -104,7 +104,7 @@ def test_names_can_be_changed_to_decode_two_topics_in_one_job() -> None:
         dlq_table="a_dlq",
     )
     statements = decode.statements(decode.DecodeSpec(job="j", names=names))
-    assert [s.split("(")[0].split(" AS")[0].split()[-1] for s in statements[3:]] == [
+    assert [s.split("(")[0].split(" AS")[0].split()[-1] for s in statements[len(decode.FUNCTIONS) :]] == [
         "`a_raw`",
         "`a_decoded`",
         "`a`",

@@ -22,15 +22,18 @@ from typing import Any
 
 import pytest
 
-from jobs.common import tables
-from jobs.common.oracle import CleanEvents, load
+from jobs.common import counters, tables
+from jobs.common.oracle import CleanEvents, arrival_counts, arrivals, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.funnels.definitions import load_funnels
+from jobs.funnels.logic import relevant_event_names
 from jobs.funnels.oracle import expected
 from jobs.funnels.settings import DEFAULT_CONFIG
+from tests.prometheus import wait_for_counters
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
+from uxstream.services.common import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
@@ -343,7 +346,8 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         tables.FUNNEL_WINDOWS: Counter(tuple(_normalize(v) for v in w.values()) for w in final),
     }
     columns = {t: list(expected_rows[t][0]) for t in want}
-    env = {**os.environ, "UXSTREAM_PG_DB": live.pg.dbname}
+    port = free_port()  # the job's counters, scraped below
+    env = {**os.environ, "UXSTREAM_PG_DB": live.pg.dbname, "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port)}
     job = subprocess.Popen(
         live.command("--checkpoint-interval-ms", "1000"), cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -362,6 +366,22 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         }
         time.sleep(5)  # still running: nothing beyond what the watermark allows shows up
         assert {t: _rows(live.pg, t, columns[t]) for t in want} == want
+        # The job's own counters: every record read, dead letters, and the arrival classification of the
+        # events the funnels can use (the others are dropped before it).
+        relevant = relevant_event_names(load_funnels(stream.config))
+        counted = {
+            counters.EVENTS_IN: float(len(stream.truth.events) + len(stream.truth.dead_letters)),
+            counters.DEAD_LETTERS: float(len(stream.truth.dead_letters)),
+            **{
+                k: float(n)
+                for k, n in arrival_counts(arrivals(stream.truth.events, relevant=relevant)).items()
+            },
+        }
+        # (This stream has no on-time duplicate of a relevant event: 0 is exact here; the duplicates
+        # counter is the shared dedup operator's, proven non-zero in tests/cluster/test_minicluster_metrics.)
+        proven = {k: v for k, v in counted.items() if k != counters.DUPLICATES}
+        assert all(proven.values()), f"a kind of record is missing, nothing is proven: {counted}"
+        assert wait_for_counters(range(port, port + 1), counted, job, timeout_s=60) == counted
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)

@@ -4,7 +4,7 @@
 --
 -- Every event is classified on arrival. CURRENT_WATERMARK is NULL before the first watermark, hence the
 -- COALESCE. Future events (more than max_future_skew ahead of the broker receive time) and late events (at
--- or below the watermark) go to the late ledger; the rest are numbered per event_id in arrival order
+-- or below the watermark) go to the late ledger (view `ledger`); the rest are numbered per event_id in arrival order
 -- (1 = first occurrence; >1 = duplicate), which dedups and counts duplicates in one operator.
 CREATE TEMPORARY VIEW classified AS
 SELECT
@@ -20,9 +20,18 @@ SELECT *
 FROM classified
 WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
 
+-- The late ledger: late and future arrivals (each job counts them where it writes its ledger rows).
+CREATE TEMPORARY VIEW ledger AS
+SELECT *
+FROM classified
+WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE);
+
+-- occurrence_count is COUNT(*) that also counts the duplicates (uxstream.<duplicates_counter>.total) in the one
+-- operator that sees each of them once (io.uxstream.udf.OccurrenceCount).
 CREATE TEMPORARY VIEW numbered AS
 SELECT
   *,
-  COUNT(*) OVER (PARTITION BY event_id ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-    AS occurrence
+  occurrence_count('{duplicates_counter}') OVER (
+    PARTITION BY event_id ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  ) AS occurrence
 FROM on_time;

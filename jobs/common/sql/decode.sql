@@ -8,6 +8,11 @@
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS decode_ux_event AS 'io.uxstream.udf.DecodeUxEvent' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ux_event_time AS 'io.uxstream.udf.UxEventTime' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS encode_dead_letter AS 'io.uxstream.udf.EncodeDeadLetter' LANGUAGE JAVA;
+-- The jobs' own counters (metric group uxstream.<name>, counter total): count_when(name, flag) → TRUE, a WHERE
+-- conjunct counting the rows whose flag is TRUE; occurrence_count(name) OVER (…) → COUNT(*) over the
+-- window, counting the rows after the first of each key.
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS count_when AS 'io.uxstream.udf.CountWhen' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_count AS 'io.uxstream.udf.OccurrenceCount' LANGUAGE JAVA;
 
 -- The topic as bytes: value and key uninterpreted (raw), Kafka coordinates as metadata. event_time is
 -- computed here because Flink SQL only accepts a WATERMARK on a table's own columns: a job that needs
