@@ -150,6 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> AnomalySettings:
 def run(settings: AnomalySettings) -> None:
     from jobs.common.flink_env import create_environments
 
+    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
     topics.ensure_topics(settings.kafka, [settings.kpi_topic, settings.alerts_topic])
     env, t_env = create_environments(settings.flink, JOB_NAME)
     build(env, t_env, settings)

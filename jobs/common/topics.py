@@ -42,7 +42,9 @@ class TopicError(RuntimeError):
 def _admin(settings: KafkaSettings) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient(settings.client_config())
+    # Warnings and errors only: librdkafka's info lines (e.g. "Purging 1 unserved events from background
+    # queue" when a short-lived admin client is destroyed) would land in the output of the CLI commands.
+    return AdminClient({**settings.client_config(), "log_level": 4})
 
 
 def partition_counts(settings: KafkaSettings, topics: Iterable[str], timeout: float = 30.0) -> dict[str, int]:

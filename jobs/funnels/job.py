@@ -282,6 +282,7 @@ def settings_from_args(args: argparse.Namespace) -> FunnelsSettings:
 def run(settings: FunnelsSettings) -> None:
     from jobs.common.flink_env import create_environments
 
+    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
     # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
     topics.ensure_topics(settings.kafka, [settings.dlq_topic, settings.funnel_topic])
     privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured

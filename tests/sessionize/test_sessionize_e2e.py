@@ -471,8 +471,13 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         drop(pg_settings, run)
 
 
+EXACTLY_ONCE_JOBS = ("sessionize", "funnels", "anomaly")
+"""Every job with a transactional Kafka sink checks its transaction timeout before it starts (T22)."""
+
+
+@pytest.mark.parametrize("job", EXACTLY_ONCE_JOBS)
 def test_a_transaction_timeout_the_broker_refuses_fails_fast_with_a_clear_error(
-    kafka_settings: KafkaSettings,
+    kafka_settings: KafkaSettings, job: str
 ) -> None:
     from jobs.common.topics import broker_config
 
@@ -480,7 +485,7 @@ def test_a_transaction_timeout_the_broker_refuses_fails_fast_with_a_clear_error(
     assert allowed > 0
     env = {**os.environ, "UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS": str(allowed + 1)}
     proc = subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--bounded"],
+        [sys.executable, "-m", "uxstream.cli", "run", job, "--bounded"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -492,14 +497,15 @@ def test_a_transaction_timeout_the_broker_refuses_fails_fast_with_a_clear_error(
     )
 
 
-def test_a_transaction_timeout_shorter_than_the_checkpoint_interval_fails_fast() -> None:
+@pytest.mark.parametrize("job", EXACTLY_ONCE_JOBS)
+def test_a_transaction_timeout_shorter_than_the_checkpoint_interval_fails_fast(job: str) -> None:
     env = {
         **os.environ,
         "UXSTREAM_KAFKA_TRANSACTION_TIMEOUT_MS": "5000",
         "UXSTREAM_FLINK_CHECKPOINT_INTERVAL_MS": "10000",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--bounded"],
+        [sys.executable, "-m", "uxstream.cli", "run", job, "--bounded"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
