@@ -31,15 +31,9 @@ from uxstream.services import (
     kafka_status,
     postgres_status,
 )
+from uxstream.services.common import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
