@@ -171,3 +171,41 @@ def test_an_upgrade_through_a_savepoint_keeps_state_and_results_across_the_bound
         if job_still_active(rest, "sessionize"):
             submit.stop(flink_cluster, "sessionize")
         drop_database(pg_settings, run.pg)
+
+
+def test_a_rescale_through_savepoints_from_1_to_2_to_1_keeps_every_table_equal_to_the_oracle(
+    flink_cluster: LocalCluster,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    tmp_path: Path,
+) -> None:
+    """RELIABILITY T12: a third of the stream at parallelism 1, a third at 2, the rest at 1 again, each
+    change a stop-with-savepoint and a restore; the keyed state (dedup, open sessions, windows) is
+    redistributed each time, and the results equal the oracle."""
+    staging, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS)
+    run = Run(f"{staging.topic}.live", staging.pg, staging.truth)
+    rest = FlinkRest(flink_cluster.rest_url)
+    total = end_offset(kafka_settings, staging.topic)
+    cuts = [0, total // 3, 2 * total // 3, total]
+    args = run.job_args(bounded=False, interval_ms=1000)
+    try:
+        copy_records(kafka_settings, staging.topic, run.topic, cuts[0], cuts[1])
+        job = submit.submit(flink_cluster, "sessionize", [*args, "--parallelism", "1"], env=run.job_env())
+        for step, parallelism in enumerate((2, 1), start=1):
+            wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
+            savepoint, job = submit.upgrade(
+                flink_cluster, "sessionize", [*args, "--parallelism", str(parallelism)], env=run.job_env()
+            )
+            restored = rest.checkpoints(job.job_id)["latest"]["restored"]
+            assert restored["is_savepoint"] and restored["external_path"] == savepoint
+            vertices = rest.job(job.job_id)["vertices"]
+            assert {v["parallelism"] for v in vertices if v["name"].startswith("Source")} == {parallelism}
+            copy_records(kafka_settings, staging.topic, run.topic, cuts[step], cuts[step + 1])
+        wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
+        submit.stop(flink_cluster, "sessionize", drain=True)
+        assert restarts(rest, job.job_id) == 0
+        assert_run_equals_oracle(run, kafka_settings)
+    finally:
+        if job_still_active(rest, "sessionize"):
+            submit.stop(flink_cluster, "sessionize")
+        drop_database(pg_settings, run.pg)
