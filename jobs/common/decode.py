@@ -57,9 +57,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from jobs.common import counters, topics
+from jobs.common import counters, tables, topics
 from jobs.common.connectors import (
     KafkaSourceSpec,
+    jdbc_upsert_options,
     kafka_exactly_once_sink_options,
     kafka_source_options,
     render_sql,
@@ -68,7 +69,7 @@ from jobs.common.connectors import (
     with_clause,
 )
 from jobs.common.contract import event_reader_schema
-from jobs.common.settings import KafkaSettings
+from jobs.common.settings import KafkaSettings, PostgresSettings
 
 if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment
@@ -236,15 +237,17 @@ def event_time_spec(
     )
 
 
-def classify_statements(source: str, max_future_skew_ms: int) -> list[str]:
+def classify_statements(source: str, max_future_skew_ms: int, postgres: PostgresSettings) -> list[str]:
     """The views `classified` (every valid event with user_key, is_future, watermark_at_arrival),
-    `on_time` (neither future nor late) and `numbered` (on-time events with their `occurrence` number per
-    event_id) over `source` (sql/classify.sql)."""
+    `ledger` (late and future arrivals), `on_time` (neither future nor late) and `numbered` (on-time events
+    with their `occurrence` number per event_id) over `source`, and the table `late_sink` (the
+    late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql)."""
     return render_sql(
         CLASSIFY_SQL,
         source=source,
         max_future_skew=sql_interval(max_future_skew_ms),
         duplicates_counter=counters.DUPLICATES,
+        late_sink_options=with_clause(jdbc_upsert_options(postgres, tables.LATE_EVENTS)),
     )
 
 

@@ -60,25 +60,7 @@ FROM (
 {dlq_select}
 ) AS d (kafka_key, dead_letter, kafka_timestamp);
 
--- 5. Sinks.
-CREATE TEMPORARY TABLE late_sink (
-  job STRING NOT NULL,
-  event_id STRING NOT NULL,
-  event_time TIMESTAMP(3) NOT NULL,
-  received_at TIMESTAMP(3),
-  `watermark` TIMESTAMP(3),
-  lateness_ms BIGINT,
-  reason STRING,
-  page_path STRING,
-  country STRING,
-  device_type STRING,
-  source_partition INT,
-  source_offset BIGINT,
-  PRIMARY KEY (job, event_id, event_time) NOT ENFORCED
-) WITH (
-  {late_options}
-);
-
+-- 5. Sinks (late_sink, the late ledger, is created with the classification: jobs/common/sql/classify.sql).
 CREATE TEMPORARY TABLE attempts_sink (
   attempt_id STRING NOT NULL,
   funnel STRING,

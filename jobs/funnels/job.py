@@ -230,7 +230,6 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         attribute_nulls=attribute_nulls(settings),
         watermark_ms=WATERMARK_MS,
         dlq_select=dlq_select(spec),
-        late_options=with_clause(jdbc_upsert_options(pg, tables.LATE_EVENTS)),
         attempts_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_ATTEMPTS)),
         windows_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOWS)),
         window_steps_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOW_STEPS)),
@@ -238,7 +237,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     )
     # The shared arrival classification (late, future, occurrence numbers) goes over the `relevant` view.
     after = next(i for i, s in enumerate(statements) if s.startswith("CREATE TEMPORARY VIEW relevant ")) + 1
-    statements[after:after] = decode.classify_statements("relevant", settings.max_future_skew_ms)
+    statements[after:after] = decode.classify_statements("relevant", settings.max_future_skew_ms, pg)
     for statement in statements:
         t_env.execute_sql(statement)
     statement_set = t_env.create_statement_set()

@@ -254,10 +254,9 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
     names = decode.create(t_env, spec)
     pg = settings.postgres
     for statement in [
-        *decode.classify_statements(decode.quote(names.valid_view), settings.max_future_skew_ms),
+        *decode.classify_statements(decode.quote(names.valid_view), settings.max_future_skew_ms, pg),
         *render_sql(
             SQL,
-            late_options=with_clause(jdbc_upsert_options(pg, tables.LATE_EVENTS)),
             sessions_options=with_clause(jdbc_upsert_options(pg, tables.SESSIONS)),
             kpi_1m_options=with_clause(jdbc_upsert_options(pg, tables.KPI_1M)),
             kpi_sliding_options=with_clause(jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)),

@@ -19,25 +19,7 @@ SELECT
   COALESCE(device_type, '(none)') AS dim_device_type
 FROM numbered;
 
--- 2. Sinks.
-CREATE TEMPORARY TABLE late_sink (
-  job STRING NOT NULL,
-  event_id STRING NOT NULL,
-  event_time TIMESTAMP(3) NOT NULL,
-  received_at TIMESTAMP(3),
-  `watermark` TIMESTAMP(3),
-  lateness_ms BIGINT,
-  reason STRING,
-  page_path STRING,
-  country STRING,
-  device_type STRING,
-  source_partition INT,
-  source_offset BIGINT,
-  PRIMARY KEY (job, event_id, event_time) NOT ENFORCED
-) WITH (
-  {late_options}
-);
-
+-- 2. Sinks (late_sink, the late ledger, is created with the classification: jobs/common/sql/classify.sql).
 CREATE TEMPORARY TABLE sessions_sink (
   session_id STRING NOT NULL,
   user_key STRING,

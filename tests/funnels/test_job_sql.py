@@ -57,7 +57,7 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
         watermark_ms=job.WATERMARK_MS,
         dlq_select=select,
         **{k: "'connector' = 'blackhole'" for k in (
-            "late_options", "attempts_options", "windows_options", "window_steps_options",
+            "attempts_options", "windows_options", "window_steps_options",
             "funnel_topic_options")},
     )  # fmt: skip
     routed = next(s for s in statements if s.startswith("CREATE TEMPORARY VIEW routed"))

@@ -20,11 +20,30 @@ SELECT *
 FROM classified
 WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
 
--- The late ledger: late and future arrivals (each job counts them where it writes its ledger rows).
+-- The late ledger: late and future arrivals, and the table the job writes them to (late_events; each job
+-- counts them in its INSERT, jobs.common.counters.ledger_counters).
 CREATE TEMPORARY VIEW ledger AS
 SELECT *
 FROM classified
 WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE);
+
+CREATE TEMPORARY TABLE late_sink (
+  job STRING NOT NULL,
+  event_id STRING NOT NULL,
+  event_time TIMESTAMP(3) NOT NULL,
+  received_at TIMESTAMP(3),
+  `watermark` TIMESTAMP(3),
+  lateness_ms BIGINT,
+  reason STRING,
+  page_path STRING,
+  country STRING,
+  device_type STRING,
+  source_partition INT,
+  source_offset BIGINT,
+  PRIMARY KEY (job, event_id, event_time) NOT ENFORCED
+) WITH (
+  {late_sink_options}
+);
 
 -- occurrence_count is COUNT(*) that also counts the duplicates (uxstream.<duplicates_counter>.total) in the one
 -- operator that sees each of them once (io.uxstream.udf.OccurrenceCount).
