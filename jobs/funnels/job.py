@@ -80,13 +80,6 @@ def attribute_nulls(settings: FunnelsSettings) -> str:
     return ", CAST(NULL AS STRING)" * len(attributes_of(settings.funnels))
 
 
-WATERMARK_MS = (
-    "(UNIX_TIMESTAMP(CAST(watermark_at_arrival AS STRING)) * 1000"
-    " + EXTRACT(MILLISECOND FROM watermark_at_arrival))"
-)
-"""Epoch milliseconds of the watermark at arrival (as sessionize's ledger computes it)."""
-
-
 def _late_field(name: str, sql_type: str = "STRING") -> str:
     value = f"JSON_VALUE(late_row, '$.{name}')"
     return value if sql_type == "STRING" else f"CAST({value} AS {sql_type})"
@@ -228,7 +221,6 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         decoded_view=decode.quote(spec.names.decoded_view),
         attribute_columns=attribute_columns(settings),
         attribute_nulls=attribute_nulls(settings),
-        watermark_ms=WATERMARK_MS,
         dlq_select=dlq_select(spec),
         attempts_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_ATTEMPTS)),
         windows_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOWS)),

@@ -63,10 +63,6 @@ def _conversions(settings: SessionizeSettings) -> str:
     return f"event_name IN ({', '.join(sql_literal(n) for n in settings.conversion_events)})"
 
 
-LEDGER_REASON = "CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END"
-"""The reason of a late-ledger row (SEMANTICS.md "Late data")."""
-
-
 def statements(settings: SessionizeSettings) -> list[str]:
     """The job's views and INSERTs over the views of sessionize.sql (topology without connectors)."""
     sets, dim_name, dim_value = _dimension_sql(settings)
@@ -86,10 +82,6 @@ def statements(settings: SessionizeSettings) -> list[str]:
     cumulate = (
         f"CUMULATE(TABLE clean, DESCRIPTOR(event_time), "
         f"{sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
-    )
-    epoch_ms = (
-        "(UNIX_TIMESTAMP(CAST(watermark_at_arrival AS STRING)) * 1000"
-        " + EXTRACT(MILLISECOND FROM watermark_at_arrival))"
     )
     packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
     kpi_1m = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
@@ -125,11 +117,10 @@ GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
         f"""INSERT INTO late_sink
 SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(received_at, 3)),
   to_utc(watermark_at_arrival),
-  CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE {epoch_ms} - ts END,
-  {LEDGER_REASON},
+  lateness_ms, reason,
   page_path, country, device_type, kafka_partition, kafka_offset
 FROM ledger
-WHERE {counters.ledger_counters(LEDGER_REASON)}""",
+WHERE {counters.ledger_counters("reason")}""",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
         f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
         f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",

@@ -6,6 +6,7 @@ import base64
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -221,7 +222,7 @@ def test_a_clean_generated_stream_has_no_dead_letters_and_no_duplicates() -> Non
 def _arrival(event_id: str, ts: int, received_at: int | None = None, name: str = "page_view") -> Any:
     """An object with `.event`, as `arrivals` takes (only the fields it reads)."""
     event = {"event_id": event_id, "ts": ts, "received_at": ts if received_at is None else received_at}
-    return type("Item", (), {"event": {**event, "event_name": name}})()
+    return SimpleNamespace(event={**event, "event_name": name})
 
 
 def test_arrivals_classify_future_late_and_duplicates_as_the_jobs_do() -> None:

@@ -54,7 +54,6 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
         decoded_view="`ux_events_decoded`",
         attribute_columns=job.attribute_columns(settings),
         attribute_nulls=job.attribute_nulls(settings),
-        watermark_ms=job.WATERMARK_MS,
         dlq_select=select,
         **{k: "'connector' = 'blackhole'" for k in (
             "attempts_options", "windows_options", "window_steps_options",

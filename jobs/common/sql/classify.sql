@@ -22,10 +22,21 @@ WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
 
 -- The late ledger: late and future arrivals, and the table the job writes them to (late_events; each job
 -- counts them in its INSERT, jobs.common.counters.ledger_counters).
+-- Its columns beside `classified`'s: reason, watermark_ms (epoch ms of the watermark at arrival) and
+-- lateness_ms (NULL for a future event).
 CREATE TEMPORARY VIEW ledger AS
-SELECT *
-FROM classified
-WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE);
+SELECT
+  *,
+  CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END AS reason,
+  CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE watermark_ms - ts END AS lateness_ms
+FROM (
+  SELECT
+    *,
+    UNIX_TIMESTAMP(CAST(watermark_at_arrival AS STRING)) * 1000
+      + EXTRACT(MILLISECOND FROM watermark_at_arrival) AS watermark_ms
+  FROM classified
+  WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)
+);
 
 CREATE TEMPORARY TABLE late_sink (
   job STRING NOT NULL,
