@@ -38,6 +38,26 @@ def with_clause(options: dict[str, str]) -> str:
     return ",\n  ".join(f"{sql_literal(k)} = {sql_literal(v)}" for k, v in options.items())
 
 
+StopOffsets = tuple[tuple[int, int], ...]
+"""(partition, offset) pairs: where a bounded read of each partition of a topic ends (exclusive)."""
+
+
+def parse_stop_offsets(text: str) -> StopOffsets:
+    """`"0:2600,1:980"` → `((0, 2600), (1, 980))`: a read that ends before offset 2600 of partition 0 and
+    before offset 980 of partition 1. Raises ValueError, naming the bad part, on anything else."""
+    pairs: dict[int, int] = {}
+    for part in text.split(","):
+        partition, sep, offset = part.strip().partition(":")
+        if not sep or not partition.isdigit() or not offset.isdigit():
+            raise ValueError(
+                f"stop offsets {text!r}: {part.strip()!r} is not PARTITION:OFFSET (two non-negative integers)"
+            )
+        if int(partition) in pairs:
+            raise ValueError(f"stop offsets {text!r}: partition {partition} is listed twice")
+        pairs[int(partition)] = int(offset)
+    return tuple(sorted(pairs.items()))
+
+
 @dataclass(frozen=True)
 class KafkaSourceSpec:
     topic: str
@@ -46,6 +66,9 @@ class KafkaSourceSpec:
     """Read up to the end offsets present at start, then finish (tests, backfills, run-local)."""
     value_format: str = "json"
     partition_discovery_ms: int = 60_000
+    stop_offsets: StopOffsets = ()
+    """When given: read each partition up to its offset (exclusive), waiting for records not produced yet,
+    then finish; overrides `bounded`."""
 
 
 def kafka_source_options(kafka: KafkaSettings, spec: KafkaSourceSpec) -> dict[str, str]:
@@ -59,7 +82,12 @@ def kafka_source_options(kafka: KafkaSettings, spec: KafkaSourceSpec) -> dict[st
         "scan.topic-partition-discovery.interval": f"{spec.partition_discovery_ms} ms",
         "value.format": spec.value_format,
     }
-    if spec.bounded:
+    if spec.stop_offsets:
+        options["scan.bounded.mode"] = "specific-offsets"
+        options["scan.bounded.specific-offsets"] = ";".join(
+            f"partition:{partition},offset:{offset}" for partition, offset in spec.stop_offsets
+        )
+    elif spec.bounded:
         options["scan.bounded.mode"] = "latest-offset"
     options.update({f"properties.{k}": v for k, v in kafka.java_client_properties().items()})
     return options

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Final
 from jobs.common import counters, tables, topics
 from jobs.common.connectors import (
     KafkaSourceSpec,
+    StopOffsets,
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
     kafka_source_options,
@@ -112,6 +113,8 @@ class DecodeSpec:
     dlq_topic: str = topics.DLQ
     bounded: bool = False
     """Read up to the end offsets present at start, then finish."""
+    stop_offsets: StopOffsets = ()
+    """Read up to these offsets instead, waiting for records not produced yet (connectors.KafkaSourceSpec)."""
     watermark: str | None = None
     """Watermark expression over the raw table's columns (e.g. `event_time - INTERVAL '5' SECOND`)."""
     source_options: Mapping[str, str] = field(default_factory=dict)
@@ -142,7 +145,13 @@ def quote(identifier: str) -> str:
 def source_options(spec: DecodeSpec) -> dict[str, str]:
     options = kafka_source_options(
         spec.kafka,
-        KafkaSourceSpec(topic=spec.source_topic, group_id=spec.job, bounded=spec.bounded, value_format="raw"),
+        KafkaSourceSpec(
+            topic=spec.source_topic,
+            group_id=spec.job,
+            bounded=spec.bounded,
+            value_format="raw",
+            stop_offsets=spec.stop_offsets,
+        ),
     )
     options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
     options.update(spec.source_options)
@@ -208,6 +217,7 @@ def event_time_spec(
     max_future_skew_ms: int,
     idleness_ms: int,
     dlq_transactional_id_prefix: str | None = None,
+    stop_offsets: StopOffsets = (),
 ) -> DecodeSpec:
     """The decode step with the jobs' event-time rules (SEMANTICS.md "Time"): watermark = max event time −
     out-of-orderness, emitted per record (so whether an event is late does not depend on processing
@@ -231,6 +241,7 @@ def event_time_spec(
         source_topic=source_topic,
         dlq_topic=dlq_topic,
         bounded=bounded,
+        stop_offsets=stop_offsets,
         watermark=watermark,
         source_options=options,
         dlq_transactional_id_prefix=dlq_transactional_id_prefix,

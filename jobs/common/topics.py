@@ -144,6 +144,28 @@ def check_transactions(settings: KafkaSettings, checkpoint_interval_ms: int) -> 
         )
 
 
+def check_stop_offsets(settings: KafkaSettings, topic: str, stop_offsets: Sequence[tuple[int, int]]) -> None:
+    """Fail fast when a bounded read with explicit stop offsets would not read the whole topic: every
+    partition of `topic` must be listed (an unlisted one is never read), and only those."""
+    from jobs.common.settings import SettingsError
+
+    count = partition_counts(settings, [topic]).get(topic)
+    if count is None:
+        raise SettingsError(
+            f"stop offsets given, but topic {topic} does not exist on {settings.bootstrap_servers}"
+        )
+    listed = {partition for partition, _ in stop_offsets}
+    missing = sorted(set(range(count)) - listed)
+    unknown = sorted(listed - set(range(count)))
+    if missing or unknown:
+        problems = [f"partition(s) {', '.join(map(str, missing))} not listed"] if missing else []
+        problems += [f"partition(s) {', '.join(map(str, unknown))} do not exist"] if unknown else []
+        raise SettingsError(
+            f"stop offsets for topic {topic}, which has {count} partition(s): {'; '.join(problems)}; "
+            "give PARTITION:OFFSET for each of its partitions"
+        )
+
+
 def delete_topics(settings: KafkaSettings, names: Sequence[str]) -> None:
     """Delete topics (missing ones are fine); a warning on stderr for any other failure."""
     import sys

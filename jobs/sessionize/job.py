@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 from jobs.common import counters, decode, privacy, tables, topics
 from jobs.common.connectors import (
+    StopOffsets,
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
+    parse_stop_offsets,
     render_sql,
     sql_interval,
     sql_literal,
@@ -220,6 +222,7 @@ def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
         max_future_skew_ms=settings.max_future_skew_ms,
         idleness_ms=settings.idleness_ms,
         dlq_transactional_id_prefix=f"{settings.transactional_id_prefix}-dlq",
+        stop_offsets=settings.stop_offsets,
     )
 
 
@@ -262,11 +265,26 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
     return statement_set.execute()
 
 
+def _stop_offsets(text: str) -> StopOffsets:
+    try:
+        return parse_stop_offsets(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.sessionize.job", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    parser.add_argument(
+        "--stop-at-offsets",
+        type=_stop_offsets,
+        default=(),
+        metavar="PARTITION:OFFSET[,...]",
+        help="bounded: read every partition of the input topic up to its offset (exclusive), waiting for "
+        "records not produced yet, then finish",
+    )
     parser.add_argument(
         "--input-topic", default=None, help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
     )
@@ -280,7 +298,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
-    overrides: dict[str, object] = {"bounded": args.bounded}
+    overrides: dict[str, object] = {
+        "bounded": args.bounded or bool(args.stop_at_offsets),
+        "stop_offsets": args.stop_at_offsets,
+    }
     if args.input_topic:
         overrides["input_topic"] = args.input_topic
     if args.dlq_topic:
@@ -305,6 +326,8 @@ def run(settings: SessionizeSettings) -> None:
     topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
     # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
     topics.ensure_topics(settings.kafka, [t for t in (settings.dlq_topic, settings.kpi_topic) if t])
+    if settings.stop_offsets:
+        topics.check_stop_offsets(settings.kafka, settings.input_topic, settings.stop_offsets)
     _, t_env = create_environments(settings.flink, JOB_NAME)
     build(t_env, settings).wait()
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jobs.common import topics
+from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import FlinkSettings
 from jobs.common.settings import KafkaSettings, PostgresSettings, SettingsError, env_int, env_str
 from jobs.sessionize.logic import DEFAULT_GAP_MS, DEFAULT_MAX_DURATION_MS, SessionRules
@@ -31,6 +32,8 @@ class SessionizeSettings:
     deployment on a broker, or two jobs fence each other's transactions."""
     bounded: bool = False
     """Read up to the end offsets present at start, then finish (tests, backfills, run-local)."""
+    stop_offsets: StopOffsets = ()
+    """Read up to these offsets (exclusive) of the input topic's partitions instead, then finish."""
     session_gap_ms: int = DEFAULT_GAP_MS
     session_timezone: str = "UTC"
     split_at_midnight: bool = True

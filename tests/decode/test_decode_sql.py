@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zipfile
 
+import pytest
+
 from jobs.common import contract, decode, topics
+from jobs.common.connectors import parse_stop_offsets
 from jobs.common.settings import KafkaSettings
 
 from .support import require_jar
@@ -47,6 +51,29 @@ def test_the_raw_source_reads_bytes_with_kafka_coordinates_and_no_watermark_by_d
     assert options["value.fields-include"] == "EXCEPT_KEY"
     assert options["scan.bounded.mode"] == "latest-offset"
     assert options["properties.isolation.level"] == "read_committed"
+
+
+def test_stop_offsets_bound_the_read_at_explicit_offsets_instead_of_the_end_at_start() -> None:
+    spec = dataclasses.replace(SPEC, stop_offsets=parse_stop_offsets("1:980, 0:2600"))
+    assert spec.stop_offsets == ((0, 2600), (1, 980))
+    options = decode.source_options(spec)
+    assert options["scan.bounded.mode"] == "specific-offsets"
+    assert options["scan.bounded.specific-offsets"] == "partition:0,offset:2600;partition:1,offset:980"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0-5", "stop offsets '0-5': '0-5' is not PARTITION:OFFSET (two non-negative integers)"),
+        ("0:5,1:", "stop offsets '0:5,1:': '1:' is not PARTITION:OFFSET (two non-negative integers)"),
+        ("0:-1", "stop offsets '0:-1': '0:-1' is not PARTITION:OFFSET (two non-negative integers)"),
+        ("0:5,0:6", "stop offsets '0:5,0:6': partition 0 is listed twice"),
+    ],
+)
+def test_malformed_stop_offsets_are_refused_naming_the_bad_part(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_stop_offsets(text)
+    assert str(raised.value) == message
 
 
 def test_a_job_declares_its_watermark_on_the_source_table() -> None:

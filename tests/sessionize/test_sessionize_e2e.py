@@ -11,6 +11,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -271,23 +272,63 @@ def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) ->
     assert snapshot(stream.pg) == before
 
 
+def produce(truth_lines: list[str], topic: str, folder: Path, name: str) -> None:
+    """Produce recorded ground-truth lines (`generate --output` format) to `topic`, byte for byte."""
+    part = folder / f"{name}.jsonl"
+    part.write_text("".join(truth_lines), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "replay", str(part), "--topic", topic, "--partitions", "1"],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_equal_to_the_oracle(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
-    run = prepare(
-        kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "12")
-    )
+    """The job fails at its first closed session after its first completed checkpoint, and must recover
+    from that checkpoint. So that such a session is certain to come, the second half of the stream is
+    produced only once the checkpoint is on disk: the job reads up to the stream's last offset
+    (`--stop-at-offsets`), waiting for it, then finishes."""
+    truth_file = tmp_path / "truth.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "generate", *GENERATOR_ARGS, "--duration", "3h",
+         "--seed", "12", "--dry-run", "--output", str(truth_file)],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    lines = truth_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    topic = f"test.sessionize.{uuid.uuid4().hex[:8]}"
+    produce(lines[: len(lines) // 2], topic, tmp_path, "first-half")
+    dbname = f"uxstream_test_sessionize_{topic.rsplit('.', 1)[1]}"
+    with connect(pg_settings, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    run = Run(topic, dataclasses.replace(pg_settings, dbname=dbname), load(truth_file))
     marker, state = tmp_path / "failed-once", tmp_path / "flink-state"
+    checkpoints = state / "checkpoints" / "sessionize"
+    log = tmp_path / "job.log"
     try:
-        run_job(
-            run,
-            {
-                "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:25",
-                "UXSTREAM_CHAOS_CHECKPOINTS": str(state / "checkpoints" / "sessionize"),
-                "UXSTREAM_FLINK_STATE_DIR": str(state),
-            },
-            interval_ms=300,
-        )
+        migrate(run.pg)
+        with log.open("wb") as output:
+            job = subprocess.Popen(
+                [*job_command(run, 300), "--stop-at-offsets", f"0:{len(lines)}"], cwd=ROOT,
+                env=job_env(run, {
+                    "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1",
+                    "UXSTREAM_CHAOS_CHECKPOINTS": str(checkpoints),
+                    "UXSTREAM_FLINK_STATE_DIR": str(state),
+                }),
+                stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 300
+                while not any(checkpoints.glob("*/chk-*/_metadata")) and job.poll() is None:
+                    assert time.monotonic() < deadline, "no checkpoint completed within 5 min"
+                    time.sleep(0.2)
+                assert job.poll() is None, f"sessionize ended early:\n{log.read_text()[-5000:]}"
+                produce(lines[len(lines) // 2 :], topic, tmp_path, "second-half")
+                returncode = job.wait(timeout=600)
+            finally:
+                if job.poll() is None:
+                    job.kill()
+        assert returncode == 0, f"sessionize failed:\n{log.read_text()[-5000:]}"
         assert marker.exists(), "the injected failure did not happen: the test would prove nothing"
         for table in tables.SESSIONIZE_TABLES:
             assert_equals_oracle(run, table)
@@ -329,7 +370,6 @@ def test_the_data_quality_gate_passes_on_the_job_output(stream: Run) -> None:
 def _kpi_rows_while_running(run: Run, idleness_ms: int, wait_s: float, state: Path) -> list[tuple[Any, ...]]:
     """Run the job unbounded on `run` and return the kpi_1m rows once windows closed, or, when none have
     after `wait_s` (counted from the job's first completed checkpoint, so it is surely reading), none."""
-    import time
 
     env = job_env(
         run, {"UXSTREAM_SESSIONIZE_IDLENESS_MS": str(idleness_ms), "UXSTREAM_FLINK_STATE_DIR": str(state)}
@@ -436,7 +476,6 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     import signal
-    import time
 
     run = prepare(
         kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "14")
@@ -469,6 +508,40 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
         drop(pg_settings, run)
+
+
+def test_malformed_stop_offsets_stop_the_job_before_it_starts() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--stop-at-offsets", "0:10,1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        "python -m jobs.sessionize.job: error: argument --stop-at-offsets: stop offsets '0:10,1': '1' is "
+        "not PARTITION:OFFSET (two non-negative integers)"
+    )
+
+
+def test_stop_offsets_that_leave_out_a_partition_stop_the_job_before_it_starts(
+    kafka_settings: KafkaSettings,
+) -> None:
+    from jobs.common.topics import delete_topics, ensure_topics
+
+    topic = f"test.sessionize.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_settings, {topic: 3})
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--input-topic", topic,
+             "--dlq-topic", f"{topic}.dlq", "--kpi-topic", "", "--stop-at-offsets", "0:10,3:4"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        delete_topics(kafka_settings, [topic, f"{topic}.dlq"])
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"uxstream run: error: stop offsets for topic {topic}, which has 3 partition(s): partition(s) 1, 2 "
+        "not listed; partition(s) 3 do not exist; give PARTITION:OFFSET for each of its partitions\n"
+    )
 
 
 EXACTLY_ONCE_JOBS = ("sessionize", "funnels", "anomaly")
