@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.common import counters, decode, privacy, tables, topics
+from jobs.common.cli import add_input_bound_arguments, input_bound_overrides
 from jobs.common.connectors import (
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
@@ -200,6 +201,7 @@ def decode_spec(settings: FunnelsSettings) -> decode.DecodeSpec:
         max_future_skew_ms=settings.max_future_skew_ms,
         idleness_ms=settings.idleness_ms,
         dlq_transactional_id_prefix=settings.dlq_transactional_id_prefix,
+        stop_offsets=settings.stop_offsets,
     )
 
 
@@ -239,7 +241,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.funnels.job", description=__doc__.splitlines()[0])
-    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    add_input_bound_arguments(parser)
     parser.add_argument(
         "--input-topic", default=None, help="default: UXSTREAM_FUNNELS_INPUT_TOPIC or ux.events"
     )
@@ -255,7 +257,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> FunnelsSettings:
-    overrides: dict[str, Any] = {"bounded": args.bounded}
+    overrides: dict[str, Any] = input_bound_overrides(args)
     for name in ("input_topic", "dlq_topic", "funnel_topic", "transactional_id_prefix"):
         if getattr(args, name):
             overrides[name] = getattr(args, name)
@@ -276,6 +278,8 @@ def run(settings: FunnelsSettings) -> None:
     topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
     # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
     topics.ensure_topics(settings.kafka, [settings.dlq_topic, settings.funnel_topic])
+    if settings.stop_offsets:
+        topics.check_stop_offsets(settings.kafka, settings.input_topic, settings.stop_offsets)
     privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured
     env, t_env = create_environments(settings.flink, JOB_NAME)
     build(env, t_env, settings)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.common import topics
+from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import PROJECT_ROOT, FlinkSettings
 from jobs.common.settings import KafkaSettings, PostgresSettings, SettingsError, env_int, env_str
 from jobs.funnels.definitions import load_funnels
@@ -33,6 +34,8 @@ class FunnelsSettings:
     """Kafka transactional-id prefix: `<prefix>-dlq` and `<prefix>-windows`; unique per job on a broker."""
     bounded: bool = False
     """Read up to the end offsets present at start, then finish (tests, backfills, run-local)."""
+    stop_offsets: StopOffsets = ()
+    """Read up to these offsets (exclusive) of the input topic's partitions instead, then finish."""
     window_ms: int = DEFAULT_REPORT_WINDOW_MS
     """Tumbling window of entry time for the funnel window rows."""
     out_of_orderness_ms: int = 5_000

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.common import counters, decode, privacy, tables, topics
+from jobs.common.cli import add_input_bound_arguments, input_bound_overrides
 from jobs.common.connectors import (
-    StopOffsets,
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
-    parse_stop_offsets,
     render_sql,
     sql_interval,
     sql_literal,
@@ -265,26 +264,11 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
     return statement_set.execute()
 
 
-def _stop_offsets(text: str) -> StopOffsets:
-    try:
-        return parse_stop_offsets(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.sessionize.job", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
-    parser.add_argument(
-        "--stop-at-offsets",
-        type=_stop_offsets,
-        default=(),
-        metavar="PARTITION:OFFSET[,...]",
-        help="bounded: read every partition of the input topic up to its offset (exclusive), waiting for "
-        "records not produced yet, then finish",
-    )
+    add_input_bound_arguments(parser)
     parser.add_argument(
         "--input-topic", default=None, help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
     )
@@ -298,10 +282,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
-    overrides: dict[str, object] = {
-        "bounded": args.bounded or bool(args.stop_at_offsets),
-        "stop_offsets": args.stop_at_offsets,
-    }
+    overrides = input_bound_overrides(args)
     if args.input_topic:
         overrides["input_topic"] = args.input_topic
     if args.dlq_topic:

@@ -30,6 +30,7 @@ from jobs.funnels.definitions import load_funnels
 from jobs.funnels.logic import relevant_event_names
 from jobs.funnels.oracle import expected
 from jobs.funnels.settings import DEFAULT_CONFIG
+from tests.chaos import generate_truth, run_failing_once_after_a_checkpoint
 from tests.prometheus import wait_for_counters
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
@@ -107,14 +108,27 @@ def prepare(
     pg_settings: PostgresSettings, folder: Path, generator_args: tuple[str, ...], extra_funnels: str
 ) -> Run:
     """Generate a stream on a fresh topic, write the run's definitions, create a fresh migrated database."""
-    suffix = uuid.uuid4().hex[:8]
     truth_file = folder / "truth.jsonl"
-    topic = f"test.funnels.{suffix}"
+    topic = f"test.funnels.{uuid.uuid4().hex[:8]}"
     subprocess.run(
         [sys.executable, "-m", "uxstream.cli", "generate", *generator_args, "--topic", topic,
          "--output", str(truth_file)],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
+    return fresh_run(pg_settings, folder, truth_file, extra_funnels, topic)
+
+
+def fresh_run(
+    pg_settings: PostgresSettings,
+    folder: Path,
+    truth_file: Path,
+    extra_funnels: str,
+    topic: str | None = None,
+) -> Run:
+    """A run of the stream recorded in `truth_file` on `topic` (default: a fresh name): the run's
+    definitions written, a fresh migrated database created."""
+    topic = topic or f"test.funnels.{uuid.uuid4().hex[:8]}"
+    suffix = topic.rsplit(".", 1)[1]
     config = folder / "funnels.toml"
     config.write_text(DEFAULT_CONFIG.read_text() + extra_funnels)
     dbname = f"uxstream_test_funnels_{suffix}"
@@ -284,24 +298,17 @@ def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) ->
 def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_output_equal_to_the_oracle(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
-    run = prepare(
-        pg_settings,
-        tmp_path,
-        (*GENERATOR_ARGS, "--events", "15000", "--duration", "6h", "--seed", "22"),
-        ANY_WITH_EXCLUSION + STRICT,
-    )  # enough events (all reach Python: a strict funnel) for checkpoints to complete while they flow
-    marker, state = tmp_path / "failed-once", tmp_path / "flink-state"
+    """The job fails at its first funnel attempt after its first completed checkpoint, which a held-back
+    second half of the stream guarantees (tests/chaos.py), and must recover from that checkpoint."""
+    truth_file = tmp_path / "truth.jsonl"
+    lines = generate_truth((*GENERATOR_ARGS, "--seed", "22"), truth_file)
+    run = fresh_run(pg_settings, tmp_path, truth_file, ANY_WITH_EXCLUSION + STRICT)
     try:
-        run_job(
-            run,
-            {
-                "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:3000",
-                "UXSTREAM_CHAOS_CHECKPOINTS": str(state / "checkpoints" / "funnels"),
-                "UXSTREAM_FLINK_STATE_DIR": str(state),
-            },
-            interval_ms=300,
-        )
-        assert marker.exists(), "the injected failure did not happen: the test would prove nothing"
+        run_failing_once_after_a_checkpoint(
+            run.command("--checkpoint-interval-ms", "300"),
+            {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname},
+            lines, run.topic, tmp_path, "funnels",
+        )  # fmt: skip
         for table in TABLES:
             assert_equals_oracle(run, table)
         assert_topic_equals_oracle(kafka_settings, run)

@@ -26,6 +26,7 @@ from jobs.common.oracle import CleanEvents, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected, expected_kpi_messages
+from tests.chaos import generate_truth, run_failing_once_after_a_checkpoint
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
 
@@ -272,64 +273,23 @@ def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) ->
     assert snapshot(stream.pg) == before
 
 
-def produce(truth_lines: list[str], topic: str, folder: Path, name: str) -> None:
-    """Produce recorded ground-truth lines (`generate --output` format) to `topic`, byte for byte."""
-    part = folder / f"{name}.jsonl"
-    part.write_text("".join(truth_lines), encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "replay", str(part), "--topic", topic, "--partitions", "1"],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_equal_to_the_oracle(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
-    """The job fails at its first closed session after its first completed checkpoint, and must recover
-    from that checkpoint. So that such a session is certain to come, the second half of the stream is
-    produced only once the checkpoint is on disk: the job reads up to the stream's last offset
-    (`--stop-at-offsets`), waiting for it, then finishes."""
+    """The job fails at its first closed session after its first completed checkpoint, which a held-back
+    second half of the stream guarantees (tests/chaos.py), and must recover from that checkpoint."""
     truth_file = tmp_path / "truth.jsonl"
-    subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "generate", *GENERATOR_ARGS, "--duration", "3h",
-         "--seed", "12", "--dry-run", "--output", str(truth_file)],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    lines = truth_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = generate_truth((*GENERATOR_ARGS, "--duration", "3h", "--seed", "12"), truth_file)
     topic = f"test.sessionize.{uuid.uuid4().hex[:8]}"
-    produce(lines[: len(lines) // 2], topic, tmp_path, "first-half")
     dbname = f"uxstream_test_sessionize_{topic.rsplit('.', 1)[1]}"
     with connect(pg_settings, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     run = Run(topic, dataclasses.replace(pg_settings, dbname=dbname), load(truth_file))
-    marker, state = tmp_path / "failed-once", tmp_path / "flink-state"
-    checkpoints = state / "checkpoints" / "sessionize"
-    log = tmp_path / "job.log"
     try:
         migrate(run.pg)
-        with log.open("wb") as output:
-            job = subprocess.Popen(
-                [*job_command(run, 300), "--stop-at-offsets", f"0:{len(lines)}"], cwd=ROOT,
-                env=job_env(run, {
-                    "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1",
-                    "UXSTREAM_CHAOS_CHECKPOINTS": str(checkpoints),
-                    "UXSTREAM_FLINK_STATE_DIR": str(state),
-                }),
-                stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            try:
-                deadline = time.monotonic() + 300
-                while not any(checkpoints.glob("*/chk-*/_metadata")) and job.poll() is None:
-                    assert time.monotonic() < deadline, "no checkpoint completed within 5 min"
-                    time.sleep(0.2)
-                assert job.poll() is None, f"sessionize ended early:\n{log.read_text()[-5000:]}"
-                produce(lines[len(lines) // 2 :], topic, tmp_path, "second-half")
-                returncode = job.wait(timeout=600)
-            finally:
-                if job.poll() is None:
-                    job.kill()
-        assert returncode == 0, f"sessionize failed:\n{log.read_text()[-5000:]}"
-        assert marker.exists(), "the injected failure did not happen: the test would prove nothing"
+        run_failing_once_after_a_checkpoint(
+            job_command(run, 300, bounded=False), job_env(run), lines, topic, tmp_path, "sessionize"
+        )
         for table in tables.SESSIONIZE_TABLES:
             assert_equals_oracle(run, table)
         assert dead_letters(kafka_settings, run) == sorted(
