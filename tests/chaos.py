@@ -8,10 +8,12 @@ job could process every record before its first checkpoint completes, and no fai
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from uxstream.paths import ROOT
@@ -40,27 +42,24 @@ def produce(truth_lines: Sequence[str], topic: str, folder: Path, name: str) -> 
     )  # fmt: skip
 
 
-def run_failing_once_after_a_checkpoint(
+def run_with_a_fault_after_a_checkpoint(
     command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
-    job_name: str,
+    job_name: str, fault: Callable[[int], None] = lambda process_group: None,
 ) -> None:  # fmt: skip
     """Run the job `command` (without bounded options; checkpoints every few hundred ms) over
-    `truth_lines` on `topic` as the module docstring says; assert it finished and failed once."""
+    `truth_lines` on `topic` as the module docstring says, in a process group of its own; `fault(group)`
+    runs once the first checkpoint is on disk, before the second half is produced. Asserts the job
+    finished successfully."""
     half = len(truth_lines) // 2
     produce(truth_lines[:half], topic, folder, "first-half")
-    marker, state = folder / "failed-once", folder / "flink-state"
+    state = folder / "flink-state"
     checkpoints = state / "checkpoints" / job_name
     log = folder / f"{job_name}.log"
     with log.open("wb") as output:
         job = subprocess.Popen(
             [*command, "--stop-at-offsets", f"0:{len(truth_lines)}"],
-            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-            env={
-                **env,
-                "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1",
-                "UXSTREAM_CHAOS_CHECKPOINTS": str(checkpoints),
-                "UXSTREAM_FLINK_STATE_DIR": str(state),
-            },
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**env, "UXSTREAM_FLINK_STATE_DIR": str(state)},
         )  # fmt: skip
         try:
             deadline = time.monotonic() + CHECKPOINT_WAIT_S
@@ -68,10 +67,23 @@ def run_failing_once_after_a_checkpoint(
                 assert time.monotonic() < deadline, f"{job_name}: no checkpoint within {CHECKPOINT_WAIT_S} s"
                 time.sleep(0.2)
             assert job.poll() is None, f"{job_name} ended early:\n{log.read_text()[-5000:]}"
+            fault(job.pid)
             produce(truth_lines[half:], topic, folder, "second-half")
             returncode = job.wait(timeout=JOB_TIMEOUT_S)
         finally:
             if job.poll() is None:
-                job.kill()
-    assert returncode == 0, f"{job_name} failed:\n{log.read_text()[-5000:]}"
+                os.killpg(job.pid, signal.SIGKILL)
+    assert returncode == 0, f"{job_name} did not finish successfully:\n{log.read_text()[-5000:]}"
+
+
+def run_failing_once_after_a_checkpoint(
+    command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
+    job_name: str,
+) -> None:  # fmt: skip
+    """`run_with_a_fault_after_a_checkpoint` where the fault is the job's chaos hook: it fails at its first
+    call after the first checkpoint (jobs/common/chaos.py). Asserts the failure happened."""
+    marker = folder / "failed-once"
+    checkpoints = folder / "flink-state" / "checkpoints" / job_name
+    chaos = {"UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1", "UXSTREAM_CHAOS_CHECKPOINTS": str(checkpoints)}
+    run_with_a_fault_after_a_checkpoint(command, {**env, **chaos}, truth_lines, topic, folder, job_name)
     assert marker.exists(), "the injected failure did not happen: the test would prove nothing"

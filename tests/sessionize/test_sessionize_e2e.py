@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,11 @@ from jobs.common.oracle import CleanEvents, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected, expected_kpi_messages
-from tests.chaos import generate_truth, run_failing_once_after_a_checkpoint
+from tests.chaos import (
+    generate_truth,
+    run_failing_once_after_a_checkpoint,
+    run_with_a_fault_after_a_checkpoint,
+)
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
 
@@ -93,15 +98,21 @@ def prepare(
     kafka: KafkaSettings, pg_settings: PostgresSettings, folder: Path, generator_args: tuple[str, ...]
 ) -> Run:
     """Generate a stream on a fresh topic and create a fresh migrated database."""
-    suffix = uuid.uuid4().hex[:8]
     truth_file = folder / "truth.jsonl"
-    topic = f"test.sessionize.{suffix}"
+    topic = f"test.sessionize.{uuid.uuid4().hex[:8]}"
     subprocess.run(
         [sys.executable, "-m", "uxstream.cli", "generate", *generator_args, "--topic", topic,
          "--output", str(truth_file)],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    dbname = f"uxstream_test_sessionize_{suffix}"
+    return fresh_run(pg_settings, truth_file, topic)
+
+
+def fresh_run(pg_settings: PostgresSettings, truth_file: Path, topic: str | None = None) -> Run:
+    """A run of the stream recorded in `truth_file` on `topic` (default: a fresh name) with a fresh
+    migrated database."""
+    topic = topic or f"test.sessionize.{uuid.uuid4().hex[:8]}"
+    dbname = f"uxstream_test_sessionize_{topic.rsplit('.', 1)[1]}"
     with connect(pg_settings, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     pg = dataclasses.replace(pg_settings, dbname=dbname)
@@ -280,15 +291,10 @@ def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_eq
     second half of the stream guarantees (tests/chaos.py), and must recover from that checkpoint."""
     truth_file = tmp_path / "truth.jsonl"
     lines = generate_truth((*GENERATOR_ARGS, "--duration", "3h", "--seed", "12"), truth_file)
-    topic = f"test.sessionize.{uuid.uuid4().hex[:8]}"
-    dbname = f"uxstream_test_sessionize_{topic.rsplit('.', 1)[1]}"
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    run = Run(topic, dataclasses.replace(pg_settings, dbname=dbname), load(truth_file))
+    run = fresh_run(pg_settings, truth_file)
     try:
-        migrate(run.pg)
         run_failing_once_after_a_checkpoint(
-            job_command(run, 300, bounded=False), job_env(run), lines, topic, tmp_path, "sessionize"
+            job_command(run, 300, bounded=False), job_env(run), lines, run.topic, tmp_path, "sessionize"
         )
         for table in tables.SESSIONIZE_TABLES:
             assert_equals_oracle(run, table)
@@ -435,29 +441,24 @@ def _python_workers(process_group: int) -> list[int]:
 def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
-    import signal
+    """Process mode: the Python UDF workers are SIGKILLed once a checkpoint is on disk, while the job
+    waits for the held-back second half of the stream (tests/chaos.py)."""
+    truth_file = tmp_path / "truth.jsonl"
+    lines = generate_truth((*GENERATOR_ARGS, "--duration", "3h", "--seed", "14"), truth_file)
+    run = fresh_run(pg_settings, truth_file)
+    killed: list[int] = []
 
-    run = prepare(
-        kafka_settings, pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "3h", "--seed", "14")
-    )
-    state = tmp_path / "flink-state"
-    env = job_env(run, {"UXSTREAM_FLINK_PYTHON_MODE": "process", "UXSTREAM_FLINK_STATE_DIR": str(state)})
-    job = subprocess.Popen(
-        job_command(run, 300), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+    def kill_python_workers(process_group: int) -> None:
+        for pid in _python_workers(process_group):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
     try:
-        killed: list[int] = []
-        deadline = time.monotonic() + 300
-        while not killed and job.poll() is None and time.monotonic() < deadline:
-            if any(state.glob("checkpoints/*/*/chk-*/_metadata")):
-                for pid in _python_workers(job.pid):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            time.sleep(0.2)
-        assert killed, "no Python worker was killed before the job ended: the test would prove nothing"
-        output, _ = job.communicate(timeout=600)
-        assert job.returncode == 0, f"the job did not recover:\n{output[-5000:]}"
+        run_with_a_fault_after_a_checkpoint(
+            job_command(run, 300, bounded=False), job_env(run, {"UXSTREAM_FLINK_PYTHON_MODE": "process"}),
+            lines, run.topic, tmp_path, "sessionize", kill_python_workers,
+        )  # fmt: skip
+        assert killed, "no Python worker was running after the checkpoint: the test would prove nothing"
         for table in tables.SESSIONIZE_TABLES:
             assert_equals_oracle(run, table)
         assert dead_letters(kafka_settings, run) == sorted(
@@ -465,8 +466,6 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         )
         assert_kpi_topic_equals_the_oracle(kafka_settings, run)
     finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
         drop(pg_settings, run)
 
 
