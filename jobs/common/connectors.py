@@ -110,12 +110,17 @@ def kafka_exactly_once_sink_options(
     return options
 
 
+JDBC_CONNECTOR = "uxstream-jdbc"
+"""flink-connector-jdbc's upsert sink with the same options, whose failures stay in the task instead of
+shutting the TaskExecutor down (jvm/udf io.uxstream.sink.ResilientJdbcTableFactory; RELIABILITY T20)."""
+
+
 def jdbc_upsert_options(pg: PostgresSettings, table: str, flush_rows: int = 500) -> dict[str, str]:
     """JDBC sink options; with a PRIMARY KEY in the DDL Flink writes `INSERT … ON CONFLICT DO UPDATE`."""
     # Flink wants both username and password or neither; without a password (trust/cert auth) the user
     # travels in the URL instead.
     options = {
-        "connector": "jdbc",
+        "connector": JDBC_CONNECTOR,
         "url": pg.jdbc_url(with_user=pg.password is None),
         "table-name": table,
         "sink.buffer-flush.max-rows": str(flush_rows),

@@ -27,7 +27,7 @@ def test_the_cluster_configuration_is_exactly_once_with_retained_incremental_roc
     assert options["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
     assert options["execution.checkpointing.incremental"] == "true"
     assert options["state.backend.type"] == "rocksdb"
-    assert options["restart-strategy.type"] == "fixed-delay"
+    assert options["restart-strategy.type"] == "exponential-delay"
     assert options["table.exec.uid.generation"] == "ALWAYS"
 
 

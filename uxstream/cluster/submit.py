@@ -60,10 +60,16 @@ def submit_env(cluster: LocalCluster, env: Mapping[str, str] | None = None) -> d
     merged.setdefault("UXSTREAM_FLINK_STATE_DIR", str(cluster.state_dir))
     # The jobs set their restart strategy themselves (flink_env): give them the cluster's, which outlasts
     # the detection of a lost TaskManager (a restart onto its slots fails until it is declared dead).
-    if options.get("restart-strategy.type") == "fixed-delay":
-        merged.setdefault("UXSTREAM_FLINK_RESTART_ATTEMPTS", options["restart-strategy.fixed-delay.attempts"])
+    if options.get("restart-strategy.type") == "exponential-delay":
+        prefix = "restart-strategy.exponential-delay"
         merged.setdefault(
-            "UXSTREAM_FLINK_RESTART_DELAY_MS", str(duration_ms(options["restart-strategy.fixed-delay.delay"]))
+            "UXSTREAM_FLINK_RESTART_ATTEMPTS", options[f"{prefix}.attempts-before-reset-backoff"]
+        )
+        merged.setdefault(
+            "UXSTREAM_FLINK_RESTART_DELAY_MS", str(duration_ms(options[f"{prefix}.initial-backoff"]))
+        )
+        merged.setdefault(
+            "UXSTREAM_FLINK_RESTART_MAX_DELAY_MS", str(duration_ms(options[f"{prefix}.max-backoff"]))
         )
     return merged
 
