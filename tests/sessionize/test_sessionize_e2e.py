@@ -527,6 +527,63 @@ def test_rides_out_a_broker_killed_for_20_s_with_every_output_equal_to_the_oracl
         drop(pg_settings, run)
 
 
+def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T21: once a checkpoint is on disk, a transaction locks every table the job writes for
+    20 s while the held-back second half of the stream arrives (tests/chaos.py). The sinks block, the job
+    backpressures instead of failing, checkpoints complete within their timeout, and every output is
+    exactly the oracle's."""
+    from tests.prometheus import metric_total
+    from uxstream.services.common import free_port
+
+    truth_file = tmp_path / "truth.jsonl"
+    lines = generate_truth((*GENERATOR_ARGS, "--duration", "3h", "--seed", "18"), truth_file)
+    run = fresh_run(pg_settings, truth_file)
+    log_dir, port = tmp_path / "flink-log", free_port()
+    samples: dict[str, list[float]] = {"backPressuredTimeMsPerSecond": [], "busyTimeMsPerSecond": []}
+    holder: list[threading.Thread] = []
+
+    def hold_locks(locked: threading.Event) -> None:
+        with connect(run.pg) as conn:
+            conn.execute(f"LOCK TABLE {', '.join(tables.SESSIONIZE_TABLES)} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                for name, values in samples.items():
+                    values.append(metric_total(range(port, port + 1), f"flink_taskmanager_job_task_{name}"))
+                time.sleep(1)
+            conn.rollback()
+
+    def slow_database(process_group: int) -> None:
+        locked = threading.Event()
+        holder.append(threading.Thread(target=hold_locks, args=(locked,)))
+        holder[0].start()
+        assert locked.wait(30), "could not lock the tables"
+
+    try:
+        run_with_a_fault_after_a_checkpoint(
+            job_command(run, 1000, bounded=False),
+            job_env(run, {"FLINK_LOG_DIR": str(log_dir), "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port)}),
+            lines, run.topic, tmp_path, "sessionize", slow_database,
+        )  # fmt: skip
+        holder[0].join()
+        log = "\n".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
+        assert max(samples["backPressuredTimeMsPerSecond"]) > 0, f"no backpressure while locked: {samples}"
+        assert "switched from state RUNNING to RESTARTING" not in log
+        assert "expired before completing" not in log
+        for table in tables.SESSIONIZE_TABLES:
+            assert_equals_oracle(run, table)
+        assert dead_letters(kafka_settings, run) == sorted(
+            (d.payload, d.reason) for d in run.truth.dead_letters
+        )
+        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+    finally:
+        for thread in holder:
+            thread.join()
+        drop(pg_settings, run)
+
+
 def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:

@@ -89,12 +89,10 @@ def ensure_input(kafka: KafkaSettings, topic: str, events: int) -> None:
 
 def bounded_options(kafka: KafkaSettings, topic: str, records: int) -> dict[str, str]:
     """Read the first `records` records of partition 0, then finish."""
-    options = kafka_source_options(
-        kafka, KafkaSourceSpec(topic, "uxstream-bench", bounded=False, value_format="raw")
+    spec = KafkaSourceSpec(
+        topic, "uxstream-bench", bounded=True, value_format="raw", stop_offsets=((0, records),)
     )
-    options["scan.bounded.mode"] = "specific-offsets"
-    options["scan.bounded.specific-offsets"] = f"partition:0,offset:{records}"
-    return options
+    return kafka_source_options(kafka, spec)
 
 
 def raw_table(t_env: StreamTableEnvironment, kafka: KafkaSettings, topic: str, records: int) -> None:
@@ -179,14 +177,14 @@ def build_java(t_env: StreamTableEnvironment, kafka: KafkaSettings, topic: str, 
 def build_java_step(
     t_env: StreamTableEnvironment, kafka: KafkaSettings, topic: str, records: int
 ) -> list[str]:
-    options = bounded_options(kafka, topic, records)
     spec = decode.DecodeSpec(
         job="uxstream-bench",
         kafka=kafka,
         source_topic=topic,
         dlq_topic=f"{topic}.dlq",
+        bounded=True,
+        stop_offsets=((0, records),),
         watermark="event_time - INTERVAL '5' SECOND",
-        source_options={k: v for k, v in options.items() if k.startswith("scan.bounded")},
     )
     names = decode.create(t_env, spec)
     valid = f"SELECT * FROM {decode.quote(names.valid_view)}"
