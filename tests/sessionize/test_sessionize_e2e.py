@@ -265,6 +265,19 @@ def assert_kpi_topic_equals_the_oracle(kafka_settings: KafkaSettings, run: Run) 
     )
 
 
+def assert_every_output_equals_the_oracle(kafka_settings: KafkaSettings, run: Run) -> None:
+    """Every table, the dead-letter topic and the KPI topic hold exactly what the oracle says."""
+    for table in tables.SESSIONIZE_TABLES:
+        assert_equals_oracle(run, table)
+    assert dead_letters(kafka_settings, run) == sorted((d.payload, d.reason) for d in run.truth.dead_letters)
+    assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+
+
+def flink_log(log_dir: Path) -> str:
+    """The MiniCluster's log of a job run with FLINK_LOG_DIR=log_dir."""
+    return "\n".join(p.read_text(errors="replace") for p in sorted(log_dir.glob("*.log")))
+
+
 def test_the_dead_letter_topic_holds_exactly_the_malformed_records(
     stream: Run, kafka_settings: KafkaSettings
 ) -> None:
@@ -297,12 +310,7 @@ def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_eq
         run_failing_once_after_a_checkpoint(
             job_command(run, 300, bounded=False), job_env(run), lines, run.topic, tmp_path, "sessionize"
         )
-        for table in tables.SESSIONIZE_TABLES:
-            assert_equals_oracle(run, table)
-        assert dead_letters(kafka_settings, run) == sorted(
-            (d.payload, d.reason) for d in run.truth.dead_letters
-        )
-        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+        assert_every_output_equals_the_oracle(kafka_settings, run)
     finally:
         drop(pg_settings, run)
 
@@ -470,17 +478,12 @@ def test_rides_out_a_30_s_database_outage_with_every_table_equal_to_the_oracle(
             job_command(run, 1000, bounded=False), job_env(run, {"FLINK_LOG_DIR": str(log_dir)}),
             lines, run.topic, tmp_path, "sessionize", outage,
         )  # fmt: skip
-        log = "\n".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
+        log = flink_log(log_dir)
         restarts = log.count("switched from state RUNNING to RESTARTING")
         assert restarts >= 1, "the job never failed while the database was down: the test would prove nothing"
         assert "exception in exception handler" not in log  # what shut the TaskExecutor down before
         assert "The JDBC sink of a failed, cancelled or stopped task could not close cleanly" in log
-        for table in tables.SESSIONIZE_TABLES:
-            assert_equals_oracle(run, table)
-        assert dead_letters(kafka_settings, run) == sorted(
-            (d.payload, d.reason) for d in run.truth.dead_letters
-        )
-        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+        assert_every_output_equals_the_oracle(kafka_settings, run)
     finally:
         if back.ident is not None:  # started: wait for the database to be back
             back.join()
@@ -511,17 +514,12 @@ def test_rides_out_a_broker_killed_for_20_s_with_every_output_equal_to_the_oracl
             job_command(run, 1000, bounded=False), job_env(run, {"FLINK_LOG_DIR": str(log_dir)}),
             lines, run.topic, tmp_path, "sessionize", broker_crash,
         )  # fmt: skip
-        log = "\n".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
+        log = flink_log(log_dir)
         assert "disconnected" in log, (
             "the job's Kafka clients never lost the broker: the test would prove nothing"
         )
         assert "exception in exception handler" not in log
-        for table in tables.SESSIONIZE_TABLES:
-            assert_equals_oracle(run, table)
-        assert dead_letters(kafka_settings, run) == sorted(
-            (d.payload, d.reason) for d in run.truth.dead_letters
-        )
-        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+        assert_every_output_equals_the_oracle(kafka_settings, run)
     finally:
         ensure_kafka(kafka_settings)
         drop(pg_settings, run)
@@ -568,16 +566,11 @@ def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(
             lines, run.topic, tmp_path, "sessionize", slow_database,
         )  # fmt: skip
         holder[0].join()
-        log = "\n".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
+        log = flink_log(log_dir)
         assert max(samples["backPressuredTimeMsPerSecond"]) > 0, f"no backpressure while locked: {samples}"
         assert "switched from state RUNNING to RESTARTING" not in log
         assert "expired before completing" not in log
-        for table in tables.SESSIONIZE_TABLES:
-            assert_equals_oracle(run, table)
-        assert dead_letters(kafka_settings, run) == sorted(
-            (d.payload, d.reason) for d in run.truth.dead_letters
-        )
-        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+        assert_every_output_equals_the_oracle(kafka_settings, run)
     finally:
         for thread in holder:
             thread.join()
@@ -605,12 +598,7 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
             lines, run.topic, tmp_path, "sessionize", kill_python_workers,
         )  # fmt: skip
         assert killed, "no Python worker was running after the checkpoint: the test would prove nothing"
-        for table in tables.SESSIONIZE_TABLES:
-            assert_equals_oracle(run, table)
-        assert dead_letters(kafka_settings, run) == sorted(
-            (d.payload, d.reason) for d in run.truth.dead_letters
-        )
-        assert_kpi_topic_equals_the_oracle(kafka_settings, run)
+        assert_every_output_equals_the_oracle(kafka_settings, run)
     finally:
         drop(pg_settings, run)
 
