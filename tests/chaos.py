@@ -8,12 +8,13 @@ job could process every record before its first checkpoint completes, and no fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from uxstream.paths import ROOT
@@ -42,6 +43,32 @@ def produce(truth_lines: Sequence[str], topic: str, folder: Path, name: str) -> 
     )  # fmt: skip
 
 
+def _start(command: Sequence[str], env: Mapping[str, str], state: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start a job in a process group of its own, its output appended to `log`."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**env, "UXSTREAM_FLINK_STATE_DIR": str(state)},
+        )  # fmt: skip
+
+
+def _wait_for_a_checkpoint(job: subprocess.Popen[bytes], checkpoints: Path, job_name: str, log: Path) -> None:
+    deadline = time.monotonic() + CHECKPOINT_WAIT_S
+    while not any(checkpoints.glob("*/chk-*/_metadata")) and job.poll() is None:
+        assert time.monotonic() < deadline, f"{job_name}: no checkpoint within {CHECKPOINT_WAIT_S} s"
+        time.sleep(0.05)
+    assert job.poll() is None, f"{job_name} ended early:\n{log.read_text()[-5000:]}"
+
+
+def _finish(job: subprocess.Popen[bytes], job_name: str, log: Path) -> None:
+    try:
+        returncode = job.wait(timeout=JOB_TIMEOUT_S)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert returncode == 0, f"{job_name} did not finish successfully:\n{log.read_text()[-5000:]}"
+
+
 def run_with_a_fault_after_a_checkpoint(
     command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
     job_name: str, fault: Callable[[int], None] = lambda process_group: None,
@@ -52,28 +79,46 @@ def run_with_a_fault_after_a_checkpoint(
     finished successfully."""
     half = len(truth_lines) // 2
     produce(truth_lines[:half], topic, folder, "first-half")
-    state = folder / "flink-state"
-    checkpoints = state / "checkpoints" / job_name
-    log = folder / f"{job_name}.log"
-    with log.open("wb") as output:
-        job = subprocess.Popen(
-            [*command, "--stop-at-offsets", f"0:{len(truth_lines)}"],
-            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**env, "UXSTREAM_FLINK_STATE_DIR": str(state)},
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + CHECKPOINT_WAIT_S
-            while not any(checkpoints.glob("*/chk-*/_metadata")) and job.poll() is None:
-                assert time.monotonic() < deadline, f"{job_name}: no checkpoint within {CHECKPOINT_WAIT_S} s"
-                time.sleep(0.2)
-            assert job.poll() is None, f"{job_name} ended early:\n{log.read_text()[-5000:]}"
-            fault(job.pid)
-            produce(truth_lines[half:], topic, folder, "second-half")
-            returncode = job.wait(timeout=JOB_TIMEOUT_S)
-        finally:
-            if job.poll() is None:
-                os.killpg(job.pid, signal.SIGKILL)
-    assert returncode == 0, f"{job_name} did not finish successfully:\n{log.read_text()[-5000:]}"
+    state, log = folder / "flink-state", folder / f"{job_name}.log"
+    job = _start([*command, "--stop-at-offsets", f"0:{len(truth_lines)}"], env, state, log)
+    try:
+        _wait_for_a_checkpoint(job, state / "checkpoints" / job_name, job_name, log)
+        fault(job.pid)
+        produce(truth_lines[half:], topic, folder, "second-half")
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)  # it would wait for the rest of the stream
+        raise
+    _finish(job, job_name, log)
+
+
+@contextlib.contextmanager
+def restored_after_a_kill_at_the_first_checkpoint(
+    command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
+    job_name: str,
+) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """RELIABILITY T15 + T18: the unbounded job's whole process group (client, MiniCluster, Python workers)
+    is SIGKILLed the moment its first checkpoint is complete, most likely before the sinks commit that
+    checkpoint's transactions. Then the second half of the stream is produced and the job starts again,
+    unbounded, with `--restore latest` (a bounded source restored from a checkpoint never finishes:
+    FLINK-31006). Yields the restored job, which is killed when the block ends."""
+    half = len(truth_lines) // 2
+    produce(truth_lines[:half], topic, folder, "first-half")
+    state, log = folder / "flink-state", folder / f"{job_name}.log"
+    first = _start(command, env, state, log)
+    try:
+        _wait_for_a_checkpoint(first, state / "checkpoints" / job_name, job_name, log)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    produce(truth_lines[half:], topic, folder, "second-half")
+    restored = _start([*command, "--restore", "latest"], env, state, log)
+    try:
+        yield restored
+        assert restored.poll() is None, f"{job_name} stopped:\n{log.read_text()[-5000:]}"
+    finally:
+        if restored.poll() is None:
+            os.killpg(restored.pid, signal.SIGKILL)
+        restored.wait(timeout=60)
 
 
 def run_failing_once_after_a_checkpoint(

@@ -54,6 +54,9 @@ class FlinkSettings:
     reporter in flink-conf/config.yaml instead."""
     extra_config: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """Additional raw Flink options (key, value), applied last."""
+    restore_path: Path | None = None
+    """Start from this retained checkpoint or savepoint (a folder with a `_metadata` file), e.g. after the
+    whole MiniCluster or cluster went down (`--restore`, RELIABILITY T18)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FlinkSettings:
@@ -99,6 +102,11 @@ class FlinkSettings:
             raise SettingsError(
                 f"UXSTREAM_FLINK_RESTART_MAX_DELAY_MS={self.restart_max_delay_ms} is below the first "
                 f"restart's delay UXSTREAM_FLINK_RESTART_DELAY_MS={self.restart_delay_ms}"
+            )
+        if self.restore_path is not None and not (self.restore_path / "_metadata").is_file():
+            raise SettingsError(
+                f"cannot restore from {self.restore_path}: not a checkpoint or savepoint (no _metadata file "
+                "in it)"
             )
         if self.checkpoint_interval_ms < 100:
             raise SettingsError(
@@ -159,10 +167,24 @@ def restart_config(settings: FlinkSettings) -> dict[str, str]:
     }
 
 
+def checkpoint_dir(settings: FlinkSettings, job_name: str) -> Path:
+    """Where a job's checkpoints go: one folder per run (Flink job id), `chk-<n>` folders in it."""
+    return (settings.state_dir / "checkpoints" / job_name).resolve()
+
+
+def latest_checkpoint(settings: FlinkSettings, job_name: str) -> Path:
+    """The newest completed checkpoint any run of `job_name` retained (SettingsError when there is none)."""
+    folder = checkpoint_dir(settings, job_name)
+    found = [m.parent for m in folder.glob("*/chk-*/_metadata")]
+    if not found:
+        raise SettingsError(f"no retained checkpoint of {job_name} under {folder}: nothing to restore")
+    return max(found, key=lambda chk: (chk.stat().st_mtime, int(chk.name.removeprefix("chk-"))))
+
+
 def flink_config(settings: FlinkSettings, job_name: str) -> dict[str, str]:
     """The Flink options a job sets for itself, as plain strings (inspectable in tests)."""
     settings.check()
-    checkpoints = (settings.state_dir / "checkpoints" / job_name).resolve()
+    checkpoints = checkpoint_dir(settings, job_name)
     conf: dict[str, str] = {
         "pipeline.name": job_name,
         "pipeline.jars": ";".join(p.resolve().as_uri() for p in connector_jars(settings.jars_dir)),
@@ -196,6 +218,8 @@ def flink_config(settings: FlinkSettings, job_name: str) -> dict[str, str]:
                 "metrics.reporter.prom.port": str(settings.prometheus_port),
             }
         )
+    if settings.restore_path is not None:
+        conf["execution.state-recovery.path"] = settings.restore_path.resolve().as_uri()
     conf.update(dict(settings.extra_config))
     return conf
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.common import counters, decode, privacy, tables, topics
-from jobs.common.cli import add_input_bound_arguments, input_bound_overrides
+from jobs.common.cli import add_input_bound_arguments, add_restore_argument, input_bound_overrides, restored
 from jobs.common.connectors import (
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
@@ -242,6 +242,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.funnels.job", description=__doc__.splitlines()[0])
     add_input_bound_arguments(parser)
+    add_restore_argument(parser)
     parser.add_argument(
         "--input-topic", default=None, help="default: UXSTREAM_FUNNELS_INPUT_TOPIC or ux.events"
     )
@@ -269,6 +270,7 @@ def settings_from_args(args: argparse.Namespace) -> FunnelsSettings:
         flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
     if args.parallelism:
         flink = flink.with_options(parallelism=args.parallelism)
+    flink = restored(args, flink, JOB_NAME)
     return replace(settings, flink=flink)
 
 

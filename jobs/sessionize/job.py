@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.common import counters, decode, privacy, tables, topics
-from jobs.common.cli import add_input_bound_arguments, input_bound_overrides
+from jobs.common.cli import add_input_bound_arguments, add_restore_argument, input_bound_overrides, restored
 from jobs.common.connectors import (
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
@@ -269,6 +269,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m jobs.sessionize.job", description=__doc__.splitlines()[0]
     )
     add_input_bound_arguments(parser)
+    add_restore_argument(parser)
     parser.add_argument(
         "--input-topic", default=None, help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
     )
@@ -295,6 +296,7 @@ def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
         flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
     if args.parallelism:
         flink = flink.with_options(parallelism=args.parallelism)
+    flink = restored(args, flink, JOB_NAME)
     from dataclasses import replace
 
     return replace(settings, flink=flink)

@@ -30,6 +30,7 @@ from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected, expected_kpi_messages
 from tests.chaos import (
     generate_truth,
+    restored_after_a_kill_at_the_first_checkpoint,
     run_failing_once_after_a_checkpoint,
     run_with_a_fault_after_a_checkpoint,
 )
@@ -575,6 +576,73 @@ def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(
         for thread in holder:
             thread.join()
         drop(pg_settings, run)
+
+
+def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T15 + T18 (tests/chaos.py): the job and its MiniCluster are SIGKILLed the moment the
+    first checkpoint is complete; `--restore latest` starts the job again from that retained checkpoint.
+    The outputs written per record, independent of the watermark, must then hold every record exactly
+    once: the dead letters (committed Kafka transactions: the checkpoint's pending one committed once)
+    and the late ledger."""
+    truth_file = tmp_path / "truth.jsonl"
+    lines = generate_truth((*GENERATOR_ARGS, "--duration", "3h", "--seed", "19"), truth_file)
+    run = fresh_run(pg_settings, truth_file)
+    want_dead_letters = sorted((d.payload, d.reason) for d in run.truth.dead_letters)
+    assert want_dead_letters, "the generated stream has no malformed records: the test would prove nothing"
+    log_dir = tmp_path / "flink-log"
+    try:
+        with restored_after_a_kill_at_the_first_checkpoint(
+            job_command(run, 1000, bounded=False), job_env(run, {"FLINK_LOG_DIR": str(log_dir)}),
+            lines, run.topic, tmp_path, "sessionize",
+        ):  # fmt: skip
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if dead_letters(kafka_settings, run) == want_dead_letters:
+                    break
+                time.sleep(2)
+            time.sleep(3)  # the late ledger is flushed every second
+            assert dead_letters(kafka_settings, run) == want_dead_letters
+            assert_equals_oracle(run, tables.LATE_EVENTS)
+        restores = [line for line in flink_log(log_dir).splitlines() if "Restoring job" in line]
+        assert len(restores) == 1 and "/chk-" in restores[0], f"not restored from a checkpoint: {restores}"
+    finally:
+        drop(pg_settings, run)
+
+
+def test_restore_with_a_bounded_read_is_refused_clearly() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--bounded", "--restore", "latest"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "uxstream run: error: --restore cannot be combined with --bounded or --stop-at-offsets: a bounded "
+        "Kafka source restored from a checkpoint never finishes (FLINK-31006); restore an unbounded run\n"
+    )
+
+
+def test_restore_without_a_retained_checkpoint_is_refused_clearly(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--restore", "latest"],
+        cwd=ROOT, env={**os.environ, "UXSTREAM_FLINK_STATE_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"uxstream run: error: no retained checkpoint of sessionize under {tmp_path}/checkpoints/sessionize: "
+        "nothing to restore\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "sessionize", "--restore", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"uxstream run: error: cannot restore from {tmp_path}: not a checkpoint or savepoint (no _metadata "
+        "file in it)\n"
+    )
 
 
 def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
