@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from jobs.common.flink_env import FlinkSettings, checkpoint_dir
 from uxstream.paths import ROOT
 
 CHECKPOINT_WAIT_S = 300
@@ -41,6 +42,16 @@ def produce(truth_lines: Sequence[str], topic: str, folder: Path, name: str) -> 
         [sys.executable, "-m", "uxstream.cli", "replay", str(part), "--topic", topic, "--partitions", "1"],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
+
+
+def _state(folder: Path) -> Path:
+    """The job's UXSTREAM_FLINK_STATE_DIR in a test folder."""
+    return folder / "flink-state"
+
+
+def _checkpoints(folder: Path, job_name: str) -> Path:
+    """Where the job's checkpoints land (flink_env.checkpoint_dir, the one place that layout is defined)."""
+    return checkpoint_dir(FlinkSettings(state_dir=_state(folder)), job_name)
 
 
 def _start(command: Sequence[str], env: Mapping[str, str], state: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -79,10 +90,10 @@ def run_with_a_fault_after_a_checkpoint(
     finished successfully."""
     half = len(truth_lines) // 2
     produce(truth_lines[:half], topic, folder, "first-half")
-    state, log = folder / "flink-state", folder / f"{job_name}.log"
+    state, log = _state(folder), folder / f"{job_name}.log"
     job = _start([*command, "--stop-at-offsets", f"0:{len(truth_lines)}"], env, state, log)
     try:
-        _wait_for_a_checkpoint(job, state / "checkpoints" / job_name, job_name, log)
+        _wait_for_a_checkpoint(job, _checkpoints(folder, job_name), job_name, log)
         fault(job.pid)
         produce(truth_lines[half:], topic, folder, "second-half")
     except BaseException:
@@ -103,10 +114,10 @@ def restored_after_a_kill_at_the_first_checkpoint(
     FLINK-31006). Yields the restored job, which is killed when the block ends."""
     half = len(truth_lines) // 2
     produce(truth_lines[:half], topic, folder, "first-half")
-    state, log = folder / "flink-state", folder / f"{job_name}.log"
+    state, log = _state(folder), folder / f"{job_name}.log"
     first = _start(command, env, state, log)
     try:
-        _wait_for_a_checkpoint(first, state / "checkpoints" / job_name, job_name, log)
+        _wait_for_a_checkpoint(first, _checkpoints(folder, job_name), job_name, log)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=60)
@@ -128,7 +139,7 @@ def run_failing_once_after_a_checkpoint(
     """`run_with_a_fault_after_a_checkpoint` where the fault is the job's chaos hook: it fails at its first
     call after the first checkpoint (jobs/common/chaos.py). Asserts the failure happened."""
     marker = folder / "failed-once"
-    checkpoints = folder / "flink-state" / "checkpoints" / job_name
+    checkpoints = _checkpoints(folder, job_name)
     chaos = {"UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1", "UXSTREAM_CHAOS_CHECKPOINTS": str(checkpoints)}
     run_with_a_fault_after_a_checkpoint(command, {**env, **chaos}, truth_lines, topic, folder, job_name)
     assert marker.exists(), "the injected failure did not happen: the test would prove nothing"
