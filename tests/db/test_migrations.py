@@ -358,6 +358,51 @@ def test_timescale_mode_applies_records_reapplies_and_protects_its_files(
 
 # --------------------------------------------------------------------------------------------------- views
 
+
+def test_a_replayed_late_ledger_row_keeps_its_first_classification(
+    migrated: tuple[PostgresSettings, list[MigrationReport]],
+) -> None:
+    """The jobs write the ledger with the JDBC connector's PostgreSQL upsert (INSERT … ON CONFLICT DO
+    UPDATE). After a restore the replayed row may carry a lower watermark (watermarks are not
+    checkpointed): the ledger keeps what it recorded first, so its watermark columns do not depend on
+    restart timing. Deleting (privacy erase) still works."""
+    pg, _ = migrated
+    key = {"job": "sessionize", "event_id": "replayed", "event_time": "2026-03-02T10:00:00Z"}
+    arrival = "2026-03-02T10:05:00Z"
+    first = {"received_at": arrival, "watermark": "2026-03-02T10:02:00Z", "lateness_ms": 120000}
+    replay = {"received_at": arrival, "watermark": "2026-03-02T10:01:00Z", "lateness_ms": 60000}
+    rest = {"reason": "late", "source_partition": 0, "source_offset": 7}
+
+    def upsert(conn: psycopg.Connection[Any], values: dict[str, Any]) -> None:
+        row = {**key, **values, **rest}
+        conn.execute(
+            sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
+                sql.Identifier(t.LATE_EVENTS),
+                sql.SQL(", ").join(map(sql.Identifier, row)),
+                sql.SQL(", ").join(sql.Placeholder() * len(row)),
+                sql.SQL(", ").join(map(sql.Identifier, key)),
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                    for c in row
+                    if c not in key
+                ),
+            ),
+            tuple(row.values()),
+        )
+
+    stored = f"SELECT watermark, lateness_ms FROM {t.LATE_EVENTS} WHERE event_id = 'replayed'"
+    with connect(pg) as conn:
+        upsert(conn, first)
+        upsert(conn, replay)
+        conn.commit()
+    assert query(pg, stored) == [(datetime(2026, 3, 2, 10, 2, tzinfo=UTC), 120000)]
+    with connect(pg) as conn:
+        deleted = conn.execute(f"DELETE FROM {t.LATE_EVENTS} WHERE event_id = 'replayed'").rowcount
+        conn.commit()
+    assert deleted == 1
+    assert query(pg, stored) == []
+
+
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 """Start of the first minute."""
 S, MIN = timedelta(seconds=1), timedelta(minutes=1)
