@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup jars lock up down status run-local bench test lint fmt clean
+.PHONY: help setup jars lock up down status run-local bench check test lint fmt clean
 
 help: ## List the targets
 	@echo "uxstream: real-time UX metrics on Apache Flink"
@@ -80,9 +80,21 @@ run-local: up ## Set up, start services, run sessionize on a demo stream, print 
 bench: up ## Measure jobs vs a bare Flink pipeline (minutes) into BENCHMARKS.md and bench-results/
 	@$(PY) -m uxstream.cli bench $(BENCH_ARGS)
 
-test: setup lint ## Lint, then run all tests (starts the services it needs)
-	@echo "==> running tests"
-	@$(PY) -m pytest $(PYTEST_ARGS)
+# Test tiers (tests/README.md): a test's markers say what it starts. `make check` runs the tests that start
+# nothing (no service, no Flink job); `make test` runs every tier. One tier: `make test PYTEST_ARGS="-m fault"`.
+CHECK_TIER := not (services or flink or fault or cluster or browser)
+
+check: setup lint ## The inner loop (<= 3 min): lint, then every test that starts no service and no Flink job
+	@echo "==> running the check tier (tests that start nothing)"
+	@$(PY) -m pytest -m "$(CHECK_TIER)" $(PYTEST_ARGS)
+
+# Workers of `make test` (pytest-xdist; 0 = one process). tests/README.md says how tests share them.
+TEST_WORKERS ?= 2
+XDIST_ARGS := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
+test: setup lint ## Lint, then run all tests, every tier (starts the services it needs)
+	@echo "==> running tests ($(if $(XDIST_ARGS),$(TEST_WORKERS) workers,one process))"
+	@$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
 	@echo "==> ruff"

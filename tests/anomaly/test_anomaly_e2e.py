@@ -8,14 +8,12 @@ Until sessionize publishes ux.kpi, the windows are produced here (framed kpi_win
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import subprocess
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,15 @@ from jobs.anomaly.evaluation import kpi_windows
 from jobs.anomaly.logic import OPEN, RESOLVED, DetectorSettings
 from jobs.anomaly.oracle import expected
 from jobs.common import counters, tables, topics
-from jobs.common.contract import decode_framed, encode, load_catalog
+from jobs.common.contract import encode, load_catalog
 from jobs.common.oracle import load
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from tests.anomaly.support import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
-from tests.prometheus import wait_for_counters
-from uxstream.db import connect, migrate
+from tests.support.db import drop_database, fresh_database, normalize
+from tests.support.jobs import run_bounded
+from tests.support.kafka import committed_decoded
+from tests.support.prometheus import wait_for_counters
+from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
 
@@ -68,12 +69,11 @@ def job_command(run: Run, bounded: bool = True, warm_start_days: int = 0) -> lis
 
 
 def run_job(run: Run, warm_start_days: int = 0) -> None:
-    env = {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname}
-    proc = subprocess.run(
+    run_bounded(
+        "anomaly job",
         job_command(run, warm_start_days=warm_start_days),
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"anomaly job failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname},
+    )
 
 
 def prepare(
@@ -83,11 +83,7 @@ def prepare(
     history: Sequence[dict[str, Any]] = (),
 ) -> Run:
     suffix = uuid.uuid4().hex[:8]
-    dbname = f"uxstream_test_anomaly_{suffix}"
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    pg = dataclasses.replace(pg_settings, dbname=dbname)
-    migrate(pg)
+    pg = fresh_database(pg_settings, f"uxstream_test_anomaly_{suffix}")
     insert_history(pg, list(history))
     run = Run(
         f"test.anomaly.kpi.{suffix}", f"test.anomaly.alerts.{suffix}", f"test-anomaly-{suffix}", pg, records
@@ -97,8 +93,7 @@ def prepare(
 
 
 def drop(pg_settings: PostgresSettings, run: Run) -> None:
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{run.pg.dbname}" WITH (FORCE)')
+    drop_database(pg_settings, run.pg)
 
 
 WARM = (tables.DIM_PAGE_PATH, "/warm")
@@ -149,47 +144,23 @@ def stream(kafka_settings: KafkaSettings, pg_settings: PostgresSettings) -> Iter
     drop(pg_settings, run)
 
 
-def _normalize(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 9)
-    return value
-
-
 def table(pg: PostgresSettings) -> list[dict[str, Any]]:
     with connect(pg) as conn:
         cursor = conn.execute(f"SELECT * FROM {tables.ANOMALIES} ORDER BY alert_id")
         names = [d.name for d in cursor.description]
-        return [{n: _normalize(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+        return [{n: normalize(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
 
 
 def oracle_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(({k: _normalize(v) for k, v in r.items()} for r in rows), key=lambda r: r["alert_id"])
+    return sorted(({k: normalize(v) for k, v in r.items()} for r in rows), key=lambda r: r["alert_id"])
 
 
 def alert_messages(kafka: KafkaSettings, topic: str) -> list[tuple[str, dict[str, Any]]]:
     """(key, alert record) of every committed message, in offset order (one partition)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {**kafka.client_config(), "group.id": f"check-{uuid.uuid4()}", "isolation.level": "read_committed"}
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    found: list[tuple[str, dict[str, Any]]] = []
-    idle = 0
-    while idle < 6:
-        message = consumer.poll(0.5)
-        if message is None:
-            idle += 1
-            continue
-        assert message.error() is None
-        entry, record = decode_framed(message.value() or b"")
-        assert entry.subject == topics.value_subject(topics.ALERTS)
-        found.append(((message.key() or b"").decode(), {k: _normalize(v) for k, v in record.items()}))
-    consumer.close()
-    return found
+    return [
+        ((r.key or b"").decode(), {k: normalize(v) for k, v in record.items()})
+        for r, record in committed_decoded(kafka, topic, topics.value_subject(topics.ALERTS))
+    ]
 
 
 def by_key(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
@@ -214,9 +185,7 @@ def test_the_anomalies_table_equals_the_oracle(stream: Run) -> None:
 def test_the_alert_topic_holds_the_oracle_messages_in_order_per_series(
     stream: Run, kafka_settings: KafkaSettings
 ) -> None:
-    want = [
-        (key, {k: _normalize(v) for k, v in record.items()}) for key, record in oracle(stream)["messages"]
-    ]
+    want = [(key, {k: normalize(v) for k, v in record.items()}) for key, record in oracle(stream)["messages"]]
     assert by_key(alert_messages(kafka_settings, stream.alerts_topic)) == by_key(want)
 
 
@@ -296,7 +265,7 @@ def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
         assert ("error_rate", "global", "(all)") in opened, f"the injected error spike must alert: {opened}"
         assert table(run.pg) == oracle_table(want["anomalies"])
         assert by_key(alert_messages(kafka_settings, run.alerts_topic)) == by_key(
-            [(key, {k: _normalize(v) for k, v in record.items()}) for key, record in want["messages"]]
+            [(key, {k: normalize(v) for k, v in record.items()}) for key, record in want["messages"]]
         )
     finally:
         drop(pg_settings, run)

@@ -7,16 +7,15 @@ from collections.abc import Iterator
 import pytest
 
 from jobs.common.settings import SettingsError
+from tests.support.sessionize import PSEUDONYM_KEY
 from uxstream.cluster import local
 from uxstream.cluster.config import LocalCluster
 from uxstream.errors import UserError
 
-from .support import sessionize_e2e
-
 
 def worker_env() -> dict[str, str]:
     """The TaskManagers' environment: the Python UDFs pseudonymise with the key the e2e oracle uses."""
-    return {"UXSTREAM_PSEUDONYM_KEY": sessionize_e2e().PSEUDONYM_KEY}
+    return {"UXSTREAM_PSEUDONYM_KEY": PSEUDONYM_KEY}
 
 
 @pytest.fixture(scope="module")

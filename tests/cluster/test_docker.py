@@ -18,10 +18,9 @@ import pytest
 
 from jobs.common import counters
 from jobs.common.settings import PostgresSettings
+from tests.support.db import drop_database, fresh_database
 from uxstream.db import connect
 from uxstream.paths import ROOT
-
-from .support import drop_database, fresh_database
 
 DOCKER = ROOT / "docker"
 DASHBOARDS = sorted((DOCKER / "grafana" / "dashboards").glob("*.json"))

@@ -21,12 +21,15 @@ import pytest
 from jobs.common import counters, tables
 from jobs.common.oracle import arrival_counts, arrivals
 from jobs.common.settings import KafkaSettings, PostgresSettings
-from tests.prometheus import metric_total, wait_for_counters
+from tests.support.db import drop_database
+from tests.support.kafka import end_offset
+from tests.support.prometheus import metric_total, wait_for_counters
+from tests.support.sessionize import job_command
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
 
-from .support import GENERATOR_ARGS, drop_database, end_offset, prepare, sessionize_e2e
+from .support import GENERATOR_ARGS, prepare
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
@@ -47,12 +50,12 @@ def test_a_minicluster_run_serves_the_jobs_counters_to_prometheus(
     # of input.
     run, _ = prepare(pg_settings, tmp_path, (*GENERATOR_ARGS, "--duration", "2h"))
     port = free_port()
-    command = sessionize_e2e().job_command(run, 1000, bounded=False)
+    command = job_command(run, 1000, bounded=False)
     env = run.job_env(
-        UXSTREAM_FLINK_PROMETHEUS_PORT=str(port), UXSTREAM_FLINK_STATE_DIR=str(tmp_path / "state")
+        {"UXSTREAM_FLINK_PROMETHEUS_PORT": str(port), "UXSTREAM_FLINK_STATE_DIR": str(tmp_path / "state")}
     )
     job = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     malformed = len(run.truth.dead_letters)

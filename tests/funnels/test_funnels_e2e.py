@@ -13,10 +13,8 @@ import dataclasses
 import os
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,21 @@ from jobs.funnels.definitions import load_funnels
 from jobs.funnels.logic import relevant_event_names
 from jobs.funnels.oracle import expected
 from jobs.funnels.settings import DEFAULT_CONFIG
-from tests.chaos import generate_truth, run_failing_once_after_a_checkpoint
-from tests.prometheus import wait_for_counters
-from uxstream.db import connect, migrate
+from tests.support.chaos import run_failing_once_after_a_checkpoint
+from tests.support.db import (
+    assert_multisets_equal,
+    assert_table_equals,
+    drop_database,
+    fresh_database,
+    normalize,
+    rows,
+    snapshot,
+)
+from tests.support.jobs import run_bounded
+from tests.support.kafka import committed_decoded
+from tests.support.prometheus import wait_for_counters
+from tests.support.streams import generate, generate_truth, unique_topic
+from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
 
@@ -96,26 +106,20 @@ class Run:
 
 
 def run_job(run: Run, extra_env: dict[str, str] | None = None, interval_ms: int = 2000) -> None:
-    env = {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname, **(extra_env or {})}
-    proc = subprocess.run(
+    run_bounded(
+        "funnels",
         run.command("--bounded", "--checkpoint-interval-ms", str(interval_ms)),
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"funnels failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname, **(extra_env or {})},
+    )
 
 
 def prepare(
     pg_settings: PostgresSettings, folder: Path, generator_args: tuple[str, ...], extra_funnels: str
 ) -> Run:
     """Generate a stream on a fresh topic, write the run's definitions, create a fresh migrated database."""
-    truth_file = folder / "truth.jsonl"
-    topic = f"test.funnels.{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "generate", *generator_args, "--topic", topic,
-         "--output", str(truth_file)],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return fresh_run(pg_settings, folder, truth_file, extra_funnels, topic)
+    topic = unique_topic("test.funnels")
+    generate(generator_args, folder / "truth.jsonl", topic)
+    return fresh_run(pg_settings, folder, folder / "truth.jsonl", extra_funnels, topic)
 
 
 def fresh_run(
@@ -127,21 +131,15 @@ def fresh_run(
 ) -> Run:
     """A run of the stream recorded in `truth_file` on `topic` (default: a fresh name): the run's
     definitions written, a fresh migrated database created."""
-    topic = topic or f"test.funnels.{uuid.uuid4().hex[:8]}"
-    suffix = topic.rsplit(".", 1)[1]
+    topic = topic or unique_topic("test.funnels")
     config = folder / "funnels.toml"
     config.write_text(DEFAULT_CONFIG.read_text() + extra_funnels)
-    dbname = f"uxstream_test_funnels_{suffix}"
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    pg = dataclasses.replace(pg_settings, dbname=dbname)
-    migrate(pg)
+    pg = fresh_database(pg_settings, f"uxstream_test_funnels_{topic.rsplit('.', 1)[1]}")
     return Run(topic, pg, load(truth_file), config)
 
 
 def drop(pg_settings: PostgresSettings, run: Run) -> None:
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{run.pg.dbname}" WITH (FORCE)')
+    drop_database(pg_settings, run.pg)
 
 
 @pytest.fixture(scope="module")
@@ -155,63 +153,14 @@ def stream(
     drop(pg_settings, run)
 
 
-def _normalize(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    if isinstance(value, float):
-        return round(value, 9)
-    if isinstance(value, list):
-        return tuple(_normalize(v) for v in value)
-    return value
-
-
 def assert_equals_oracle(run: Run, table: str) -> None:
-    rows = run.expected()[table]
-    assert rows, f"the generated stream gives no expected {table} rows: the test would prove nothing"
-    columns = list(rows[0])
-    want = Counter(tuple(_normalize(r[c]) for c in columns) for r in rows)
     where = f" WHERE job = '{tables.LATE_JOB_FUNNELS}'" if table == tables.LATE_EVENTS else ""
-    with connect(run.pg) as conn:
-        found = conn.execute(f"SELECT {', '.join(columns)} FROM {table}{where}").fetchall()
-    got = Counter(tuple(_normalize(v) for v in row) for row in found)
-    missing, extra = want - got, got - want
-    assert not missing and not extra, (
-        f"{table}: {sum(missing.values())} expected rows missing, {sum(extra.values())} unexpected; "
-        f"first missing {list(missing)[:2]}, first unexpected {list(extra)[:2]}"
-    )
-
-
-def snapshot(pg: PostgresSettings) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every funnels table, in a total order: a replay must reproduce it exactly."""
-    with connect(pg) as conn:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+    assert_table_equals(run.pg, table, run.expected()[table], where)
 
 
 def committed(kafka: KafkaSettings, topic: str) -> list[tuple[bytes | None, int, dict[str, Any]]]:
     """(key, Kafka timestamp, decoded record) of every committed record of `topic` (read_committed)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from jobs.common.contract import decode_framed
-
-    consumer = Consumer(
-        {**kafka.client_config(), "group.id": f"check-{uuid.uuid4()}", "isolation.level": "read_committed"}
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    found = []
-    idle = 0
-    while idle < 6:
-        message = consumer.poll(0.5)
-        if message is None:
-            idle += 1
-            continue
-        assert message.error() is None
-        value = message.value()
-        assert value is not None
-        _, record = decode_framed(value)
-        found.append((message.key(), message.timestamp()[1], record))
-    consumer.close()
-    return found
+    return [(r.key, r.timestamp, value) for r, value in committed_decoded(kafka, topic)]
 
 
 def published(kafka: KafkaSettings, topic: str) -> Counter[tuple[Any, ...]]:
@@ -219,7 +168,7 @@ def published(kafka: KafkaSettings, topic: str) -> Counter[tuple[Any, ...]]:
     found: Counter[tuple[Any, ...]] = Counter()
     for key, timestamp, record in committed(kafka, topic):
         assert key is not None
-        found[(key.decode(), timestamp, *(_normalize(v) for v in record.values()))] += 1
+        found[(key.decode(), timestamp, *(normalize(v) for v in record.values()))] += 1
     return found
 
 
@@ -227,13 +176,10 @@ def assert_topic_equals_oracle(kafka: KafkaSettings, run: Run) -> None:
     windows = run.expected()["windows"]
     want = Counter(
         (f"{w['funnel']}|{w['dimension']}|{w['dimension_value']}", w["window_end"],
-         *(_normalize(v) for v in w.values()))
+         *(normalize(v) for v in w.values()))
         for w in windows
     )  # fmt: skip
-    got = published(kafka, run.funnel_topic)
-    assert got == want, (
-        f"{sum((want - got).values())} records missing, {sum((got - want).values())} unexpected"
-    )
+    assert_multisets_equal(run.funnel_topic, want, published(kafka, run.funnel_topic), unit="records")
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -290,16 +236,17 @@ def test_output_keys_are_unique(stream: Run) -> None:
 
 
 def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:
-    before = snapshot(stream.pg)
+    before = snapshot(stream.pg, TABLES)
     run_job(stream)
-    assert snapshot(stream.pg) == before
+    assert snapshot(stream.pg, TABLES) == before
 
 
+@pytest.mark.fault
 def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_output_equal_to_the_oracle(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     """The job fails at its first funnel attempt after its first completed checkpoint, which a held-back
-    second half of the stream guarantees (tests/chaos.py), and must recover from that checkpoint."""
+    second half of the stream guarantees (tests/support/chaos.py), and must recover from that checkpoint."""
     truth_file = tmp_path / "truth.jsonl"
     lines = generate_truth((*GENERATOR_ARGS, "--seed", "22"), truth_file)
     run = fresh_run(pg_settings, tmp_path, truth_file, ANY_WITH_EXCLUSION + STRICT)
@@ -316,12 +263,6 @@ def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_output_e
         drop(pg_settings, run)
 
 
-def _rows(pg: PostgresSettings, table: str, columns: list[str]) -> Counter[tuple[Any, ...]]:
-    with connect(pg) as conn:
-        found = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
-    return Counter(tuple(_normalize(v) for v in row) for row in found)
-
-
 def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     stream: Run, pg_settings: PostgresSettings
 ) -> None:
@@ -335,9 +276,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     live = dataclasses.replace(
         stream, pg=dataclasses.replace(pg_settings, dbname=f"{stream.pg.dbname}_live"), outputs=".live"
     )
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{live.pg.dbname}"')
-    migrate(live.pg)
+    fresh_database(pg_settings, live.pg.dbname)
     expected_rows = stream.expected()
     windows = {f.name: f.window_ms for f in load_funnels(stream.config)}
     watermark = max(e.ts for e in stream.truth.events if not e.future) - 5_000
@@ -349,8 +288,8 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     assert 0 < len(final) < len(expected_rows[tables.FUNNEL_WINDOWS]), "the test would prove nothing"
     assert any(a["status"] == "dropped" for a in attempts)
     want = {
-        tables.FUNNEL_ATTEMPTS: Counter(tuple(_normalize(v) for v in a.values()) for a in attempts),
-        tables.FUNNEL_WINDOWS: Counter(tuple(_normalize(v) for v in w.values()) for w in final),
+        tables.FUNNEL_ATTEMPTS: Counter(tuple(normalize(v) for v in a.values()) for a in attempts),
+        tables.FUNNEL_WINDOWS: Counter(tuple(normalize(v) for v in w.values()) for w in final),
     }
     columns = {t: list(expected_rows[t][0]) for t in want}
     port = free_port()  # the job's counters, scraped below
@@ -364,7 +303,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert job.poll() is None, "the unbounded job exited on its own"
-            got = {t: _rows(live.pg, t, columns[t]) for t in want}
+            got = {t: rows(live.pg, t, columns[t]) for t in want}
             if got == want:
                 break
             time.sleep(2)
@@ -372,7 +311,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
             t: (sum((want[t] - got[t]).values()), sum((got[t] - want[t]).values())) for t in want
         }
         time.sleep(5)  # still running: nothing beyond what the watermark allows shows up
-        assert {t: _rows(live.pg, t, columns[t]) for t in want} == want
+        assert {t: rows(live.pg, t, columns[t]) for t in want} == want
         # The job's own counters: every record read, dead letters, and the arrival classification of the
         # events the funnels can use (the others are dropped before it).
         relevant = relevant_event_names(load_funnels(stream.config))

@@ -12,36 +12,16 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from jobs.common.flink_env import FlinkSettings, checkpoint_dir
+from tests.support.streams import produce
 from uxstream.paths import ROOT
 
 CHECKPOINT_WAIT_S = 300
 JOB_TIMEOUT_S = 600
-
-
-def generate_truth(generator_args: Sequence[str], truth_file: Path) -> list[str]:
-    """Generate a stream into `truth_file` only (no Kafka); its lines, in produce order."""
-    subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "generate", *generator_args, "--partitions", "1",
-         "--dry-run", "--output", str(truth_file)],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return truth_file.read_text(encoding="utf-8").splitlines(keepends=True)
-
-
-def produce(truth_lines: Sequence[str], topic: str, folder: Path, name: str) -> None:
-    """Produce recorded ground-truth lines (`generate --output` format) to `topic`, byte for byte."""
-    part = folder / f"{name}.jsonl"
-    part.write_text("".join(truth_lines), encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "uxstream.cli", "replay", str(part), "--topic", topic, "--partitions", "1"],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
 
 
 def _state(folder: Path) -> Path:

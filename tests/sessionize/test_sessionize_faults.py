@@ -1,0 +1,256 @@
+"""sessionize under faults (RELIABILITY.md): each scenario runs the job over its own generated stream with
+the second half held back until a checkpoint is on disk (tests/support/chaos.py), injects its fault, and
+checks that every output still equals the oracle exactly: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.common import tables
+from jobs.common.settings import KafkaSettings, PostgresSettings
+from tests.support.chaos import (
+    restored_after_a_kill_at_the_first_checkpoint,
+    run_failing_once_after_a_checkpoint,
+    run_with_a_fault_after_a_checkpoint,
+)
+from tests.support.db import drop_database
+from tests.support.jobs import flink_log
+from tests.support.sessionize import (
+    GENERATOR_ARGS,
+    Run,
+    assert_equals_oracle,
+    assert_every_output_equals_the_oracle,
+    dead_letters,
+    expected_dead_letters,
+    fresh_run,
+    job_command,
+)
+from tests.support.streams import generate_truth
+from uxstream.db import connect
+from uxstream.paths import ROOT
+
+pytestmark = [pytest.mark.services, pytest.mark.flink, pytest.mark.fault]
+
+FAULT_STREAM = (*GENERATOR_ARGS, "--duration", "3h")
+"""Three hours of event time: sessions close while the job runs, before and after the fault."""
+
+
+def fault_run(pg_settings: PostgresSettings, folder: Path, seed: int) -> tuple[Run, list[str]]:
+    """A scenario's own stream (ground truth only: the chaos helpers produce it in two halves) and a fresh
+    migrated database."""
+    truth_file = folder / "truth.jsonl"
+    lines = generate_truth((*FAULT_STREAM, "--seed", str(seed)), truth_file)
+    return fresh_run(pg_settings, truth_file), lines
+
+
+def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_equal_to_the_oracle(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """The job fails at its first closed session after its first completed checkpoint, which a held-back
+    second half of the stream guarantees (tests/support/chaos.py), and must recover from that checkpoint."""
+    run, lines = fault_run(pg_settings, tmp_path, 12)
+    try:
+        run_failing_once_after_a_checkpoint(
+            job_command(run, 300, bounded=False), run.job_env(), lines, run.topic, tmp_path, "sessionize"
+        )
+        assert_every_output_equals_the_oracle(kafka_settings, run)
+    finally:
+        drop_database(pg_settings, run.pg)
+
+
+def _python_workers(process_group: int) -> list[int]:
+    """PIDs of PyFlink's Python UDF worker processes (process mode) in a process group."""
+    listing = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(process_group)], capture_output=True, text=True, check=False
+    ).stdout
+    return [
+        int(line.split()[0]) for line in listing.splitlines() if "pyflink.fn_execution.beam.beam_boot" in line
+    ]
+
+
+def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """Process mode: the Python UDF workers are SIGKILLed once a checkpoint is on disk, while the job
+    waits for the held-back second half of the stream (tests/support/chaos.py)."""
+    run, lines = fault_run(pg_settings, tmp_path, 14)
+    killed: list[int] = []
+
+    def kill_python_workers(process_group: int) -> None:
+        for pid in _python_workers(process_group):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    try:
+        run_with_a_fault_after_a_checkpoint(
+            job_command(run, 300, bounded=False), run.job_env({"UXSTREAM_FLINK_PYTHON_MODE": "process"}),
+            lines, run.topic, tmp_path, "sessionize", kill_python_workers,
+        )  # fmt: skip
+        assert killed, "no Python worker was running after the checkpoint: the test would prove nothing"
+        assert_every_output_equals_the_oracle(kafka_settings, run)
+    finally:
+        drop_database(pg_settings, run.pg)
+
+
+@pytest.mark.exclusive  # stops a shared service
+def test_rides_out_a_30_s_database_outage_with_every_table_equal_to_the_oracle(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T20: PostgreSQL stops once a checkpoint is on disk, the held-back second half of the
+    stream arrives while it is down (tests/support/chaos.py), and it comes back 30 s later. The JDBC sinks
+    fail, the job restarts with growing delays until the database answers, and finishes with every output
+    exactly the oracle's: nothing lost, nothing twice, the TaskExecutor never shut down."""
+    from uxstream.services import ensure_postgres
+
+    run, lines = fault_run(pg_settings, tmp_path, 16)
+    log_dir = tmp_path / "flink-log"
+
+    def postgres(action: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "uxstream.cli", action, "--only", "postgres"],
+            cwd=ROOT, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    back = threading.Timer(30, postgres, ("up",))
+
+    def outage(process_group: int) -> None:
+        postgres("down")
+        back.start()
+
+    try:
+        run_with_a_fault_after_a_checkpoint(
+            job_command(run, 1000, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
+            lines, run.topic, tmp_path, "sessionize", outage,
+        )  # fmt: skip
+        log = flink_log(log_dir)
+        restarts = log.count("switched from state RUNNING to RESTARTING")
+        assert restarts >= 1, "the job never failed while the database was down: the test would prove nothing"
+        assert "exception in exception handler" not in log  # what shut the TaskExecutor down before
+        assert "The JDBC sink of a failed, cancelled or stopped task could not close cleanly" in log
+        assert_every_output_equals_the_oracle(kafka_settings, run)
+    finally:
+        if back.ident is not None:  # started: wait for the database to be back
+            back.join()
+        ensure_postgres(pg_settings)
+        drop_database(pg_settings, run.pg)
+
+
+@pytest.mark.exclusive  # stops a shared service
+def test_rides_out_a_broker_killed_for_20_s_with_every_output_equal_to_the_oracle(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T19: the Kafka broker is SIGKILLed once a checkpoint is on disk and started again 20 s
+    later; then the held-back second half of the stream arrives (tests/support/chaos.py). The job's
+    source, exactly-once sinks and checkpoints live through it, and every output is exactly the oracle's."""
+    from uxstream.services import ensure_kafka, stop_kafka
+
+    run, lines = fault_run(pg_settings, tmp_path, 17)
+    log_dir = tmp_path / "flink-log"
+
+    def broker_crash(process_group: int) -> None:
+        stop_kafka(kafka_settings, force=True)
+        time.sleep(20)
+        ensure_kafka(kafka_settings)
+
+    try:
+        run_with_a_fault_after_a_checkpoint(
+            job_command(run, 1000, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
+            lines, run.topic, tmp_path, "sessionize", broker_crash,
+        )  # fmt: skip
+        log = flink_log(log_dir)
+        assert "disconnected" in log, (
+            "the job's Kafka clients never lost the broker: the test would prove nothing"
+        )
+        assert "exception in exception handler" not in log
+        assert_every_output_equals_the_oracle(kafka_settings, run)
+    finally:
+        ensure_kafka(kafka_settings)
+        drop_database(pg_settings, run.pg)
+
+
+def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T21: once a checkpoint is on disk, a transaction locks every table the job writes for
+    20 s while the held-back second half of the stream arrives (tests/support/chaos.py). The sinks block,
+    the job backpressures instead of failing, checkpoints complete within their timeout, and every output
+    is exactly the oracle's."""
+    from tests.support.prometheus import metric_total
+    from uxstream.services.common import free_port
+
+    run, lines = fault_run(pg_settings, tmp_path, 18)
+    log_dir, port = tmp_path / "flink-log", free_port()
+    samples: dict[str, list[float]] = {"backPressuredTimeMsPerSecond": [], "busyTimeMsPerSecond": []}
+    holder: list[threading.Thread] = []
+
+    def hold_locks(locked: threading.Event) -> None:
+        with connect(run.pg) as conn:
+            conn.execute(f"LOCK TABLE {', '.join(tables.SESSIONIZE_TABLES)} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                for name, values in samples.items():
+                    values.append(metric_total(range(port, port + 1), f"flink_taskmanager_job_task_{name}"))
+                time.sleep(1)
+            conn.rollback()
+
+    def slow_database(process_group: int) -> None:
+        locked = threading.Event()
+        holder.append(threading.Thread(target=hold_locks, args=(locked,)))
+        holder[0].start()
+        assert locked.wait(30), "could not lock the tables"
+
+    try:
+        run_with_a_fault_after_a_checkpoint(
+            job_command(run, 1000, bounded=False),
+            run.job_env({"FLINK_LOG_DIR": str(log_dir), "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port)}),
+            lines, run.topic, tmp_path, "sessionize", slow_database,
+        )  # fmt: skip
+        holder[0].join()
+        log = flink_log(log_dir)
+        assert max(samples["backPressuredTimeMsPerSecond"]) > 0, f"no backpressure while locked: {samples}"
+        assert "switched from state RUNNING to RESTARTING" not in log
+        assert "expired before completing" not in log
+        assert_every_output_equals_the_oracle(kafka_settings, run)
+    finally:
+        for thread in holder:
+            thread.join()
+        drop_database(pg_settings, run.pg)
+
+
+def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """RELIABILITY T15 + T18 (tests/support/chaos.py): the job and its MiniCluster are SIGKILLed the moment
+    the first checkpoint is complete; `--restore latest` starts the job again from that retained checkpoint.
+    The outputs written per record, independent of the watermark, must then hold every record exactly
+    once: the dead letters (committed Kafka transactions: the checkpoint's pending one committed once)
+    and the late ledger."""
+    run, lines = fault_run(pg_settings, tmp_path, 19)
+    want_dead_letters = expected_dead_letters(run)
+    log_dir = tmp_path / "flink-log"
+    try:
+        with restored_after_a_kill_at_the_first_checkpoint(
+            job_command(run, 1000, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
+            lines, run.topic, tmp_path, "sessionize",
+        ):  # fmt: skip
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if dead_letters(kafka_settings, run) == want_dead_letters:
+                    break
+                time.sleep(2)
+            time.sleep(3)  # the late ledger is flushed every second
+            assert dead_letters(kafka_settings, run) == want_dead_letters
+            assert_equals_oracle(run, tables.LATE_EVENTS)
+        restores = [line for line in flink_log(log_dir).splitlines() if "Restoring job" in line]
+        assert len(restores) == 1 and "/chk-" in restores[0], f"not restored from a checkpoint: {restores}"
+    finally:
+        drop_database(pg_settings, run.pg)
