@@ -26,7 +26,7 @@ from jobs.common import counters, tables, topics
 from jobs.common.contract import encode, load_catalog
 from jobs.common.oracle import load
 from jobs.common.settings import KafkaSettings, PostgresSettings
-from tests.anomaly.support import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
+from tests.support.anomaly import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
 from tests.support.db import drop_database, fresh_database, normalize
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded

@@ -27,7 +27,7 @@ from jobs.anomaly.logic import (
     hour_of_week,
 )
 from jobs.anomaly.oracle import expected, replay
-from tests.anomaly.support import HOUR, MINUTE, T0, WEEK, kpi_record, synthetic_stream
+from tests.support.anomaly import HOUR, MINUTE, T0, WEEK, kpi_record, synthetic_stream
 
 SETTINGS = DetectorSettings(
     min_history=5,

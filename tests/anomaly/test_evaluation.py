@@ -13,7 +13,7 @@ from jobs.anomaly.settings import AnomalySettings
 from jobs.common.oracle import OracleEvent
 from jobs.common.settings import SettingsError
 from jobs.sessionize.oracle import expected
-from tests.anomaly.support import MINUTE, T0
+from tests.support.anomaly import MINUTE, T0
 from uxstream.contract.generator import Anomaly, Generator, GeneratorConfig
 
 

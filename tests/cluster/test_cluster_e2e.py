@@ -28,6 +28,7 @@ import pytest
 
 from jobs.common import counters, tables
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from tests.support.cluster import GENERATOR_ARGS, prepare
 from tests.support.db import drop_database
 from tests.support.kafka import end_offset, wait_until_consumed
 from tests.support.prometheus import metric_total
@@ -39,7 +40,6 @@ from uxstream.cluster.rest import FlinkRest
 from uxstream.paths import ROOT
 
 from .conftest import worker_env
-from .support import GENERATOR_ARGS, prepare
 
 pytestmark = [pytest.mark.services, pytest.mark.flink, pytest.mark.cluster]
 

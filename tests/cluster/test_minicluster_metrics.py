@@ -21,6 +21,7 @@ import pytest
 from jobs.common import counters, tables
 from jobs.common.oracle import arrival_counts, arrivals
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from tests.support.cluster import GENERATOR_ARGS, prepare
 from tests.support.db import drop_database
 from tests.support.kafka import end_offset
 from tests.support.prometheus import metric_total, wait_for_counters
@@ -28,8 +29,6 @@ from tests.support.sessionize import job_command
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
-
-from .support import GENERATOR_ARGS, prepare
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 

@@ -8,5 +8,7 @@
 - `prometheus`: the jobs' counters from Flink's Prometheus reporter;
 - `sessionize`: the sessionize scenario (its stream, job command, oracle checks), shared with the
   cluster tests so both judge the job alike;
+- `cluster`: the sessionize scenario's streams for the cluster tests;
+- `anomaly`: synthetic KPI window streams with known anomalies;
 - `durations`: summarise a `--tier-report` by module and tier.
 """
