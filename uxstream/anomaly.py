@@ -98,8 +98,8 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from jobs.anomaly.evaluation import evaluate
     from jobs.anomaly.logic import DetectorSettings
+    from uxstream.anomaly_eval import evaluate
 
     settings = DetectorSettings()
     if args.threshold is not None:
@@ -129,7 +129,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "anomaly-eval",
         help="detector recall and false alerts per day on simulated seasonal traffic with injected anomalies",
-        description="Simulated seasonal traffic with injected anomalies (jobs/anomaly/evaluation.py): "
+        description="Simulated seasonal traffic with injected anomalies (uxstream/anomaly_eval.py): "
         "prints recall of the injected anomalies and false alerts per simulated day.",
     )
     p.add_argument(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from jobs.common import db as jobs_db
 from jobs.common.settings import PostgresSettings, SettingsError, env_int, env_str
 from uxstream.errors import UserError
 from uxstream.paths import ROOT
@@ -193,17 +194,11 @@ class MigrationReport:
 
 
 def connect(pg: PostgresSettings, **kwargs: Any) -> Any:
-    """A psycopg connection with a clear error when the server is unreachable."""
-    import psycopg
-
+    """A psycopg connection (jobs.common.db.connect) whose failure is a UserError for the command line."""
     try:
-        return psycopg.connect(pg.conninfo(), **kwargs)
-    except psycopg.OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"cannot connect to PostgreSQL at {pg.describe()}: {first_line} "
-            "(start the local one with `make up`, or set UXSTREAM_PG_* to an external server)"
-        ) from None
+        return jobs_db.connect(pg, **kwargs)
+    except jobs_db.DatabaseUnavailable as exc:
+        raise UserError(str(exc)) from None
 
 
 def migrate(

@@ -63,7 +63,7 @@ def read_kpi_history(
     pg: PostgresSettings, dimension: str, dimension_value: str, since: int, before: int
 ) -> list[dict[str, Any]]:
     """kpi_1m rows of one segment with window_start in [since, before), as kpi_window-named dicts."""
-    from uxstream.db import connect
+    from jobs.common.db import connect
 
     columns = ", ".join(f"{KPI_1M_COLUMNS.get(m, m)} AS {m}" for m in HISTORY_METRICS)
     query = (

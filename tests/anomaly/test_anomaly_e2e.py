@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from jobs.anomaly.evaluation import kpi_windows
 from jobs.anomaly.logic import OPEN, RESOLVED, DetectorSettings
 from jobs.anomaly.oracle import expected
 from jobs.common import counters, tables, topics
@@ -31,6 +30,7 @@ from tests.support.db import drop_database, fresh_database, normalize
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded
 from tests.support.prometheus import wait_for_counters
+from uxstream.anomaly_eval import kpi_windows
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from jobs.anomaly.evaluation import Injected, kpi_windows, scenario, score
 from jobs.anomaly.logic import DetectorSettings, MetricSpec
 from jobs.anomaly.settings import AnomalySettings
 from jobs.common.oracle import OracleEvent
 from jobs.common.settings import SettingsError
 from jobs.sessionize.oracle import expected
 from tests.support.anomaly import MINUTE, T0
+from uxstream.anomaly_eval import Injected, kpi_windows, scenario, score
 from uxstream.contract.generator import Anomaly, Generator, GeneratorConfig
 
 

@@ -26,6 +26,7 @@ from jobs.common.oracle import load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected
+from tests.support.kafka import committed_records
 from uxstream.db import connect, migrate
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
@@ -167,8 +168,8 @@ def test_generator_and_sessionize_work_over_sasl_ssl_and_leak_no_secret(
         assert want and got == want
 
         settings = secure_broker.settings
-        assert committed_count(settings, f"{topic}.dlq") == len(truth.dead_letters) > 0
-        assert committed_count(settings, f"{topic}.kpi") > 0
+        assert len(committed_records(settings, f"{topic}.dlq")) == len(truth.dead_letters) > 0
+        assert len(committed_records(settings, f"{topic}.kpi")) > 0
     finally:
         with connect(pg_settings, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
@@ -178,28 +179,6 @@ def test_generator_and_sessionize_work_over_sasl_ssl_and_leak_no_secret(
     for secret in (PASSWORD, STORE_PASSWORD, PSEUDONYM_KEY):
         leaks = [i for i, text in enumerate(texts) if secret in text]
         assert not leaks, f"a secret appears in {len(leaks)} output(s)/log(s) of the run"
-
-
-def committed_count(settings: KafkaSettings, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {**settings.client_config(), "group.id": f"check-{uuid.uuid4()}", "isolation.level": "read_committed"}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        count, idle = 0, 0
-        while idle < 6:
-            message = consumer.poll(0.5)
-            if message is None:
-                idle += 1
-                continue
-            assert message.error() is None, message.error()
-            count += 1
-        return count
-    finally:
-        consumer.close()
 
 
 def flink_logs_since(started: float) -> list[Path]:

@@ -1,0 +1,25 @@
+"""PostgreSQL connections for the jobs' Python code (warm start) and the tools (uxstream.db builds on it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.common.settings import PostgresSettings
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The server did not accept a connection; the message says where and what to do."""
+
+
+def connect(pg: PostgresSettings, **kwargs: Any) -> Any:
+    """A psycopg connection with a clear error when the server is unreachable."""
+    import psycopg
+
+    try:
+        return psycopg.connect(pg.conninfo(), **kwargs)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {pg.describe()}: {first_line} "
+            "(start the local one with `make up`, or set UXSTREAM_PG_* to an external server)"
+        ) from None
