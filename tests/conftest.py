@@ -105,7 +105,15 @@ def worker_group(item: pytest.Item) -> str | None:
     return None
 
 
+def tier_of(item: pytest.Item) -> str:
+    """A test's tier: its most expensive tier marker, `check` without one."""
+    return next((t for t in reversed(TIERS) if item.get_closest_marker(t)), "check")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The collection check; then each test's worker group and tier, and the most expensive tiers first
+    (the workers then start on the long job runs and end on short tests instead of one long tail)."""
     errors = tier_errors(items)
     if errors:
         raise pytest.UsageError(
@@ -115,6 +123,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = worker_group(item)
         if group and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(group))
+        item.user_properties.append(("tier", tier_of(item)))
+    rank = {"cluster": 0, "fault": 1, "flink": 2, "browser": 3, "services": 4, "check": 5}
+    items.sort(key=lambda item: rank[tier_of(item)])
 
 
 @pytest.hookimpl(wrapper=True)
@@ -195,8 +206,9 @@ _DURATIONS: dict[str, dict[str, Any]] = {}
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Every phase's duration (also the workers' reports, under pytest-xdist)."""
-    tier = next((t for t in reversed(TIERS) if t in report.keywords), "check")
-    entry = _DURATIONS.setdefault(report.nodeid, {"seconds": 0.0, "outcome": "passed", "tier": tier})
+    tier = dict(report.user_properties).get("tier", "check")
+    nodeid = report.nodeid.split("@", 1)[0]  # without pytest-xdist's group suffix
+    entry = _DURATIONS.setdefault(nodeid, {"seconds": 0.0, "outcome": "passed", "tier": tier})
     entry["seconds"] += report.duration
     if report.failed:
         entry["outcome"] = "failed"

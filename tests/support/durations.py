@@ -48,7 +48,7 @@ def summary(tests: list[dict[str, Any]], slowest: int = 40) -> str:
     by: dict[str, dict[str, list[float]]] = {"tier": defaultdict(list), "module": defaultdict(list)}
     for t in tests:
         by["tier"][t["tier"]].append(t["seconds"])
-        by["module"][t["nodeid"].split("::")[0]].append(t["seconds"])
+        by["module"][t["nodeid"].split("::")[0].split("@")[0]].append(t["seconds"])
 
     def rows(groups: dict[str, list[float]]) -> list[tuple[str, int, float]]:
         return sorted(((k, len(v), sum(v)) for k, v in groups.items()), key=lambda r: -r[2])
