@@ -11,24 +11,14 @@ ux.alerts (framed alert.v1, EXACTLY_ONCE).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.anomaly.logic import OPEN, RESOLVED
 from jobs.anomaly.settings import AnomalySettings
-from jobs.common import counters, decode, tables, topics
-from jobs.common.connectors import (
-    KafkaSourceSpec,
-    jdbc_upsert_options,
-    kafka_exactly_once_sink_options,
-    kafka_source_options,
-    render_sql,
-    with_clause,
-)
+from jobs.common import connectors, counters, decode, runner, tables, topics
+from jobs.common.flink_env import FlinkSettings
 
 if TYPE_CHECKING:
     from pyflink.datastream import DataStream, StreamExecutionEnvironment
@@ -37,6 +27,17 @@ if TYPE_CHECKING:
 JOB_NAME = "anomaly"
 SQL = Path(__file__).with_name("anomaly.sql")
 DETECT_UID = "anomaly.detect.v1"
+
+OPTIONS = (
+    runner.Option("--kpi-topic", "kpi_topic", help="default: UXSTREAM_ANOMALY_KPI_TOPIC or ux.kpi"),
+    runner.Option("--funnel-topic", "funnel_topic", help="'' to ignore funnel windows", empty_allowed=True),
+    runner.Option("--alerts-topic", "alerts_topic"),
+    runner.Option("--transactional-id-prefix", "transactional_id_prefix"),
+    runner.Option("--warm-start-days", "warm_start_days", type=int),
+)
+"""The job's own options (tests/README.md; runner.JobSpec adds the common ones)."""
+OUTPUTS = ("kpi_topic", "alerts_topic")
+"""Settings fields naming the topics the job writes."""
 
 _TS = "to_utc(TO_TIMESTAMP_LTZ({}, 3))"
 ANOMALIES_INSERT = f"""INSERT INTO anomalies_sink
@@ -55,16 +56,16 @@ FROM alert_messages"""
 
 
 def source_options(settings: AnomalySettings, topic: str) -> dict[str, str]:
-    options = kafka_source_options(
+    options = connectors.kafka_source_options(
         settings.kafka,
-        KafkaSourceSpec(topic, f"uxstream-{JOB_NAME}", settings.bounded, value_format="raw"),
+        connectors.KafkaSourceSpec(topic, f"uxstream-{JOB_NAME}", settings.bounded, value_format="raw"),
     )
     options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
     return options
 
 
 def alerts_options(settings: AnomalySettings) -> dict[str, str]:
-    options = kafka_exactly_once_sink_options(
+    options = connectors.kafka_exactly_once_sink_options(
         settings.kafka,
         settings.alerts_topic,
         f"{settings.transactional_id_prefix}-alerts",
@@ -94,16 +95,16 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         topics.partition_counts(settings.kafka, [settings.funnel_topic])
     )
     decode.register_functions(t_env)  # count_when: the job's alert counters
-    for statement in render_sql(
+    for statement in connectors.render_sql(
         SQL,
-        kpi_source_options=with_clause(source_options(settings, settings.kpi_topic)),
-        funnel_source_options=with_clause(
+        kpi_source_options=connectors.with_clause(source_options(settings, settings.kpi_topic)),
+        funnel_source_options=connectors.with_clause(
             source_options(settings, settings.funnel_topic) if read_funnels else {"connector": "datagen"}
         ),
-        anomalies_options=with_clause(
-            jdbc_upsert_options(settings.postgres, tables.ANOMALIES, flush_rows=100)
+        anomalies_options=connectors.with_clause(
+            connectors.jdbc_upsert_options(settings.postgres, tables.ANOMALIES, flush_rows=100)
         ),
-        alerts_options=with_clause(alerts_options(settings)),
+        alerts_options=connectors.with_clause(alerts_options(settings)),
     ):
         t_env.execute_sql(statement)
     query = "SELECT kafka_key, payload, 'kpi' AS source FROM kpi_source"
@@ -117,50 +118,19 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     statements.attach_as_datastream()
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.anomaly.job", description=__doc__.splitlines()[0])
-    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
-    parser.add_argument("--kpi-topic", default=None, help="default: UXSTREAM_ANOMALY_KPI_TOPIC or ux.kpi")
-    parser.add_argument("--funnel-topic", default=None, help="'' to ignore funnel windows")
-    parser.add_argument("--alerts-topic", default=None)
-    parser.add_argument("--transactional-id-prefix", default=None)
-    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
-    parser.add_argument("--warm-start-days", type=int, default=None)
-    return parser.parse_args(argv)
-
-
-def settings_from_args(args: argparse.Namespace) -> AnomalySettings:
-    overrides: dict[str, object] = {"bounded": args.bounded}
-    for name in ("kpi_topic", "funnel_topic", "alerts_topic", "transactional_id_prefix", "warm_start_days"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
-    settings = AnomalySettings.from_env(None, **overrides)
-    flink = settings.flink
-    if args.checkpoint_interval_ms:
-        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
+def python_bundle(settings: AnomalySettings, flink: FlinkSettings) -> FlinkSettings:
+    """Small Python bundles: an alert leaves the detector within `python_bundle_ms` (latency, NOTES.md)."""
     bundle = (
         ("python.fn-execution.bundle.time", str(settings.python_bundle_ms)),
         ("python.fn-execution.bundle.size", "1000"),
     )
-    flink = flink.with_options(extra_config=(*bundle, *flink.extra_config))
-    return replace(settings, flink=flink)
+    return flink.with_options(extra_config=(*bundle, *flink.extra_config))
 
 
-def run(settings: AnomalySettings) -> None:
-    from jobs.common.flink_env import create_environments
-
-    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
-    topics.ensure_topics(settings.kafka, [settings.kpi_topic, settings.alerts_topic])
-    env, t_env = create_environments(settings.flink, JOB_NAME)
-    build(env, t_env, settings)
-    env.execute(JOB_NAME)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    run(settings_from_args(parse_args(argv)))
-    return 0
-
+JOB = runner.JobSpec(
+    JOB_NAME, __doc__, AnomalySettings.from_env, build, OPTIONS, OUTPUTS, offsets=False, flink=python_bundle
+)
+main = runner.entry_point(JOB)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from jobs.common import counters, tables, topics
 from jobs.common.connectors import (
@@ -203,6 +203,45 @@ def dlq_insert(spec: DecodeSpec) -> str:
         f"    kafka_timestamp, reason, detail, schema_id, {sql_literal(spec.job)}),\n"
         "  kafka_timestamp\n"
         f"FROM {quote(names.invalid_view)}"
+    )
+
+
+class EventTimeSettings(Protocol):
+    """The settings of a job that reads ux.events with the shared event-time rules."""
+
+    @property
+    def kafka(self) -> KafkaSettings: ...
+    @property
+    def input_topic(self) -> str: ...
+    @property
+    def dlq_topic(self) -> str: ...
+    @property
+    def bounded(self) -> bool: ...
+    @property
+    def stop_offsets(self) -> StopOffsets: ...
+    @property
+    def out_of_orderness_ms(self) -> int: ...
+    @property
+    def max_future_skew_ms(self) -> int: ...
+    @property
+    def idleness_ms(self) -> int: ...
+
+
+def job_event_time_spec(
+    job: str, settings: EventTimeSettings, dlq_transactional_id_prefix: str
+) -> DecodeSpec:
+    """`event_time_spec` of a job's settings: its input topic, DLQ, input bound and event-time rules."""
+    return event_time_spec(
+        job=job,
+        kafka=settings.kafka,
+        source_topic=settings.input_topic,
+        dlq_topic=settings.dlq_topic,
+        bounded=settings.bounded,
+        out_of_orderness_ms=settings.out_of_orderness_ms,
+        max_future_skew_ms=settings.max_future_skew_ms,
+        idleness_ms=settings.idleness_ms,
+        dlq_transactional_id_prefix=dlq_transactional_id_prefix,
+        stop_offsets=settings.stop_offsets,
     )
 
 

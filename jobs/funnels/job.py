@@ -11,22 +11,11 @@ flags ─► late ledger │ occurrence per event_id (dedup) ─► DataStream k
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from jobs.common import counters, decode, privacy, tables, topics
-from jobs.common.cli import add_input_bound_arguments, add_restore_argument, input_bound_overrides, restored
-from jobs.common.connectors import (
-    jdbc_upsert_options,
-    kafka_exactly_once_sink_options,
-    render_sql,
-    sql_literal,
-    with_clause,
-)
+from jobs.common import connectors, counters, decode, runner, tables
 from jobs.funnels.logic import PROPERTIES_PREFIX, attributes_of, relevant_event_names
 from jobs.funnels.settings import FunnelsSettings
 
@@ -39,13 +28,26 @@ SQL = Path(__file__).with_name("funnels.sql")
 UID_ATTEMPTS = "funnels.attempts.v1"
 UID_WINDOWS = "funnels.windows.v1"
 
+OPTIONS = (
+    runner.Option("--input-topic", "input_topic", help="default: UXSTREAM_FUNNELS_INPUT_TOPIC or ux.events"),
+    runner.Option("--dlq-topic", "dlq_topic"),
+    runner.Option("--funnel-topic", "funnel_topic", help="default: ux.funnel"),
+    runner.path_option(
+        "--config", "config_path", "funnel definitions file (default: UXSTREAM_FUNNELS_CONFIG)"
+    ),
+    runner.Option("--transactional-id-prefix", "transactional_id_prefix", help="default: funnels"),
+)
+"""The job's own options (tests/README.md; runner.JobSpec adds the common ones)."""
+OUTPUTS = ("dlq_topic", "funnel_topic")
+"""Settings fields naming the topics the job writes."""
+
 
 def relevant_condition(settings: FunnelsSettings) -> str:
     """The JVM filter: only event names some funnel can react to (TRUE when a strict funnel needs all)."""
     names = relevant_event_names(settings.funnels)
     if names is None:
         return "TRUE"
-    return f"decoded.event_name IN ({', '.join(sql_literal(n) for n in sorted(names))})"
+    return f"decoded.event_name IN ({', '.join(connectors.sql_literal(n) for n in sorted(names))})"
 
 
 BASE_COLUMNS = (
@@ -67,7 +69,7 @@ def relevant_columns(settings: FunnelsSettings) -> str:
 
 def attribute_expression(name: str) -> str:
     if name.startswith(PROPERTIES_PREFIX):
-        return f"properties[{sql_literal(name[len(PROPERTIES_PREFIX) :])}]"
+        return f"properties[{connectors.sql_literal(name[len(PROPERTIES_PREFIX) :])}]"
     return decode.quote(name)
 
 
@@ -191,18 +193,7 @@ SELECT kafka_key, payload, TO_TIMESTAMP_LTZ(window_end, 3) FROM windows_out""",
 
 def decode_spec(settings: FunnelsSettings) -> decode.DecodeSpec:
     """Same event-time rules as sessionize (jobs/common/decode.py `event_time_spec`)."""
-    return decode.event_time_spec(
-        job=JOB_NAME,
-        kafka=settings.kafka,
-        source_topic=settings.input_topic,
-        dlq_topic=settings.dlq_topic,
-        bounded=settings.bounded,
-        out_of_orderness_ms=settings.out_of_orderness_ms,
-        max_future_skew_ms=settings.max_future_skew_ms,
-        idleness_ms=settings.idleness_ms,
-        dlq_transactional_id_prefix=settings.dlq_transactional_id_prefix,
-        stop_offsets=settings.stop_offsets,
-    )
+    return decode.job_event_time_spec(JOB_NAME, settings, settings.dlq_transactional_id_prefix)
 
 
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: FunnelsSettings) -> None:
@@ -212,11 +203,11 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     spec = decode_spec(settings)
     decode.create(t_env, spec)
     pg = settings.postgres
-    topic = kafka_exactly_once_sink_options(
+    topic = connectors.kafka_exactly_once_sink_options(
         settings.kafka, settings.funnel_topic, settings.windows_transactional_id_prefix, value_format="raw"
     )
     topic.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
-    statements = render_sql(
+    statements = connectors.render_sql(
         SQL,
         relevant=relevant_condition(settings),
         relevant_columns=relevant_columns(settings),
@@ -224,10 +215,12 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         attribute_columns=attribute_columns(settings),
         attribute_nulls=attribute_nulls(settings),
         dlq_select=dlq_select(spec),
-        attempts_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_ATTEMPTS)),
-        windows_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOWS)),
-        window_steps_options=with_clause(jdbc_upsert_options(pg, tables.FUNNEL_WINDOW_STEPS)),
-        funnel_topic_options=with_clause(topic),
+        attempts_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.FUNNEL_ATTEMPTS)),
+        windows_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.FUNNEL_WINDOWS)),
+        window_steps_options=connectors.with_clause(
+            connectors.jdbc_upsert_options(pg, tables.FUNNEL_WINDOW_STEPS)
+        ),
+        funnel_topic_options=connectors.with_clause(topic),
     )
     # The shared arrival classification (late, future, occurrence numbers) goes over the `relevant` view.
     after = next(i for i, s in enumerate(statements) if s.startswith("CREATE TEMPORARY VIEW relevant ")) + 1
@@ -239,59 +232,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     statement_set.attach_as_datastream()
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.funnels.job", description=__doc__.splitlines()[0])
-    add_input_bound_arguments(parser)
-    add_restore_argument(parser)
-    parser.add_argument(
-        "--input-topic", default=None, help="default: UXSTREAM_FUNNELS_INPUT_TOPIC or ux.events"
-    )
-    parser.add_argument("--dlq-topic", default=None)
-    parser.add_argument("--funnel-topic", default=None, help="default: ux.funnel")
-    parser.add_argument(
-        "--config", default=None, help="funnel definitions file (default: UXSTREAM_FUNNELS_CONFIG)"
-    )
-    parser.add_argument("--transactional-id-prefix", default=None, help="default: funnels")
-    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
-    parser.add_argument("--parallelism", type=int, default=None)
-    return parser.parse_args(argv)
-
-
-def settings_from_args(args: argparse.Namespace) -> FunnelsSettings:
-    overrides: dict[str, Any] = input_bound_overrides(args)
-    for name in ("input_topic", "dlq_topic", "funnel_topic", "transactional_id_prefix"):
-        if getattr(args, name):
-            overrides[name] = getattr(args, name)
-    if args.config:
-        overrides["config_path"] = Path(args.config)
-    settings = FunnelsSettings.from_env(None, **overrides)
-    flink = settings.flink
-    if args.checkpoint_interval_ms:
-        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
-    if args.parallelism:
-        flink = flink.with_options(parallelism=args.parallelism)
-    flink = restored(args, flink, JOB_NAME)
-    return replace(settings, flink=flink)
-
-
-def run(settings: FunnelsSettings) -> None:
-    from jobs.common.flink_env import create_environments
-
-    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
-    # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
-    topics.ensure_topics(settings.kafka, [settings.dlq_topic, settings.funnel_topic])
-    if settings.stop_offsets:
-        topics.check_stop_offsets(settings.kafka, settings.input_topic, settings.stop_offsets)
-    privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured
-    env, t_env = create_environments(settings.flink, JOB_NAME)
-    build(env, t_env, settings)
-    env.execute(JOB_NAME)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    run(settings_from_args(parse_args(argv)))
-    return 0
-
+JOB = runner.JobSpec(JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, OUTPUTS, pseudonyms=True)
+main = runner.entry_point(JOB)
 
 if __name__ == "__main__":
     sys.exit(main())

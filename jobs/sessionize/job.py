@@ -11,22 +11,11 @@ SESSION windows per user (gap rule) ─► Python UDTF (midnight / max-duration 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.common import counters, decode, privacy, tables, topics
-from jobs.common.cli import add_input_bound_arguments, add_restore_argument, input_bound_overrides, restored
-from jobs.common.connectors import (
-    jdbc_upsert_options,
-    kafka_exactly_once_sink_options,
-    render_sql,
-    sql_interval,
-    sql_literal,
-    with_clause,
-)
+from jobs.common import connectors, counters, decode, runner, tables
 from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
     FIRST_REVISION,
@@ -38,11 +27,28 @@ from jobs.sessionize.logic import (
 from jobs.sessionize.settings import SessionizeSettings
 
 if TYPE_CHECKING:
+    from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StatementSet, StreamTableEnvironment
     from pyflink.table.table_result import TableResult
 
 JOB_NAME = "sessionize"
 SQL = Path(__file__).with_name("sessionize.sql")
+
+OPTIONS = (
+    runner.Option(
+        "--input-topic", "input_topic", help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
+    ),
+    runner.Option("--dlq-topic", "dlq_topic"),
+    runner.Option(
+        "--kpi-topic",
+        "kpi_topic",
+        help="default: $UXSTREAM_SESSIONIZE_KPI_TOPIC or ux.kpi; '' = off",
+        empty_allowed=True,
+    ),
+)
+"""The job's own options (tests/README.md; runner.JobSpec adds the common ones)."""
+OUTPUTS = ("dlq_topic", "kpi_topic")
+"""Settings fields naming the topics the job writes."""
 
 
 def _dimension_sql(settings: SessionizeSettings) -> tuple[str, str, str]:
@@ -61,7 +67,7 @@ def _dimension_sql(settings: SessionizeSettings) -> tuple[str, str, str]:
 def _conversions(settings: SessionizeSettings) -> str:
     if not settings.conversion_events:
         return "FALSE"
-    return f"event_name IN ({', '.join(sql_literal(n) for n in settings.conversion_events)})"
+    return f"event_name IN ({', '.join(connectors.sql_literal(n) for n in settings.conversion_events)})"
 
 
 def statements(settings: SessionizeSettings) -> list[str]:
@@ -74,15 +80,15 @@ def statements(settings: SessionizeSettings) -> list[str]:
     error_rate = (
         f"CAST(COUNT(*) FILTER (WHERE {error}) AS DOUBLE) / NULLIF(COUNT(*) FILTER (WHERE {page_view}), 0)"
     )
-    tumble = f"TUMBLE(TABLE clean, DESCRIPTOR(event_time), {sql_interval(settings.tumble_ms)})"
+    tumble = f"TUMBLE(TABLE clean, DESCRIPTOR(event_time), {connectors.sql_interval(settings.tumble_ms)})"
     hop = (
         f"HOP(TABLE clean, DESCRIPTOR(event_time), "
-        f"{sql_interval(settings.sliding_step_ms)}, "
-        f"{sql_interval(settings.sliding_size_ms)})"
+        f"{connectors.sql_interval(settings.sliding_step_ms)}, "
+        f"{connectors.sql_interval(settings.sliding_size_ms)})"
     )
     cumulate = (
         f"CUMULATE(TABLE clean, DESCRIPTOR(event_time), "
-        f"{sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
+        f"{connectors.sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
     )
     packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
     kpi_1m = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
@@ -137,7 +143,7 @@ SELECT s.session_id, s.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
 FROM (
   SELECT user_key, '[' || ARRAY_JOIN(ARRAY_AGG({packed}), ',') || ']' AS packed
   FROM TABLE(SESSION(TABLE clean PARTITION BY user_key, DESCRIPTOR(event_time),
-    {sql_interval(settings.session_gap_ms)}))
+    {connectors.sql_interval(settings.session_gap_ms)}))
   WHERE {first}
   GROUP BY user_key, window_start, window_end
 ) AS g,
@@ -211,33 +217,24 @@ def transform(
 
 
 def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
-    return decode.event_time_spec(
-        job=JOB_NAME,
-        kafka=settings.kafka,
-        source_topic=settings.input_topic,
-        dlq_topic=settings.dlq_topic,
-        bounded=settings.bounded,
-        out_of_orderness_ms=settings.out_of_orderness_ms,
-        max_future_skew_ms=settings.max_future_skew_ms,
-        idleness_ms=settings.idleness_ms,
-        dlq_transactional_id_prefix=f"{settings.transactional_id_prefix}-dlq",
-        stop_offsets=settings.stop_offsets,
-    )
+    return decode.job_event_time_spec(JOB_NAME, settings, f"{settings.transactional_id_prefix}-dlq")
 
 
 def kpi_topic_options(settings: SessionizeSettings) -> dict[str, str]:
     """The ux.kpi sink: exactly-once, raw key (the series) and raw value (the framed Avro record)."""
     if not settings.kpi_topic:
         return {"connector": "blackhole"}
-    options = kafka_exactly_once_sink_options(
+    options = connectors.kafka_exactly_once_sink_options(
         settings.kafka, settings.kpi_topic, f"{settings.transactional_id_prefix}-kpi", value_format="raw"
     )
     options.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
     return options
 
 
-def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableResult:
-    """Attach Kafka source, DLQ and PostgreSQL sinks, and submit the job."""
+def build(
+    env: StreamExecutionEnvironment | None, t_env: StreamTableEnvironment, settings: SessionizeSettings
+) -> TableResult:
+    """Attach Kafka source, DLQ and PostgreSQL sinks, and submit the job (SQL only: `env` is not used)."""
     config = t_env.get_config()
     # Windows align to local days of the session time zone; all event times are epoch-based (LTZ).
     config.set("table.local-time-zone", settings.session_timezone)
@@ -248,13 +245,15 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
     pg = settings.postgres
     for statement in [
         *decode.classify_statements(decode.quote(names.valid_view), settings.max_future_skew_ms, pg),
-        *render_sql(
+        *connectors.render_sql(
             SQL,
-            sessions_options=with_clause(jdbc_upsert_options(pg, tables.SESSIONS)),
-            kpi_1m_options=with_clause(jdbc_upsert_options(pg, tables.KPI_1M)),
-            kpi_sliding_options=with_clause(jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)),
-            kpi_daily_options=with_clause(jdbc_upsert_options(pg, tables.KPI_DAILY)),
-            kpi_topic_options=with_clause(kpi_topic_options(settings)),
+            sessions_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.SESSIONS)),
+            kpi_1m_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.KPI_1M)),
+            kpi_sliding_options=connectors.with_clause(
+                connectors.jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)
+            ),
+            kpi_daily_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.KPI_DAILY)),
+            kpi_topic_options=connectors.with_clause(kpi_topic_options(settings)),
         ),
     ]:
         t_env.execute_sql(statement)
@@ -264,61 +263,8 @@ def build(t_env: StreamTableEnvironment, settings: SessionizeSettings) -> TableR
     return statement_set.execute()
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.sessionize.job", description=__doc__.splitlines()[0]
-    )
-    add_input_bound_arguments(parser)
-    add_restore_argument(parser)
-    parser.add_argument(
-        "--input-topic", default=None, help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
-    )
-    parser.add_argument("--dlq-topic", default=None)
-    parser.add_argument(
-        "--kpi-topic", default=None, help="default: $UXSTREAM_SESSIONIZE_KPI_TOPIC or ux.kpi; '' = off"
-    )
-    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
-    parser.add_argument("--parallelism", type=int, default=None)
-    return parser.parse_args(argv)
-
-
-def settings_from_args(args: argparse.Namespace) -> SessionizeSettings:
-    overrides = input_bound_overrides(args)
-    if args.input_topic:
-        overrides["input_topic"] = args.input_topic
-    if args.dlq_topic:
-        overrides["dlq_topic"] = args.dlq_topic
-    if args.kpi_topic is not None:
-        overrides["kpi_topic"] = args.kpi_topic
-    settings = SessionizeSettings.from_env(None, **overrides)
-    flink = settings.flink
-    if args.checkpoint_interval_ms:
-        flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
-    if args.parallelism:
-        flink = flink.with_options(parallelism=args.parallelism)
-    flink = restored(args, flink, JOB_NAME)
-    from dataclasses import replace
-
-    return replace(settings, flink=flink)
-
-
-def run(settings: SessionizeSettings) -> None:
-    from jobs.common.flink_env import create_environments
-
-    privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured
-    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)  # fail fast, clearly
-    # The broker does not auto-create topics: make sure the job's output topics exist (idempotent).
-    topics.ensure_topics(settings.kafka, [t for t in (settings.dlq_topic, settings.kpi_topic) if t])
-    if settings.stop_offsets:
-        topics.check_stop_offsets(settings.kafka, settings.input_topic, settings.stop_offsets)
-    _, t_env = create_environments(settings.flink, JOB_NAME)
-    build(t_env, settings).wait()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    run(settings_from_args(parse_args(argv)))
-    return 0
-
+JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, OUTPUTS, pseudonyms=True)
+main = runner.entry_point(JOB)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -91,7 +91,7 @@ def build_sessionize(t_env: StreamTableEnvironment, settings: SessionizeSettings
     """The sessionize job exactly as `jobs.sessionize.job.run` builds it."""
     from jobs.sessionize import job as sessionize
 
-    return sessionize.build(t_env, settings)
+    return sessionize.build(None, t_env, settings)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
