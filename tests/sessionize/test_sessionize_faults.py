@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.support.chaos import (
 )
 from tests.support.db import drop_database
 from tests.support.jobs import flink_log
+from tests.support.private import private_kafka, private_postgres
 from tests.support.sessionize import (
     GENERATOR_ARGS,
     Run,
@@ -35,7 +35,6 @@ from tests.support.sessionize import (
 )
 from tests.support.streams import generate_truth
 from uxstream.db import connect
-from uxstream.paths import ROOT
 
 pytestmark = [pytest.mark.services, pytest.mark.flink, pytest.mark.fault]
 
@@ -100,80 +99,72 @@ def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
         drop_database(pg_settings, run.pg)
 
 
-@pytest.mark.exclusive  # stops a shared service
 def test_rides_out_a_30_s_database_outage_with_every_table_equal_to_the_oracle(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     """RELIABILITY T20: PostgreSQL stops once a checkpoint is on disk, the held-back second half of the
     stream arrives while it is down (tests/support/chaos.py), and it comes back 30 s later. The JDBC sinks
     fail, the job restarts with growing delays until the database answers, and finishes with every output
-    exactly the oracle's: nothing lost, nothing twice, the TaskExecutor never shut down."""
-    from uxstream.services import ensure_postgres
+    exactly the oracle's: nothing lost, nothing twice, the TaskExecutor never shut down. The server is
+    the test's own (tests/support/private.py), so the outage hits no other test."""
+    with private_postgres(tmp_path) as server:
+        run, lines = fault_run(server.settings, tmp_path, 16)
+        log_dir = tmp_path / "flink-log"
+        back = threading.Timer(30, server.start)
 
-    run, lines = fault_run(pg_settings, tmp_path, 16)
-    log_dir = tmp_path / "flink-log"
+        def outage(process_group: int) -> None:
+            server.stop()
+            back.start()
 
-    def postgres(action: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "uxstream.cli", action, "--only", "postgres"],
-            cwd=ROOT, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-
-    back = threading.Timer(30, postgres, ("up",))
-
-    def outage(process_group: int) -> None:
-        postgres("down")
-        back.start()
-
-    try:
-        run_with_a_fault_after_a_checkpoint(
-            job_command(run, 1000, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
-            lines, run.topic, tmp_path, "sessionize", outage,
-        )  # fmt: skip
-        log = flink_log(log_dir)
-        restarts = log.count("switched from state RUNNING to RESTARTING")
-        assert restarts >= 1, "the job never failed while the database was down: the test would prove nothing"
-        assert "exception in exception handler" not in log  # what shut the TaskExecutor down before
-        assert "The JDBC sink of a failed, cancelled or stopped task could not close cleanly" in log
-        assert_every_output_equals_the_oracle(kafka_settings, run)
-    finally:
-        if back.ident is not None:  # started: wait for the database to be back
-            back.join()
-        ensure_postgres(pg_settings)
-        drop_database(pg_settings, run.pg)
+        try:
+            run_with_a_fault_after_a_checkpoint(
+                job_command(run, 1000, bounded=False),
+                run.job_env({"FLINK_LOG_DIR": str(log_dir), **server.env}),
+                lines, run.topic, tmp_path, "sessionize", outage,
+            )  # fmt: skip
+            log = flink_log(log_dir)
+            restarts = log.count("switched from state RUNNING to RESTARTING")
+            assert restarts >= 1, (
+                "the job never failed while the database was down: the test would prove nothing"
+            )
+            assert "exception in exception handler" not in log  # what shut the TaskExecutor down before
+            assert "The JDBC sink of a failed, cancelled or stopped task could not close cleanly" in log
+            assert_every_output_equals_the_oracle(kafka_settings, run)
+        finally:
+            if back.ident is not None:  # started: wait for the database to be back
+                back.join()
 
 
-@pytest.mark.exclusive  # stops a shared service
 def test_rides_out_a_broker_killed_for_20_s_with_every_output_equal_to_the_oracle(
-    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+    pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     """RELIABILITY T19: the Kafka broker is SIGKILLed once a checkpoint is on disk and started again 20 s
     later; then the held-back second half of the stream arrives (tests/support/chaos.py). The job's
-    source, exactly-once sinks and checkpoints live through it, and every output is exactly the oracle's."""
-    from uxstream.services import ensure_kafka, stop_kafka
+    source, exactly-once sinks and checkpoints live through it, and every output is exactly the oracle's.
+    The broker is the test's own (tests/support/private.py), so the crash hits no other test."""
+    with private_kafka(tmp_path) as broker:
+        run, lines = fault_run(pg_settings, tmp_path, 17)
+        log_dir = tmp_path / "flink-log"
 
-    run, lines = fault_run(pg_settings, tmp_path, 17)
-    log_dir = tmp_path / "flink-log"
+        def broker_crash(process_group: int) -> None:
+            broker.kill()
+            time.sleep(20)
+            broker.start()
 
-    def broker_crash(process_group: int) -> None:
-        stop_kafka(kafka_settings, force=True)
-        time.sleep(20)
-        ensure_kafka(kafka_settings)
-
-    try:
-        run_with_a_fault_after_a_checkpoint(
-            job_command(run, 1000, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
-            lines, run.topic, tmp_path, "sessionize", broker_crash,
-        )  # fmt: skip
-        log = flink_log(log_dir)
-        assert "disconnected" in log, (
-            "the job's Kafka clients never lost the broker: the test would prove nothing"
-        )
-        assert "exception in exception handler" not in log
-        assert_every_output_equals_the_oracle(kafka_settings, run)
-    finally:
-        ensure_kafka(kafka_settings)
-        drop_database(pg_settings, run.pg)
+        try:
+            run_with_a_fault_after_a_checkpoint(
+                job_command(run, 1000, bounded=False),
+                run.job_env({"FLINK_LOG_DIR": str(log_dir), **broker.env}),
+                lines, run.topic, tmp_path, "sessionize", broker_crash,
+            )  # fmt: skip
+            log = flink_log(log_dir)
+            assert "disconnected" in log, (
+                "the job's Kafka clients never lost the broker: the test would prove nothing"
+            )
+            assert "exception in exception handler" not in log
+            assert_every_output_equals_the_oracle(broker.settings, run)
+        finally:
+            drop_database(pg_settings, run.pg)
 
 
 def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(

@@ -69,13 +69,13 @@ def run_with_a_fault_after_a_checkpoint(
     runs once the first checkpoint is on disk, before the second half is produced. Asserts the job
     finished successfully."""
     half = len(truth_lines) // 2
-    produce(truth_lines[:half], topic, folder, "first-half")
+    produce(truth_lines[:half], topic, folder, "first-half", env)
     state, log = _state(folder), folder / f"{job_name}.log"
     job = _start([*command, "--stop-at-offsets", f"0:{len(truth_lines)}"], env, state, log)
     try:
         _wait_for_a_checkpoint(job, _checkpoints(folder, job_name), job_name, log)
         fault(job.pid)
-        produce(truth_lines[half:], topic, folder, "second-half")
+        produce(truth_lines[half:], topic, folder, "second-half", env)
     except BaseException:
         os.killpg(job.pid, signal.SIGKILL)  # it would wait for the rest of the stream
         raise
@@ -93,7 +93,7 @@ def restored_after_a_kill_at_the_first_checkpoint(
     unbounded, with `--restore latest` (a bounded source restored from a checkpoint never finishes:
     FLINK-31006). Yields the restored job, which is killed when the block ends."""
     half = len(truth_lines) // 2
-    produce(truth_lines[:half], topic, folder, "first-half")
+    produce(truth_lines[:half], topic, folder, "first-half", env)
     state, log = _state(folder), folder / f"{job_name}.log"
     first = _start(command, env, state, log)
     try:
@@ -101,7 +101,7 @@ def restored_after_a_kill_at_the_first_checkpoint(
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=60)
-    produce(truth_lines[half:], topic, folder, "second-half")
+    produce(truth_lines[half:], topic, folder, "second-half", env)
     restored = _start([*command, "--restore", "latest"], env, state, log)
     try:
         yield restored

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from jobs.common.settings import KafkaSettings
@@ -35,13 +35,16 @@ def generate_truth(generator_args: Sequence[str], truth_file: Path) -> list[str]
     return generate(generator_args, truth_file)
 
 
-def produce(truth_lines: Sequence[str], topic: str, folder: Path, name: str) -> None:
-    """Produce recorded ground-truth lines (`generate --output` format) to `topic`, byte for byte."""
+def produce(
+    truth_lines: Sequence[str], topic: str, folder: Path, name: str, env: Mapping[str, str] | None = None
+) -> None:
+    """Produce recorded ground-truth lines (`generate --output` format) to `topic`, byte for byte (to the
+    broker `env` names, default: this process's)."""
     part = folder / f"{name}.jsonl"
     part.write_text("".join(truth_lines), encoding="utf-8")
     subprocess.run(
         [sys.executable, "-m", "uxstream.cli", "replay", str(part), "--topic", topic, "--partitions", "1"],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
+        cwd=ROOT, check=True, capture_output=True, timeout=120, env=None if env is None else dict(env),
     )  # fmt: skip
 
 
