@@ -29,15 +29,23 @@ SQL = Path(__file__).with_name("anomaly.sql")
 DETECT_UID = "anomaly.detect.v1"
 
 OPTIONS = (
-    runner.Option("--kpi-topic", "kpi_topic", help="default: UXSTREAM_ANOMALY_KPI_TOPIC or ux.kpi"),
+    runner.BOUNDED,
+    runner.Option(
+        "--kpi-topic", "kpi_topic", help="default: UXSTREAM_ANOMALY_KPI_TOPIC or ux.kpi", empty_allowed=True
+    ),
     runner.Option("--funnel-topic", "funnel_topic", help="'' to ignore funnel windows", empty_allowed=True),
-    runner.Option("--alerts-topic", "alerts_topic"),
-    runner.Option("--transactional-id-prefix", "transactional_id_prefix"),
+    runner.Option("--alerts-topic", "alerts_topic", empty_allowed=True),
+    runner.Option("--transactional-id-prefix", "transactional_id_prefix", empty_allowed=True),
+    runner.CHECKPOINT_INTERVAL,
     runner.Option("--warm-start-days", "warm_start_days", type=int),
 )
-"""The job's own options (tests/README.md; runner.JobSpec adds the common ones)."""
+"""The job's command line: it reads windows, not ux.events, so `--bounded` is its only input bound (no
+`--stop-at-offsets`, `--restore` or `--parallelism`); an empty value is passed on to the settings (which
+refuse an empty KPI or alerts topic)."""
+CHECKS = (runner.check_transactions, runner.ensure_output_topics)
+"""Before Flink starts (no stop offsets to check, no user keys to pseudonymise)."""
 OUTPUTS = ("kpi_topic", "alerts_topic")
-"""Settings fields naming the topics the job writes."""
+"""Settings fields naming the topics the job uses: ux.kpi is read, but created when missing."""
 
 _TS = "to_utc(TO_TIMESTAMP_LTZ({}, 3))"
 ANOMALIES_INSERT = f"""INSERT INTO anomalies_sink
@@ -128,7 +136,7 @@ def python_bundle(settings: AnomalySettings, flink: FlinkSettings) -> FlinkSetti
 
 
 JOB = runner.JobSpec(
-    JOB_NAME, __doc__, AnomalySettings.from_env, build, OPTIONS, OUTPUTS, offsets=False, flink=python_bundle
+    JOB_NAME, __doc__, AnomalySettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, python_bundle
 )
 main = runner.entry_point(JOB)
 

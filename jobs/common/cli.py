@@ -1,4 +1,4 @@
-"""Command-line options the jobs share (their `parse_args` / `settings_from_args` call these)."""
+"""Command-line options the jobs share (`jobs.common.runner` adds and reads them)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,14 @@ def _stop_offsets(text: str) -> StopOffsets:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_bounded_argument(parser: argparse.ArgumentParser) -> None:
+    """`--bounded`: read up to the end offsets present at start, then finish (default: never finish)."""
+    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+
+
 def add_input_bound_arguments(parser: argparse.ArgumentParser) -> None:
     """`--bounded` and `--stop-at-offsets`: where a job's read of its input topic ends (default: never)."""
-    parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
+    add_bounded_argument(parser)
     parser.add_argument(
         "--stop-at-offsets",
         type=_stop_offsets,

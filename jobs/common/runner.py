@@ -1,34 +1,42 @@
 """The one runner of every uxstream job: command line, settings, pre-start checks, environments, execution.
 
-A job's `job.py` declares what is its own and hands it to `run_job`:
+A job's `job.py` declares what is its own; the runner does the rest the same way for every job:
 
-    JOB = JobSpec(
-        name="sessionize", doc=__doc__, settings=SessionizeSettings.from_env, build=build,
-        options=(Option("--input-topic", "input_topic", help="…"), …),
-        output_topics=lambda s: (s.dlq_topic, s.kpi_topic), pseudonyms=True,
-    )
+    OPTIONS = runner.event_job_options(runner.Option("--input-topic", "input_topic", help="…"), …)
+    CHECKS = (runner.ensure_pseudonym_key, *runner.CHECKS)
+    OUTPUTS = ("dlq_topic", "kpi_topic")
 
-    def main(argv=None) -> int:
-        return run_job(JOB, argv)
+    JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS)
+    main = runner.entry_point(JOB)  # main(argv=None) -> int: `uxstream run JOB` and `python -m`
 
 `build(env, t_env, settings)` attaches the job's sources and sinks; it returns the `TableResult` of a
-statement set it executed itself (the runner waits for it) or None (the runner executes `env`). Every
-job gets the same options for where its input ends (`--bounded`, and with `offsets=True`
-`--stop-at-offsets`), for restores (`--restore`, with `restore=True`), the checkpoint interval and the
-parallelism, and the same checks before Flink starts: the Kafka transaction timeout (RELIABILITY T22), the
-output topics, the stop offsets against the input topic, the local pseudonym key.
+statement set it executed itself (the runner waits for it) or None (the runner executes `env`).
+
+`options` is the job's whole command line, in help order: its own `Option`s (each overrides one settings
+field when given) and the common ones, which the runner reads the same way for every job: where the input
+ends (`INPUT_BOUND`: `--bounded` and `--stop-at-offsets`; or `BOUNDED`: `--bounded` only), restores
+(`RESTORE`), the checkpoint interval and the parallelism. `checks` run in their order before Flink starts:
+the Kafka transaction timeout (RELIABILITY T22), the output topics, the stop offsets against the input
+topic, the local pseudonym key.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from jobs.common import privacy, topics
-from jobs.common.cli import add_input_bound_arguments, add_restore_argument, input_bound_overrides, restored
+from jobs.common.cli import (
+    add_bounded_argument,
+    add_input_bound_arguments,
+    add_restore_argument,
+    input_bound_overrides,
+    restored,
+)
+from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import FlinkSettings
 from jobs.common.settings import KafkaSettings
 
@@ -48,20 +56,37 @@ class JobSettings(Protocol):
     def flink(self) -> FlinkSettings: ...
 
 
+class BoundedInput(JobSettings, Protocol):
+    """Settings of a job whose read of its input topic can stop at given offsets (`INPUT_BOUND`)."""
+
+    @property
+    def input_topic(self) -> str: ...
+
+    @property
+    def stop_offsets(self) -> StopOffsets: ...
+
+
 S = TypeVar("S", bound=JobSettings)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True)
 class Option:
-    """A job option that overrides one settings field (`setting`) when given.
+    """A job's own option: overrides one settings field (`setting`) when given.
 
-    An empty string counts as not given unless `empty_allowed` (e.g. `--kpi-topic ''`: publish nothing)."""
+    `type` converts on the command line (a failure is argparse's usage error); `to_setting` converts a
+    given value for the settings (e.g. `Path`). An empty string counts as not given unless
+    `empty_allowed` (e.g. `--kpi-topic ''`: publish nothing)."""
 
     flag: str
     setting: str
     help: str | None = None
     type: Callable[[str], Any] = str
     empty_allowed: bool = False
+    to_setting: Callable[[Any], Any] = _unchanged
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         metavar = self.flag.lstrip("-").replace("-", "_").upper()
@@ -69,11 +94,74 @@ class Option:
             self.flag, dest=self.setting, metavar=metavar, type=self.type, default=None, help=self.help
         )
 
-    def override(self, args: argparse.Namespace) -> tuple[str, Any] | None:
+    def override(self, args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, self.setting)
         if value is None or (value == "" and not self.empty_allowed):
-            return None
-        return self.setting, value
+            return {}
+        return {self.setting: self.to_setting(value)}
+
+
+def path_option(flag: str, setting: str, help: str) -> Option:
+    """An option whose value is a file path ('' counts as not given)."""
+    return Option(flag, setting, help=help, to_setting=Path)
+
+
+@dataclass(frozen=True)
+class CommonOption:
+    """Options every job spells and handles the same way; `settings_from_args` knows each of them."""
+
+    name: str
+    add_to: Callable[[argparse.ArgumentParser], None]
+
+
+def _add_checkpoint_interval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
+
+
+def _add_parallelism(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parallelism", type=int, default=None)
+
+
+INPUT_BOUND = CommonOption("input bound", add_input_bound_arguments)
+"""`--bounded` and `--stop-at-offsets` (settings `bounded`, `stop_offsets`: a `BoundedInput` job)."""
+BOUNDED = CommonOption("bounded", add_bounded_argument)
+"""`--bounded` only (setting `bounded`)."""
+RESTORE = CommonOption("restore", add_restore_argument)
+"""`--restore PATH|latest`; needs `INPUT_BOUND` (a bounded read cannot be restored)."""
+CHECKPOINT_INTERVAL = CommonOption("checkpoint interval", _add_checkpoint_interval)
+PARALLELISM = CommonOption("parallelism", _add_parallelism)
+
+
+def event_job_options(*own: Option) -> tuple[Option | CommonOption, ...]:
+    """The command line of a job that reads ux.events: input bound, restore, its own options, Flink."""
+    return (INPUT_BOUND, RESTORE, *own, CHECKPOINT_INTERVAL, PARALLELISM)
+
+
+def check_transactions(spec: JobSpec[Any], settings: JobSettings) -> None:
+    """The exactly-once sinks' transaction timeout suits the broker and the checkpoint interval (T22)."""
+    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)
+
+
+def ensure_output_topics(spec: JobSpec[Any], settings: JobSettings) -> None:
+    """The broker does not auto-create topics: create the job's output topics (idempotent)."""
+    outputs = [getattr(settings, name) for name in spec.output_topics]
+    topics.ensure_topics(settings.kafka, [topic for topic in outputs if topic])
+
+
+def check_stop_offsets(spec: JobSpec[Any], settings: JobSettings) -> None:
+    """`--stop-at-offsets` names every partition of the input topic, and only those."""
+    bound = cast(BoundedInput, settings)
+    if bound.stop_offsets:
+        topics.check_stop_offsets(bound.kafka, bound.input_topic, bound.stop_offsets)
+
+
+def ensure_pseudonym_key(spec: JobSpec[Any], settings: JobSettings) -> None:
+    """Local runs: a generated pseudonym key unless one is configured."""
+    privacy.ensure_key()
+
+
+CHECKS = (check_transactions, ensure_output_topics, check_stop_offsets)
+"""The checks of a job reading ux.events with exactly-once Kafka sinks, in order."""
 
 
 @dataclass(frozen=True)
@@ -86,17 +174,15 @@ class JobSpec(Generic[S]):
     settings: Callable[..., S]
     """`XSettings.from_env`: called as `settings(None, **overrides)`."""
     build: Callable[[StreamExecutionEnvironment, StreamTableEnvironment, S], TableResult | None]
-    options: tuple[Option, ...] = ()
+    options: tuple[Option | CommonOption, ...] = event_job_options()
+    """The command line in help order (`event_job_options(*own)` for a job reading ux.events)."""
+    checks: tuple[Callable[[JobSpec[S], S], None], ...] = CHECKS
+    """What to make sure of before Flink starts, in this order (`CHECKS`, `ensure_pseudonym_key`)."""
     output_topics: tuple[str, ...] = ()
-    """Settings fields naming the topics the job writes: created before it starts (the broker does not
-    auto-create topics); an empty name (an output switched off) is skipped."""
-    offsets: bool = True
-    """`--stop-at-offsets` and `--restore` (jobs reading ux.events); without: `--bounded` only."""
-    pseudonyms: bool = False
-    """The job pseudonymises user keys: make sure a local key exists (privacy.ensure_key)."""
+    """Settings fields naming the topics the job writes (`ensure_output_topics` creates them); an empty
+    name (an output switched off) is skipped."""
     flink: Callable[[S, FlinkSettings], FlinkSettings] = lambda settings, flink: flink
     """Job-specific Flink options on top of the environment's and the command line's."""
-    extra_checks: tuple[Callable[[S], None], ...] = field(default=())
 
     @property
     def prog(self) -> str:
@@ -105,58 +191,39 @@ class JobSpec(Generic[S]):
 
 def parser(spec: JobSpec[Any]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=spec.prog, description=spec.doc.splitlines()[0])
-    if spec.offsets:
-        add_input_bound_arguments(parser)
-        add_restore_argument(parser)
-    else:
-        parser.add_argument("--bounded", action="store_true", help="stop at the end offsets present at start")
     for option in spec.options:
         option.add_to(parser)
-    parser.add_argument("--checkpoint-interval-ms", type=int, default=None)
-    parser.add_argument("--parallelism", type=int, default=None)
     return parser
 
 
 def settings_from_args(spec: JobSpec[S], args: argparse.Namespace) -> S:
     """The job's settings: environment, then the command line (options, input bound, Flink, restore)."""
-    overrides: dict[str, Any] = (
-        input_bound_overrides(args) if spec.offsets else {"bounded": bool(args.bounded)}
-    )
+    overrides: dict[str, Any] = {}
+    if INPUT_BOUND in spec.options:
+        overrides.update(input_bound_overrides(args))
+    if BOUNDED in spec.options:
+        overrides["bounded"] = args.bounded
     for option in spec.options:
-        found = option.override(args)
-        if found is not None:
-            overrides[found[0]] = found[1]
+        if isinstance(option, Option):
+            overrides.update(option.override(args))
     settings = spec.settings(None, **overrides)
     flink = settings.flink
-    if args.checkpoint_interval_ms:
+    if CHECKPOINT_INTERVAL in spec.options and args.checkpoint_interval_ms:
         flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
-    if args.parallelism:
+    if PARALLELISM in spec.options and args.parallelism:
         flink = flink.with_options(parallelism=args.parallelism)
-    if spec.offsets:
+    if RESTORE in spec.options:
         flink = restored(args, flink, spec.name)
     flink = spec.flink(settings, flink)
     return replace(settings, flink=flink)  # type: ignore[type-var]
-
-
-def check_before_start(spec: JobSpec[S], settings: S) -> None:
-    """Fail fast, with a clear message, on what would otherwise fail inside Flink (or not at all)."""
-    topics.check_transactions(settings.kafka, settings.flink.checkpoint_interval_ms)
-    outputs = [getattr(settings, name) for name in spec.output_topics]
-    topics.ensure_topics(settings.kafka, [topic for topic in outputs if topic])
-    stop_offsets = getattr(settings, "stop_offsets", ())
-    if stop_offsets:
-        topics.check_stop_offsets(settings.kafka, settings.input_topic, stop_offsets)  # type: ignore[attr-defined]
-    for check in spec.extra_checks:
-        check(settings)
-    if spec.pseudonyms:
-        privacy.ensure_key()  # local runs: a generated pseudonym key unless one is configured
 
 
 def run(spec: JobSpec[S], settings: S) -> None:
     """Check, build and execute the job; returns when it finished (bounded) or never (unbounded)."""
     from jobs.common.flink_env import create_environments
 
-    check_before_start(spec, settings)
+    for check in spec.checks:
+        check(spec, settings)
     env, t_env = create_environments(settings.flink, spec.name)
     result = spec.build(env, t_env, settings)
     if result is not None:
@@ -166,22 +233,23 @@ def run(spec: JobSpec[S], settings: S) -> None:
 
 
 def run_job(spec: JobSpec[Any], argv: Sequence[str] | None = None) -> int:
-    """The job's `main`: parse `argv`, run the job, 0 when it ended normally."""
+    """Parse `argv` (default: sys.argv[1:]), run the job; 0 when it ended normally."""
     args = parser(spec).parse_args(argv)
     run(spec, settings_from_args(spec, args))
     return 0
 
 
-def entry_point(spec: JobSpec[Any]) -> Callable[..., int]:
-    """The job module's `main(argv=None) -> int` (what `uxstream run JOB` and `python -m` call)."""
+class Main(Protocol):
+    """A job module's `main` (what `uxstream run JOB` and `python -m jobs.JOB.job` call)."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+def entry_point(spec: JobSpec[Any]) -> Main:
+    """The job module's `main(argv=None) -> int`: `run_job(spec, argv)`."""
 
     def main(argv: Sequence[str] | None = None) -> int:
         return run_job(spec, argv)
 
-    main.__doc__ = f"Run the {spec.name} job with the command-line options `argv` (default: sys.argv)."
+    main.__doc__ = f"Run the {spec.name} job with the command-line options `argv` (default: sys.argv[1:])."
     return main
-
-
-def path_option(flag: str, setting: str, help: str) -> Option:
-    """An option whose value is a file path."""
-    return Option(flag, setting, help=help, type=Path)

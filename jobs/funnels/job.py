@@ -28,7 +28,7 @@ SQL = Path(__file__).with_name("funnels.sql")
 UID_ATTEMPTS = "funnels.attempts.v1"
 UID_WINDOWS = "funnels.windows.v1"
 
-OPTIONS = (
+OPTIONS = runner.event_job_options(
     runner.Option("--input-topic", "input_topic", help="default: UXSTREAM_FUNNELS_INPUT_TOPIC or ux.events"),
     runner.Option("--dlq-topic", "dlq_topic"),
     runner.Option("--funnel-topic", "funnel_topic", help="default: ux.funnel"),
@@ -37,7 +37,9 @@ OPTIONS = (
     ),
     runner.Option("--transactional-id-prefix", "transactional_id_prefix", help="default: funnels"),
 )
-"""The job's own options (tests/README.md; runner.JobSpec adds the common ones)."""
+"""The job's command line: the common options of a job reading ux.events and its own."""
+CHECKS = (*runner.CHECKS, runner.ensure_pseudonym_key)
+"""Before Flink starts: those of every job reading ux.events, then the local pseudonym key."""
 OUTPUTS = ("dlq_topic", "funnel_topic")
 """Settings fields naming the topics the job writes."""
 
@@ -232,7 +234,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     statement_set.attach_as_datastream()
 
 
-JOB = runner.JobSpec(JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, OUTPUTS, pseudonyms=True)
+JOB = runner.JobSpec(JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS)
 main = runner.entry_point(JOB)
 
 if __name__ == "__main__":

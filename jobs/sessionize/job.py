@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 JOB_NAME = "sessionize"
 SQL = Path(__file__).with_name("sessionize.sql")
 
-OPTIONS = (
+OPTIONS = runner.event_job_options(
     runner.Option(
         "--input-topic", "input_topic", help="default: UXSTREAM_SESSIONIZE_INPUT_TOPIC or ux.events"
     ),
@@ -46,9 +46,11 @@ OPTIONS = (
         empty_allowed=True,
     ),
 )
-"""The job's own options (tests/README.md; runner.JobSpec adds the common ones)."""
+"""The job's command line: the common options of a job reading ux.events and its own."""
+CHECKS = (runner.ensure_pseudonym_key, *runner.CHECKS)
+"""Before Flink starts: the local pseudonym key, then those of every job reading ux.events."""
 OUTPUTS = ("dlq_topic", "kpi_topic")
-"""Settings fields naming the topics the job writes."""
+"""Settings fields naming the topics the job writes (an empty kpi_topic: none)."""
 
 
 def _dimension_sql(settings: SessionizeSettings) -> tuple[str, str, str]:
@@ -263,7 +265,7 @@ def build(
     return statement_set.execute()
 
 
-JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, OUTPUTS, pseudonyms=True)
+JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS)
 main = runner.entry_point(JOB)
 
 if __name__ == "__main__":

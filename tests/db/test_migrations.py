@@ -365,7 +365,9 @@ def test_a_replayed_late_ledger_row_keeps_its_first_classification(
     """The jobs write the ledger with the JDBC connector's PostgreSQL upsert (INSERT … ON CONFLICT DO
     UPDATE). After a restore the replayed row may carry a lower watermark (watermarks are not
     checkpointed): the ledger keeps what it recorded first, so its watermark columns do not depend on
-    restart timing. Deleting (privacy erase) still works."""
+    restart timing (a replay has the same partition and an offset not after the stored one). A re-sent
+    event that is late again (a later offset) still replaces the row: it describes the key's last late
+    arrival, as the oracle says. Deleting (privacy erase) still works."""
     pg, _ = migrated
     key = {"job": "sessionize", "event_id": "replayed", "event_time": "2026-03-02T10:00:00Z"}
     arrival = "2026-03-02T10:05:00Z"
@@ -374,7 +376,7 @@ def test_a_replayed_late_ledger_row_keeps_its_first_classification(
     rest = {"reason": "late", "source_partition": 0, "source_offset": 7}
 
     def upsert(conn: psycopg.Connection[Any], values: dict[str, Any]) -> None:
-        row = {**key, **values, **rest}
+        row = {**key, **rest, **values}
         conn.execute(
             sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
                 sql.Identifier(t.LATE_EVENTS),
@@ -393,9 +395,19 @@ def test_a_replayed_late_ledger_row_keeps_its_first_classification(
     stored = f"SELECT watermark, lateness_ms FROM {t.LATE_EVENTS} WHERE event_id = 'replayed'"
     with connect(pg) as conn:
         upsert(conn, first)
-        upsert(conn, replay)
+        upsert(conn, replay)  # the same record (offset 7) replayed after a restore
+        upsert(conn, {**replay, "source_offset": 6})  # an earlier record of the key, replayed
         conn.commit()
     assert query(pg, stored) == [(datetime(2026, 3, 2, 10, 2, tzinfo=UTC), 120000)]
+    resent = {
+        "received_at": "2026-03-02T10:06:00Z",
+        "watermark": "2026-03-02T10:03:00Z",
+        "lateness_ms": 180000,
+    }
+    with connect(pg) as conn:
+        upsert(conn, {**resent, "source_offset": 9})  # the event re-sent, late again: a later record
+        conn.commit()
+    assert query(pg, stored) == [(datetime(2026, 3, 2, 10, 3, tzinfo=UTC), 180000)]
     with connect(pg) as conn:
         deleted = conn.execute(f"DELETE FROM {t.LATE_EVENTS} WHERE event_id = 'replayed'").rowcount
         conn.commit()
