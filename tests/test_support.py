@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from jobs.common.oracle import LATE, arrivals
+from jobs.common.oracle import load as load_truth
 from jobs.common.settings import KafkaSettings
 from jobs.common.topics import delete_topics, ensure_topics
 from tests.support.db import assert_multisets_equal, normalize
 from tests.support.durations import load, summary
 from tests.support.kafka import IDLE_POLLS, committed_records, end_offset
+from tests.support.streams import generate_truth, with_late_records_at
 
 
 @pytest.mark.services
@@ -101,3 +104,21 @@ def test_the_durations_summary_adds_up_per_tier_and_module(tmp_path: Path) -> No
     assert "| check | 1 | 10.0 | 20% |" in text
     assert "| tests/a/test_x.py | 2 | 40.0 | 80% |" in text
     assert text.index("`tests/a/test_x.py::t1`") < text.index("`tests/a/test_x.py::t2`")
+
+
+def test_late_records_at_a_boundary_are_late_and_a_forgetful_watermark_would_take_the_second_for_on_time(
+    tmp_path: Path,
+) -> None:
+    """streams.with_late_records_at: what the recovery tests place where they restore."""
+    lines = generate_truth(("--events", "300", "--duration", "20m", "--seed", "3"), tmp_path / "t.jsonl")
+    rewritten = with_late_records_at(lines, 150)
+    assert len(rewritten) == len(lines) + 2
+    assert [json.loads(line)["seq"] for line in rewritten] == list(range(len(rewritten)))
+    (tmp_path / "late.jsonl").write_text("".join(rewritten), encoding="utf-8")
+    events = load_truth(tmp_path / "late.jsonl").events
+    arrived = list(arrivals(events))
+    at = [i for i, e in enumerate(events) if e.seq in (150, 151)]
+    assert [arrived[i].kind for i in at] == [LATE, LATE]
+    first, second = (arrived[i].event for i in at)
+    assert second["ts"] > first["ts"] + 5_000  # on time for a watermark restarted from `first`
+    assert arrived[at[0]].watermark == arrived[at[1]].watermark  # the partition maximum did not move

@@ -84,6 +84,7 @@ FUNCTIONS: Final = {
     "encode_dead_letter": "io.uxstream.udf.EncodeDeadLetter",
     "count_when": "io.uxstream.udf.CountWhen",
     "occurrence_count": "io.uxstream.udf.OccurrenceCount",
+    "partition_watermark": "io.uxstream.udf.PartitionWatermark",
 }
 """SQL name → Java class of the uxstream-udf functions."""
 
@@ -287,15 +288,25 @@ def event_time_spec(
     )
 
 
-def classify_statements(source: str, max_future_skew_ms: int, postgres: PostgresSettings) -> list[str]:
-    """The views `classified` (every valid event with user_key, is_future, watermark_at_arrival),
-    `ledger` (late and future arrivals), `on_time` (neither future nor late) and `numbered` (on-time events
-    with their `occurrence` number per event_id) over `source`, and the table `late_sink` (the
-    late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql)."""
+def classify_statements(
+    source: str,
+    max_future_skew_ms: int,
+    out_of_orderness_ms: int,
+    postgres: PostgresSettings,
+    relevant: str = "TRUE",
+) -> list[str]:
+    """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_future and its
+    partition's watermark at arrival), `classified` (those where the SQL condition `relevant` holds, with
+    watermark_ms, watermark_at_arrival and is_late), `ledger` (late and future arrivals), `on_time`
+    (neither) and `numbered` (on-time events with their `occurrence` number per event_id), and the table
+    `late_sink` (the late_events table in `postgres`) the job writes its ledger rows to
+    (sql/classify.sql)."""
     return render_sql(
         CLASSIFY_SQL,
         source=source,
+        relevant=relevant,
         max_future_skew=sql_interval(max_future_skew_ms),
+        out_of_orderness_ms=str(int(out_of_orderness_ms)),
         duplicates_counter=counters.DUPLICATES,
         late_sink_options=with_clause(jdbc_upsert_options(postgres, tables.LATE_EVENTS)),
     )

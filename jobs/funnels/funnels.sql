@@ -7,21 +7,23 @@
 -- Instants go to PostgreSQL as UTC wall-clock TIMESTAMPs (see io.uxstream.udf.ToUtc).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
 
--- 1. Keep only events that can matter to a funnel (step and exclusion event names; every event when a
---    funnel is strict), in the JVM, straight on the decoded record: the other events (most of the stream)
---    are never flattened into columns. Only the fields the job uses are projected.
+-- 1. Valid events with the fields the job uses, and whether they can matter to a funnel (step and
+--    exclusion event names; every event when a funnel is strict). Every valid event moves its partition's
+--    watermark; only relevant ones are classified and go on.
 CREATE TEMPORARY VIEW relevant AS
 SELECT
   {relevant_columns},
+  {relevant} AS is_relevant,
   kafka_partition,
   kafka_offset,
   kafka_timestamp,
   event_time
 FROM {decoded_view}
-WHERE decoded.reason IS NULL AND {relevant};
+WHERE decoded.reason IS NULL;
 
 -- 2./3. Classified on arrival like sessionize (jobs/common/sql/classify.sql, created by job.py over
---    `relevant`): `classified`, `ledger` (future and late arrivals), `on_time`, and `numbered` (occurrence of
+--    `relevant`, classifying the rows where is_relevant): `classified`, `ledger` (future and late
+--    arrivals), `on_time`, and `numbered` (occurrence of
 --    each event_id in arrival order; only first occurrences reach Python).
 
 -- 4. Everything the job reads from Kafka leaves the JVM part as ONE stream (one Kafka source: a second

@@ -226,7 +226,9 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     )
     # The shared arrival classification (late, future, occurrence numbers) goes over the `relevant` view.
     after = next(i for i, s in enumerate(statements) if s.startswith("CREATE TEMPORARY VIEW relevant ")) + 1
-    statements[after:after] = decode.classify_statements("relevant", settings.max_future_skew_ms, pg)
+    statements[after:after] = decode.classify_statements(
+        "relevant", settings.max_future_skew_ms, settings.out_of_orderness_ms, pg, relevant="is_relevant"
+    )
     for statement in statements:
         t_env.execute_sql(statement)
     statement_set = t_env.create_statement_set()

@@ -246,7 +246,9 @@ def build(
     names = decode.create(t_env, spec)
     pg = settings.postgres
     for statement in [
-        *decode.classify_statements(decode.quote(names.valid_view), settings.max_future_skew_ms, pg),
+        *decode.classify_statements(
+            decode.quote(names.valid_view), settings.max_future_skew_ms, settings.out_of_orderness_ms, pg
+        ),
         *connectors.render_sql(
             SQL,
             sessions_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.SESSIONS)),

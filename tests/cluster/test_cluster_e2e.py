@@ -9,10 +9,12 @@ the malformed records. One partition, so the oracle replays the job's arrival or
 - the TaskManager process SIGKILLed after a completed checkpoint, a new TaskManager started: the job
   restarts from the checkpoint and the tables = oracle (RELIABILITY.md T14);
 - upgrade through a savepoint (T10): the job runs unbounded on the first half of the stream, is stopped
-  with a savepoint, a changed job (Python UDFs in process instead of thread mode, another checkpoint
-  interval; same SQL, so the same operator uids) restores it and reads the second half; the final stop
-  drains (fires every window). Results across the boundary = oracle; the job's own Prometheus counters
-  count the second half's dead letters.
+  with a savepoint (the second half starts with two late records: the restored job must classify them as
+  the first run would have, from its checkpointed partition maximum, not from Flink's watermark), a
+  changed job (Python UDFs in process instead of thread mode, another checkpoint interval; same SQL, so
+  the same operator uids) restores it and reads the second half; the final stop drains (fires every
+  window). Results across the boundary (tables, ledger, DLQ, KPI topic) = oracle; the job's own Prometheus
+  counters count the second half's dead letters.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from pathlib import Path
 
 import pytest
 
-from jobs.common import counters, tables
+from jobs.common import counters
+from jobs.common.oracle import LATE, arrivals
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from tests.support.cluster import GENERATOR_ARGS, prepare
 from tests.support.db import drop_database
 from tests.support.kafka import end_offset, wait_until_consumed
 from tests.support.prometheus import metric_total
-from tests.support.sessionize import Run, assert_equals_oracle, dead_letters, expected_dead_letters
-from tests.support.streams import copy_records
+from tests.support.sessionize import Run, assert_every_output_equals_the_oracle
+from tests.support.streams import copy_records, with_late_records_at
 from uxstream.cluster import local, submit
 from uxstream.cluster.config import LocalCluster
 from uxstream.cluster.rest import FlinkRest
@@ -48,9 +51,24 @@ SOURCE_GROUP = "sessionize"
 
 
 def assert_run_equals_oracle(run: Run, kafka: KafkaSettings) -> None:
-    for table in tables.SESSIONIZE_TABLES:
-        assert_equals_oracle(run, table)
-    assert dead_letters(kafka, run) == expected_dead_letters(run)
+    """Every table (the late ledger with its watermark columns), the dead-letter and the KPI topic."""
+    assert_every_output_equals_the_oracle(kafka, run)
+
+
+def assert_late_at(run: Run, offset: int) -> None:
+    """The records at `offset` and right after it (where a savepoint restores) are late for the oracle:
+    the first record a restored job reads, and one that a watermark restarted from it would take for on
+    time (tests/support/streams.py `with_late_records_at`)."""
+    kinds = {a.event["event_id"]: a.kind for a in arrivals(run.truth.events)}
+    at = [e.event["event_id"] for e in run.truth.events if e.seq in (offset, offset + 1)]
+    assert len(at) == 2 and [kinds[i] for i in at] == [LATE, LATE], (at, [kinds.get(i) for i in at])
+
+
+def late_records_at_both_thirds(lines: list[str]) -> list[str]:
+    """Two late records at each third of the stream as it will be (4 records longer): where the rescale
+    test's two savepoints restore."""
+    total = len(lines) + 4
+    return with_late_records_at(with_late_records_at(lines, 2 * total // 3 - 2), total // 3)
 
 
 def restarts(rest: FlinkRest, job_id: str) -> int:
@@ -129,11 +147,15 @@ def test_an_upgrade_through_a_savepoint_keeps_state_and_results_across_the_bound
     pg_settings: PostgresSettings,
     tmp_path: Path,
 ) -> None:
-    staging, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS)
+    staging, _ = prepare(
+        pg_settings, tmp_path, GENERATOR_ARGS,
+        rewrite=lambda lines: with_late_records_at(lines, (len(lines) + 2) // 2),
+    )  # fmt: skip
     run = Run(f"{staging.topic}.live", staging.pg, staging.truth)
     rest = FlinkRest(flink_cluster.rest_url)
     total = end_offset(kafka_settings, staging.topic)
     half = total // 2
+    assert_late_at(run, half)
     try:
         copy_records(kafka_settings, staging.topic, run.topic, 0, half)
         first = submit.submit(
@@ -174,12 +196,14 @@ def test_a_rescale_through_savepoints_from_1_to_2_to_1_keeps_every_table_equal_t
 ) -> None:
     """RELIABILITY T12: a third of the stream at parallelism 1, a third at 2, the rest at 1 again, each
     change a stop-with-savepoint and a restore; the keyed state (dedup, open sessions, windows) is
-    redistributed each time, and the results equal the oracle."""
-    staging, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS)
+    redistributed each time, and the results equal the oracle. Each restore starts at two late records."""
+    staging, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS, rewrite=late_records_at_both_thirds)
     run = Run(f"{staging.topic}.live", staging.pg, staging.truth)
     rest = FlinkRest(flink_cluster.rest_url)
     total = end_offset(kafka_settings, staging.topic)
     cuts = [0, total // 3, 2 * total // 3, total]
+    assert_late_at(run, cuts[1])
+    assert_late_at(run, cuts[2])
     args = run.job_args(bounded=False, interval_ms=1000)
     try:
         copy_records(kafka_settings, staging.topic, run.topic, cuts[0], cuts[1])

@@ -3,12 +3,15 @@ records copied between topics."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
 
+from jobs.common.contract import is_future
 from jobs.common.settings import KafkaSettings
 from uxstream.paths import ROOT
 
@@ -77,3 +80,35 @@ def copy_records(
         producer.poll(0)
     consumer.close()
     assert producer.flush(30) == 0
+
+
+LATE_AT_BOUNDARY_MS: Final = (180_000, 150_000)
+"""How far behind the partition's maximum event time the two records `with_late_records_at` inserts are:
+both are late (the bound is 5 s); a watermark that forgot the maximum (Flink's after a restore) and
+restarted from the first of them would take the second for on time."""
+
+
+def with_late_records_at(truth_lines: Sequence[str], index: int) -> list[str]:
+    """The ground-truth lines with two late events inserted at `index` (one partition): copies of the first
+    valid, non-future event at or after `index`, with new event ids and event times LATE_AT_BOUNDARY_MS
+    behind the greatest valid, non-future event time before `index`. `seq` is renumbered. A recovery test
+    that restores exactly at `index` (a savepoint or a checkpoint taken there) then replays a late record
+    first, and another right after it."""
+    lines = [json.loads(line) for line in truth_lines]
+
+    def on_time_event(line: dict[str, Any]) -> dict[str, Any] | None:
+        event = line.get("event")
+        if event is None or line.get("expected_reason") is not None:
+            return None
+        return None if is_future(int(event["ts"]), int(event["received_at"])) else event
+
+    before = [e for e in map(on_time_event, lines[:index]) if e is not None]
+    template_line = next(line for line in lines[index:] if on_time_event(line) is not None)
+    assert before, "no valid event before the boundary: nothing could be late"
+    high = max(int(e["ts"]) for e in before)
+    inserted = []
+    for n, behind in enumerate(LATE_AT_BOUNDARY_MS):
+        event = {**template_line["event"], "event_id": f"late-at-boundary-{n}-{high}", "ts": high - behind}
+        inserted.append({**template_line, "event": event, "tags": ["late"]})
+    out = [*lines[:index], *inserted, *lines[index:]]
+    return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]

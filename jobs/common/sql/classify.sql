@@ -1,42 +1,72 @@
 -- Arrival classification shared by the jobs (SEMANTICS.md: Time, Validity and duplicates). Rendered by
--- jobs/common/decode.py `classify_statements`; {source} is a view of valid events whose time attribute
--- `event_time` carries the decode step's watermark (future timestamps do not move it).
+-- jobs/common/decode.py `classify_statements`; {source} is a view of valid events (with `ts`, the Kafka
+-- coordinates and the time attribute `event_time` carrying the decode step's watermark, to which future
+-- timestamps do not contribute). All of them move the watermark; only those where {relevant} holds are
+-- classified and go on.
 --
--- Every event is classified on arrival. CURRENT_WATERMARK is NULL before the first watermark, hence the
--- COALESCE. Future events (more than max_future_skew ahead of the broker receive time) and late events (at
--- or below the watermark) go to the late ledger (view `ledger`); the rest are numbered per event_id in arrival order
--- (1 = first occurrence; >1 = duplicate), which dedups and counts duplicates in one operator.
-CREATE TEMPORARY VIEW classified AS
+-- Every event is classified on arrival, from the input log alone, so a replay after any restore reproduces
+-- it exactly (README "What sessionize computes"). The watermark at arrival of an event is the greatest
+-- event time of the valid, non-future events before it in its Kafka partition, minus the out-of-orderness
+-- bound ({out_of_orderness_ms} ms): io.uxstream.udf.PartitionWatermark keeps that running maximum in the
+-- keyed state of an OVER aggregate per partition, checkpointed with the source offsets. Flink's runtime
+-- watermark is not checkpointed (NULL after a restore) and never runs ahead of it while every partition
+-- delivers (it is the minimum over partitions of the same maximum); it counts only when it is ahead, which
+-- happens once a partition was idle for the idle timeout and the others moved it: then an event of that
+-- partition behind it is late too, so that no window ever drops an event silently.
+-- Future events (more than max_future_skew ahead of the broker receive time) never move either watermark.
+CREATE TEMPORARY VIEW arrived AS
 SELECT
   *,
   COALESCE(NULLIF(user_id, ''), anonymous_id) AS user_key,
   event_time > kafka_timestamp + {max_future_skew} AS is_future,
-  CURRENT_WATERMARK(event_time) AS watermark_at_arrival,
+  UNIX_TIMESTAMP(CAST(CURRENT_WATERMARK(event_time) AS STRING)) * 1000
+    + EXTRACT(MILLISECOND FROM CURRENT_WATERMARK(event_time)) AS runtime_watermark_ms,
   PROCTIME() AS arrival
 FROM {source};
+
+CREATE TEMPORARY VIEW watermarked AS
+SELECT
+  *,
+  partition_watermark(CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE ts END,
+    CAST({out_of_orderness_ms} AS BIGINT)) OVER (
+    PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  ) AS partition_watermark_ms
+FROM arrived;
+
+-- watermark_ms: the watermark at arrival (NULL before the partition's first event); is_late: at or below it.
+CREATE TEMPORARY VIEW classified AS
+SELECT
+  *,
+  TO_TIMESTAMP_LTZ(watermark_ms, 3) AS watermark_at_arrival,
+  NOT is_future AND COALESCE(ts <= watermark_ms, FALSE) AS is_late
+FROM (
+  SELECT
+    *,
+    CASE
+      WHEN runtime_watermark_ms IS NOT NULL
+        AND (partition_watermark_ms IS NULL OR runtime_watermark_ms > partition_watermark_ms)
+      THEN runtime_watermark_ms
+      ELSE partition_watermark_ms
+    END AS watermark_ms
+  FROM watermarked
+)
+WHERE {relevant};
 
 CREATE TEMPORARY VIEW on_time AS
 SELECT *
 FROM classified
-WHERE NOT is_future AND NOT COALESCE(event_time <= watermark_at_arrival, FALSE);
+WHERE NOT is_future AND NOT is_late;
 
 -- The late ledger: late and future arrivals, and the table the job writes them to (late_events; each job
 -- counts them in its INSERT, jobs.common.counters.ledger_counters).
--- Its columns beside `classified`'s: reason, watermark_ms (epoch ms of the watermark at arrival) and
--- lateness_ms (NULL for a future event).
+-- Its columns beside `classified`'s: reason and lateness_ms (NULL for a future event).
 CREATE TEMPORARY VIEW ledger AS
 SELECT
   *,
   CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END AS reason,
   CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE watermark_ms - ts END AS lateness_ms
-FROM (
-  SELECT
-    *,
-    UNIX_TIMESTAMP(CAST(watermark_at_arrival AS STRING)) * 1000
-      + EXTRACT(MILLISECOND FROM watermark_at_arrival) AS watermark_ms
-  FROM classified
-  WHERE is_future OR COALESCE(event_time <= watermark_at_arrival, FALSE)
-);
+FROM classified
+WHERE is_future OR is_late;
 
 CREATE TEMPORARY TABLE late_sink (
   job STRING NOT NULL,

@@ -13,6 +13,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS encode_dead_letter AS 'io.uxstrea
 -- window, counting the rows after the first of each key.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS count_when AS 'io.uxstream.udf.CountWhen' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_count AS 'io.uxstream.udf.OccurrenceCount' LANGUAGE JAVA;
+-- partition_watermark(ts, out_of_orderness_ms) OVER (PARTITION BY kafka_partition …) → the arrival watermark
+-- of the row in epoch ms, from the partition's earlier rows (sql/classify.sql).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS partition_watermark AS 'io.uxstream.udf.PartitionWatermark' LANGUAGE JAVA;
 
 -- The topic as bytes: value and key uninterpreted (raw), Kafka coordinates as metadata. event_time is
 -- computed here because Flink SQL only accepts a WATERMARK on a table's own columns: a job that needs
