@@ -26,7 +26,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast
 
 from jobs.common import privacy, topics
 from jobs.common.cli import (
@@ -38,7 +38,7 @@ from jobs.common.cli import (
 )
 from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import FlinkSettings
-from jobs.common.settings import KafkaSettings
+from jobs.common.settings import KafkaSettings, SettingsError
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -183,6 +183,12 @@ class JobSpec(Generic[S]):
     name (an output switched off) is skipped."""
     flink: Callable[[S, FlinkSettings], FlinkSettings] = lambda settings, flink: flink
     """Job-specific Flink options on top of the environment's and the command line's."""
+    state_layout: int | None = None
+    """The version of the job's SQL state layout: its SQL operator uids are `<job>.v<layout>_<id>_<kind>`
+    (`uid_format`). Bump it with every change that adds, removes or re-orders stateful SQL operators (the
+    planner numbers them in plan order): a checkpoint or savepoint of another layout is then refused at
+    start with a clear message (`run`) instead of being mapped onto the wrong operators. None: Flink's
+    unversioned `<id>_<transformation>`."""
 
     @property
     def prog(self) -> str:
@@ -218,6 +224,29 @@ def settings_from_args(spec: JobSpec[S], args: argparse.Namespace) -> S:
     return replace(settings, flink=flink)  # type: ignore[type-var]
 
 
+UNMAPPED_STATE: Final = "Cannot map checkpoint/savepoint state"
+"""What Flink says when restored state has no operator with its uid in the job."""
+
+
+def uid_format(spec: JobSpec[Any]) -> str | None:
+    """`table.exec.uid.format` of the job's state layout (None: Flink's default)."""
+    if spec.state_layout is None:
+        return None
+    return f"{spec.name}.v{spec.state_layout}_<id>_<transformation>"
+
+
+def unrestorable(spec: JobSpec[Any], path: Path) -> str:
+    """The refusal when the state at `path` does not fit the job's operators."""
+    layout = "" if spec.state_layout is None else f" (state layout v{spec.state_layout})"
+    return (
+        f"{path} holds state that this version of {spec.name}{layout} cannot take over: it was written by "
+        "an earlier state layout of the job (see NOTES.md) or by another job. Start fresh instead: run "
+        "without --restore (the source resumes from the offsets the consumer group committed; windows and "
+        "sessions open at that point start empty), or backfill: replay the topic from its start into fresh "
+        "tables"
+    )
+
+
 def run(spec: JobSpec[S], settings: S) -> None:
     """Check, build and execute the job; returns when it finished (bounded) or never (unbounded)."""
     from jobs.common.flink_env import create_environments
@@ -225,11 +254,20 @@ def run(spec: JobSpec[S], settings: S) -> None:
     for check in spec.checks:
         check(spec, settings)
     env, t_env = create_environments(settings.flink, spec.name)
-    result = spec.build(env, t_env, settings)
-    if result is not None:
-        result.wait()
-    else:
-        env.execute(spec.name)
+    uids = uid_format(spec)
+    if uids is not None:
+        t_env.get_config().set("table.exec.uid.format", uids)
+    try:
+        result = spec.build(env, t_env, settings)
+        if result is not None:
+            result.wait()
+        else:
+            env.execute(spec.name)
+    except Exception as exc:
+        restore = settings.flink.restore_path
+        if restore is not None and UNMAPPED_STATE in str(exc):
+            raise SettingsError(unrestorable(spec, Path(restore))) from None
+        raise
 
 
 def run_job(spec: JobSpec[Any], argv: Sequence[str] | None = None) -> int:

@@ -236,7 +236,11 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     statement_set.attach_as_datastream()
 
 
-JOB = runner.JobSpec(JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS)
+STATE_LAYOUT = 2
+"""v2 (session 6): the per-partition arrival watermark (an OVER aggregate) precedes the dedup."""
+JOB = runner.JobSpec(
+    JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
+)
 main = runner.entry_point(JOB)
 
 if __name__ == "__main__":

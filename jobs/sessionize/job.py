@@ -267,7 +267,11 @@ def build(
     return statement_set.execute()
 
 
-JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS)
+STATE_LAYOUT = 2
+"""v2 (session 6): the per-partition arrival watermark (an OVER aggregate) precedes the dedup."""
+JOB = runner.JobSpec(
+    JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
+)
 main = runner.entry_point(JOB)
 
 if __name__ == "__main__":

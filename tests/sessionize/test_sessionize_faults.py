@@ -7,14 +7,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from jobs.common import tables
+from jobs.common import runner, tables
+from jobs.common.flink_env import FlinkSettings, latest_checkpoint
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.funnels import job as funnels_job
 from tests.support.chaos import (
     restored_after_a_kill_at_the_first_checkpoint,
     run_failing_once_after_a_checkpoint,
@@ -35,6 +38,7 @@ from tests.support.sessionize import (
 )
 from tests.support.streams import generate_truth
 from uxstream.db import connect
+from uxstream.paths import ROOT
 
 pytestmark = [pytest.mark.services, pytest.mark.flink, pytest.mark.fault]
 
@@ -243,5 +247,21 @@ def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once
             assert_equals_oracle(run, tables.LATE_EVENTS)
         restores = [line for line in flink_log(log_dir).splitlines() if "Restoring job" in line]
         assert len(restores) == 1 and "/chk-" in restores[0], f"not restored from a checkpoint: {restores}"
+        assert_state_of_another_layout_is_refused(run, tmp_path)
     finally:
         drop_database(pg_settings, run.pg)
+
+
+def assert_state_of_another_layout_is_refused(run: Run, folder: Path) -> None:
+    """issue 17 (savepoint compatibility): a checkpoint whose SQL operators have other uids (another state
+    layout; here: another job's) is refused at start with what to do instead, not mapped onto the wrong
+    operators. The retained sessionize checkpoint of the scenario above, restored into funnels."""
+    checkpoint = latest_checkpoint(FlinkSettings(state_dir=folder / "flink-state"), "sessionize")
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "run", "funnels", "--restore", str(checkpoint),
+         "--input-topic", run.topic, "--dlq-topic", f"{run.topic}.funnels-dlq",
+         "--funnel-topic", f"{run.topic}.funnel", "--transactional-id-prefix", f"{run.topic}.funnels"],
+        cwd=ROOT, env=run.job_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr == f"uxstream run: error: {runner.unrestorable(funnels_job.JOB, checkpoint)}\n"
