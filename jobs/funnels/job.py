@@ -202,6 +202,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     """Attach the Kafka source, DLQ, PostgreSQL and ux.funnel sinks to `env` (run with env.execute)."""
     config = t_env.get_config()
     config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
+    decode.optimize_shared_views_once(t_env)
     spec = decode_spec(settings)
     decode.create(t_env, spec)
     pg = settings.postgres
@@ -237,7 +238,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 
 
 STATE_LAYOUT = 2
-"""v2 (session 6): the per-partition arrival watermark (an OVER aggregate) precedes the dedup."""
+"""v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
+optimized once."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

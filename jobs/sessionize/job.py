@@ -5,7 +5,8 @@
 
 Topology (all per-event work in Flink's JVM operators; Python sees one record per gap-session):
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
-KPI windows (tumble 1 min, hop 5 min/1 min, cumulate 1 day/5 min; GROUPING SETS per dimension) and
+KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets; hop 5 min/1 min and
+cumulate 1 day/5 min cascaded from the minute rows) and
 SESSION windows per user (gap rule) ─► Python UDTF (midnight / max-duration splits, session rows).
 """
 
@@ -79,49 +80,55 @@ def statements(settings: SessionizeSettings) -> list[str]:
     page_view = f"{first} AND event_type = 'page_view'"
     error = f"{first} AND event_type = 'error'"
     vital = f"{first} AND event_type = 'web_vital'"
-    error_rate = (
-        f"CAST(COUNT(*) FILTER (WHERE {error}) AS DOUBLE) / NULLIF(COUNT(*) FILTER (WHERE {page_view}), 0)"
-    )
     tumble = f"TUMBLE(TABLE clean, DESCRIPTOR(event_time), {connectors.sql_interval(settings.tumble_ms)})"
     hop = (
-        f"HOP(TABLE clean, DESCRIPTOR(event_time), "
+        f"HOP(TABLE kpi_minutes, DESCRIPTOR(minute_time), "
         f"{connectors.sql_interval(settings.sliding_step_ms)}, "
         f"{connectors.sql_interval(settings.sliding_size_ms)})"
     )
     cumulate = (
-        f"CUMULATE(TABLE clean, DESCRIPTOR(event_time), "
+        f"CUMULATE(TABLE kpi_minutes, DESCRIPTOR(minute_time), "
         f"{connectors.sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
     )
     packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
-    kpi_1m = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
+    # The events are aggregated once, into the tumbling windows per dimension (with the exact set of their
+    # users); the sliding and cumulative windows are built from those rows (cascaded on minute_time), which
+    # needs their steps to be multiples of the tumbling window (settings.py checks it).
+    minutes = f"""SELECT window_start AS minute_start, window_end AS minute_end, window_time AS minute_time,
   {dim_name} AS dimension, {dim_value} AS dimension_value,
   COUNT(*) FILTER (WHERE {first}) AS events,
   COUNT(*) FILTER (WHERE {page_view}) AS page_views,
-  COUNT(DISTINCT user_key) FILTER (WHERE {first}) AS active_users,
+  user_set(user_key) FILTER (WHERE {first}) AS users,
   COUNT(*) FILTER (WHERE {error}) AS error_events,
   COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}) AS conversions,
   COUNT(*) FILTER (WHERE occurrence > 1) AS duplicates,
-  {error_rate} AS error_rate,
   PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}) AS lcp_p75,
   PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}) AS inp_p75,
-  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75,
-  {FIRST_REVISION} AS revision
+  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75
 FROM TABLE({tumble})
-GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
+GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
+    kpi_1m = f"""SELECT to_utc(minute_start) AS window_start, to_utc(minute_end) AS window_end,
+  dimension, dimension_value, events, page_views,
+  CAST(CARDINALITY(users) AS BIGINT) AS active_users,
+  error_events, conversions, duplicates,
+  CAST(error_events AS DOUBLE) / NULLIF(page_views, 0) AS error_rate,
+  lcp_p75, inp_p75, cls_p75,
+  {FIRST_REVISION} AS revision
+FROM kpi_minutes"""
     sliding = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
-  {dim_name} AS dimension, {dim_value} AS dimension_value,
-  COUNT(DISTINCT user_key) FILTER (WHERE {first}) AS active_users,
-  COUNT(*) FILTER (WHERE {page_view}) AS page_views,
-  COUNT(*) FILTER (WHERE {error}) AS error_events,
-  {error_rate} AS error_rate
+  dimension, dimension_value,
+  user_count(users) AS active_users,
+  SUM(page_views) AS page_views,
+  SUM(error_events) AS error_events,
+  CAST(SUM(error_events) AS DOUBLE) / NULLIF(SUM(page_views), 0) AS error_rate
 FROM TABLE({hop})
-GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
+GROUP BY window_start, window_end, dimension, dimension_value"""
     daily = f"""SELECT CAST(window_start AS DATE) AS `day`, to_utc(window_start) AS window_start,
-  to_utc(window_end) AS window_end, {dim_name} AS dimension, {dim_value} AS dimension_value,
-  COUNT(DISTINCT user_key) FILTER (WHERE {first}) AS daily_active_users,
-  COUNT(*) FILTER (WHERE {page_view}) AS page_views
+  to_utc(window_end) AS window_end, dimension, dimension_value,
+  user_count(users) AS daily_active_users,
+  SUM(page_views) AS page_views
 FROM TABLE({cumulate})
-GROUP BY window_start, window_end, GROUPING SETS ({sets})"""
+GROUP BY window_start, window_end, dimension, dimension_value"""
     statements = [
         f"""INSERT INTO late_sink
 SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(received_at, 3)),
@@ -130,6 +137,7 @@ SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(recei
   page_path, country, device_type, kafka_partition, kafka_offset
 FROM ledger
 WHERE {counters.ledger_counters("reason")}""",
+        f"CREATE TEMPORARY VIEW kpi_minutes AS\n{minutes}",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
         f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
         f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",
@@ -242,6 +250,7 @@ def build(
     config.set("table.local-time-zone", settings.session_timezone)
     # Dedup state (occurrence numbers per event_id) lives for the dedup TTL.
     config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
+    decode.optimize_shared_views_once(t_env)
     spec = decode_spec(settings)
     names = decode.create(t_env, spec)
     pg = settings.postgres
@@ -268,7 +277,8 @@ def build(
 
 
 STATE_LAYOUT = 2
-"""v2 (session 6): the per-partition arrival watermark (an OVER aggregate) precedes the dedup."""
+"""v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
+cumulative windows cascaded from the minute rows, shared views optimized once."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

@@ -5,6 +5,10 @@
 
 -- Instants go to PostgreSQL as UTC wall-clock TIMESTAMPs (see io.uxstream.udf.ToUtc).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
+-- Exact user sets for the cascaded KPI windows (io.uxstream.udf.UserSet): user_set(user_key) → the sorted
+-- distinct keys of a tumbling window; user_count(users) → distinct users of the union of minute sets.
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_set AS 'io.uxstream.udf.UserSet$Collect' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_count AS 'io.uxstream.udf.UserSet$Count' LANGUAGE JAVA;
 
 -- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
 --    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `ledger` (late and future

@@ -81,6 +81,12 @@ class SessionizeSettings:
             raise SettingsError("the sliding window size must be a multiple of its step")
         if (24 * 60 * MINUTE_MS) % self.cumulative_step_ms:
             raise SettingsError("the cumulative step must divide a day")
+        for name in ("sliding_step_ms", "cumulative_step_ms"):
+            if getattr(self, name) % self.tumble_ms:
+                raise SettingsError(
+                    f"{name} ({getattr(self, name)}) must be a multiple of tumble_ms ({self.tumble_ms}): the "
+                    "sliding and cumulative windows are built from the tumbling windows' rows"
+                )
 
     @property
     def rules(self) -> SessionRules:
