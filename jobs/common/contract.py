@@ -14,6 +14,11 @@ oracles all call the same functions, so they cannot disagree about what a valid 
 - **Validity** (SEMANTICS.md, "Validity and duplicates"): `validate(event)` applies the rules below to a
   decoded record or to a JSON event of the ground truth. The first failing rule decides the reason:
 
+  0. `impossible_value`, the limits of `jobs.common.limits` (the sinks' hard limits, so no record that
+     decodes can fail a write): every field in reader-schema order, a string field longer than its
+     character limit, then containing NUL (U+0000), then a lone surrogate; `properties` with more than
+     64 entries, then per entry (map order) key length, key content, value length, value content. The
+     detail names field, measure and limit: `field 'page_path': 5000 characters, limit 512`.
   1. `missing_field`: event_id, event_type or event_name missing or empty; no user key (user_id and
      anonymous_id both missing or empty); ts or received_at missing.
   2. `impossible_value`: event_type not one of `EVENT_TYPES`.
@@ -22,6 +27,10 @@ oracles all call the same functions, so they cannot disagree about what a valid 
   4. `impossible_value`: ts or received_at before 2000-01-01T00:00:00Z or after 9999-12-31 (not
      representable as a timestamp); lcp_ms, inp_ms, cls, page_load_ms or engagement_time_ms negative,
      NaN or infinite; ip present but not an IPv4/IPv6 address.
+
+  Before any of these, `EventDecoder.decode` checks the size of the raw Kafka value (the Confluent header
+  included, before the header is read): more than `limits.MAX_RECORD_BYTES` is `impossible_value`
+  (`record_size_problem`; its dead letter has no schema id). The oracle applies it to the encoded bytes.
 
   Future timestamps are not a dead-letter reason: the job sends them to the late ledger
   (`is_future(ts, received_at)`).
@@ -36,6 +45,7 @@ import io
 import ipaddress
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +54,15 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 import fastavro
+
+from jobs.common.limits import (
+    MAX_PROPERTIES,
+    MAX_PROPERTY_KEY,
+    MAX_PROPERTY_VALUE,
+    MAX_RECORD_BYTES,
+    PROPERTIES_FIELD,
+    string_limit,
+)
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent.parent.parent / "schemas" / "avro"
 """Where the catalog and `.avsc` files live (same folder as `uxstream.paths.SCHEMAS`)."""
@@ -169,8 +188,113 @@ def _missing(name: str) -> Invalid:
     return Invalid(MISSING_FIELD, f"field '{name}' is missing or empty")
 
 
+_FORBIDDEN: Final = re.compile("[\x00\ud800-\udfff]")
+"""Characters no string may contain: NUL (PostgreSQL text cannot hold it) and lone surrogates."""
+
+
+def record_size_problem(size: int) -> Invalid | None:
+    """The record-size limit (checked first, on the raw Kafka value incl. the header); None within it."""
+    if size > MAX_RECORD_BYTES:
+        return Invalid(IMPOSSIBLE_VALUE, f"record: {size} bytes, limit {MAX_RECORD_BYTES}")
+    return None
+
+
+def _is_string_type(avro_type: Any) -> bool:
+    if isinstance(avro_type, list):
+        return any(_is_string_type(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        return bool(avro_type.get("type") == "string")
+    return bool(avro_type == "string")
+
+
+@lru_cache(maxsize=1)
+def limit_plan() -> tuple[tuple[str, int], ...]:
+    """(field, character limit) of each string field of the reader schema, in schema order, and
+    (`properties`, -1) at its position: the order the limits are checked in."""
+    plan: list[tuple[str, int]] = []
+    for spec in event_reader_schema().definition["fields"]:
+        name = spec["name"]
+        if name == PROPERTIES_FIELD:
+            plan.append((name, -1))
+        elif _is_string_type(spec["type"]):
+            plan.append((name, string_limit(name)))
+    return tuple(plan)
+
+
+def _text_problem(where: str, value: Any, limit: int) -> Invalid | None:
+    if not isinstance(value, str):
+        return None  # not a string (a JSON event of the wrong type): encoding it fails, not a limit
+    if len(value) > limit:
+        return Invalid(IMPOSSIBLE_VALUE, f"{where}: {len(value)} characters, limit {limit}")
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        char = bad.group()
+        what = "NUL (U+0000)" if char == "\x00" else f"lone surrogate U+{ord(char):04X}"
+        return Invalid(IMPOSSIBLE_VALUE, f"{where}: {what} at position {bad.start()}, not allowed")
+    return None
+
+
+def _first_limit_problem(event: Mapping[str, Any]) -> Invalid | None:
+    """The first broken limit in the documented order (the slow, exact path)."""
+    for name, limit in limit_plan():
+        value = event.get(name)
+        if limit >= 0:
+            problem = _text_problem(f"field '{name}'", value, limit)
+            if problem is not None:
+                return problem
+            continue
+        if not isinstance(value, Mapping):
+            continue
+        if len(value) > MAX_PROPERTIES:
+            return Invalid(IMPOSSIBLE_VALUE, f"field '{name}': {len(value)} entries, limit {MAX_PROPERTIES}")
+        for index, (key, item) in enumerate(value.items()):
+            problem = _text_problem(f"field '{name}': key #{index}", key, MAX_PROPERTY_KEY)
+            if problem is None:
+                problem = _text_problem(f"field '{name}': value #{index}", item, MAX_PROPERTY_VALUE)
+            if problem is not None:
+                return problem
+    return None
+
+
+def limits_problem(event: Mapping[str, Any]) -> Invalid | None:
+    """Rule 0 (module docstring, `jobs.common.limits`): the first broken size or content limit, or None.
+
+    Fast path: lengths checked inline and every string searched at once for a forbidden character; only
+    a record that breaks something is walked again in the exact order to name the first problem.
+    """
+    get = event.get
+    texts: list[str] = []
+    for name, limit in limit_plan():
+        value = get(name)
+        if value is None:
+            continue
+        if limit >= 0:
+            if isinstance(value, str):
+                if len(value) > limit:
+                    return _first_limit_problem(event)
+                texts.append(value)
+        elif isinstance(value, Mapping) and value:
+            if len(value) > MAX_PROPERTIES:
+                return _first_limit_problem(event)
+            for key, item in value.items():
+                if isinstance(key, str):
+                    if len(key) > MAX_PROPERTY_KEY:
+                        return _first_limit_problem(event)
+                    texts.append(key)
+                if isinstance(item, str):
+                    if len(item) > MAX_PROPERTY_VALUE:
+                        return _first_limit_problem(event)
+                    texts.append(item)
+    if _FORBIDDEN.search("".join(texts)) is None:
+        return None
+    return _first_limit_problem(event)
+
+
 def validate(event: Mapping[str, Any]) -> Invalid | None:
     """Apply the validity rules (module docstring) to a record; None when the event is valid."""
+    limited = limits_problem(event)
+    if limited is not None:
+        return limited
     get = event.get
     for name in REQUIRED_STRINGS:
         if not get(name):
@@ -600,7 +724,11 @@ class EventDecoder:
         return schema_id, record
 
     def decode(self, payload: bytes | None) -> DecodedEvent | Invalid:
-        """Decode a ux.events payload and apply the validity rules."""
+        """Decode a ux.events payload and apply the validity rules (the record size first)."""
+        if payload is not None:
+            too_big = record_size_problem(len(payload))
+            if too_big is not None:
+                return too_big
         decoded = self.decode_record(payload)
         if isinstance(decoded, Invalid):
             return decoded

@@ -16,7 +16,9 @@ JSON Lines, one line per produced Kafka record, in produce order:
   bytes are `jobs.common.contract.encode(event, schema_id)`, exactly.
 - `payload_b64`: the exact bytes of a record that is not an encodable event (garbage, truncated, …).
 - `expected_reason` (optional on event lines): the dead-letter reason the generator meant. For event
-  lines the validity rules decide; a line whose expected_reason disagrees with them is an error here.
+  lines the validity rules decide (the record-size limit on the encoded bytes first, then
+  `contract.validate`: the decoder's order); a line whose expected_reason disagrees with them is an error
+  here, and so is a payload line over the record-size limit that expects anything but impossible_value.
 - `tags` (optional, informative): how the generator made the record (`duplicate`, `late`, `future`,
   `bot`, `malformed:<kind>`, `anomaly:<kind>`). Oracles must not depend on them.
 
@@ -47,6 +49,7 @@ from jobs.common import counters
 from jobs.common.contract import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
     EVENT_SUBJECT,
+    IMPOSSIBLE_VALUE,
     REASONS,
     Catalog,
     ContractError,
@@ -55,6 +58,7 @@ from jobs.common.contract import (
     encode,
     is_future,
     load_catalog,
+    record_size_problem,
     user_key,
     validate,
 )
@@ -207,6 +211,12 @@ def parse_truth_line(text: str, where: str, catalog: Catalog | None = None) -> T
             payload = base64.b64decode(encoded, validate=True)
         except binascii.Error:
             raise _fail(where, "'payload_b64' is not valid base64") from None
+        too_big = record_size_problem(len(payload))  # checked first by the decoder, whatever the bytes
+        if too_big is not None and reason != IMPOSSIBLE_VALUE:
+            raise _fail(
+                where,
+                f"'expected_reason' is {reason} but the decoder gives {too_big.reason}: {too_big.detail}",
+            )
     return TruthRecord(seq, schema_id, partition, key, timestamp, payload, event, reason, tuple(tags))
 
 
@@ -277,7 +287,7 @@ def clean(
             )
             continue
         view = reader_view(record.event, reader)
-        problem = validate(view)
+        problem = record_size_problem(len(record.payload)) or validate(view)
         if problem is not None or record.expected_reason is not None:
             found = problem.reason if problem else None
             if record.expected_reason is not None and found != record.expected_reason:

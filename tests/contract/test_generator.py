@@ -20,8 +20,16 @@ from jobs.common.contract import (
     decode,
     encode,
     is_future,
+    limits_problem,
     read_catalog,
     user_key,
+)
+from jobs.common.limits import (
+    MAX_PROPERTIES,
+    MAX_PROPERTY_KEY,
+    MAX_PROPERTY_VALUE,
+    MAX_RECORD_BYTES,
+    string_limit,
 )
 from uxstream.contract.generator import (
     CONVERSION_EVENTS,
@@ -151,6 +159,41 @@ def test_each_malformed_record_gets_its_expected_reason_and_nothing_else_is_reje
     ]
 
     assert [(o.reason if isinstance(o, Invalid) else None) for o, _ in outcomes] == [e for _, e in outcomes]
+
+
+def test_no_record_comes_near_an_event_limit(
+    faulty: list[Record], faulty_truth: list[dict[str, Any]]
+) -> None:
+    """The limits (jobs/common/limits.py) never reject generated traffic by accident: every string of every
+    event line (malformed content kinds included) stays within half its limit, and every record far below
+    the size limit, so `impossible_value` records are exactly the injected ones, for the rules they claim."""
+    heavy = run(replace(BASE, events=5_000, seed=11, v2_share=1.0, bot_share=0.1, error_rate=0.3))
+    records = [*faulty, *heavy]
+    lines = [*faulty_truth, *truth(heavy)]
+    assert max(len(record[1]) for record in records) <= MAX_RECORD_BYTES // 8
+    for line in lines:
+        event = line.get("event")
+        if event is None:
+            continue
+        assert limits_problem(event) is None, line
+        for name, value in event.items():
+            if isinstance(value, str):
+                assert len(value) <= string_limit(name) // 2, (name, value)
+        properties = event.get("properties") or {}
+        assert len(properties) <= MAX_PROPERTIES // 4
+        assert all(
+            len(k) <= MAX_PROPERTY_KEY // 2 and len(v) <= MAX_PROPERTY_VALUE // 2
+            for k, v in properties.items()
+        )
+    impossible = [
+        decode(r[1])
+        for r, line in zip(faulty, faulty_truth, strict=True)
+        if "malformed:impossible_value" in line.get("tags", ())
+    ]
+    assert impossible
+    for outcome in impossible:
+        assert isinstance(outcome, Invalid)
+        assert outcome.detail.startswith(("field 'ts'", "field 'page_load_ms'", "field 'cls'")), outcome
 
 
 def test_keys_are_user_keys_and_partitions_follow_the_java_partitioner(

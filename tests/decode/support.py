@@ -36,12 +36,18 @@ def require_jar() -> Path:
     return UDF_JAR
 
 
-def jvm_classpath() -> str:
-    """The UDF jar plus Flink's dist jar (slf4j for Avro), from the apache-flink wheel."""
+def jvm_classpath(*, table: bool = False) -> str:
+    """The UDF jar plus Flink's dist jar (slf4j for Avro), from the apache-flink wheel; with `table`, the
+    Table API jars too (to call the Flink functions themselves, without a Flink runtime)."""
     import pyflink
 
-    dist = sorted((Path(pyflink.__file__).parent / "lib").glob("flink-dist-*.jar"))
-    return ":".join(str(p) for p in [require_jar(), *dist])
+    lib = Path(pyflink.__file__).parent / "lib"
+    patterns = [
+        "flink-dist-*.jar",
+        *(["flink-table-api-java-uber-*.jar", "flink-table-runtime-*.jar"] * table),
+    ]
+    jars = [jar for pattern in patterns for jar in sorted(lib.glob(pattern))]
+    return ":".join(str(p) for p in [require_jar(), *jars])
 
 
 class JvmDecoder:
@@ -233,3 +239,42 @@ def encode_v2(record: Mapping[str, Any]) -> bytes:
 
 def same_float(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def payload_of_size(size: int) -> bytes:
+    """A valid v2 event framed in exactly `size` bytes (about 12 KB to the limit and a bit beyond): long
+    page fields, then properties entries (every string 64+ characters, so each length prefix is two bytes
+    and a record grows one byte per added character; fewer than 64 entries, so the block count is 1 byte)."""
+    base = event(
+        error_message="m" * 4096,
+        page_url="u" * 2048,
+        referrer="r" * 2048,
+        page_title="t" * 1024,
+        user_agent="a" * 1024,
+        properties={},
+    )
+    entries: dict[str, str] = {}
+    while (rest := size - len(encode_v2(base | {"properties": entries}))) > 380:
+        step = min(388, rest - 200)  # an entry of key + value + 4 prefix bytes, leaving 200+ for the last
+        entries[f"p{len(entries):03d}".ljust(128, "k")] = "v" * (step - 132)
+    extra = rest - 132  # the last entry: a 64-character key and value take 132 bytes
+    value = 64 + min(192, extra)
+    key = "q" * (64 + extra - (value - 64))
+    payload = encode_v2(base | {"properties": {**entries, key: "v" * value}})
+    if len(payload) != size or len(entries) >= 63 or len(key) > 128:
+        raise AssertionError(f"no padding gives {size} bytes ({len(payload)}, {len(entries)} entries)")
+    return payload
+
+
+def jvm_event_times(payloads: list[bytes | None]) -> list[int | None]:
+    """`ux_event_time(payload)` of the Flink UDF per payload (DecodeCli --event-time, no Flink runtime)."""
+    lines = "".join(("-" if p is None else p.hex()) + "\n" for p in payloads)
+    out = subprocess.run(
+        ["java", "-Xmx256m", "-cp", jvm_classpath(table=True), "io.uxstream.udf.DecodeCli", "--event-time"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return [json.loads(line)["event_time"] for line in out.splitlines()]

@@ -4,6 +4,10 @@
 decoded values. The JVM side runs as one `DecodeCli` process (no Flink), so hypothesis can throw thousands
 of generated, mutated and random payloads at both. The one documented difference: an Avro int beyond 32
 bits, which fastavro accepts and a SQL INT cannot hold, is undecodable on the JVM.
+
+The event limits (jobs/common/limits.py) have their own edges and generated payloads near each limit, the
+JVM's copy of the limits is compared with the module, and the watermark's `ux_event_time` is NULL exactly
+for the payloads the decoder rejects.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from jobs.common import contract
+from jobs.common import contract, limits
 
 from .support import (
     T0,
@@ -26,7 +30,11 @@ from .support import (
     encode_v1,
     encode_v2,
     event,
+    has_int32_overflow,
     jvm_constants,
+    jvm_event_times,
+    payload_of_size,
+    python_verdict,
 )
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,6 +51,20 @@ def test_the_jvm_rules_use_the_python_constants() -> None:
     assert tuple(jvm["REASONS"]) == contract.REASONS
     assert tuple(jvm["READER_FIELDS"]) == contract.event_reader_schema().field_names
     assert jvm["DEAD_LETTER_SCHEMA_ID"] == contract.load_catalog().latest("ux.events.dlq-value").id
+
+
+def test_the_jvm_limits_are_the_python_limits() -> None:
+    """io.uxstream.udf.EventLimits holds a copy of jobs/common/limits.py: the copy must not drift."""
+    jvm = jvm_constants()
+    assert list(jvm["STRING_LIMITS"].items()) == list(limits.STRING_LIMITS.items())
+    assert jvm["MAX_RECORD_BYTES"] == limits.MAX_RECORD_BYTES
+    assert jvm["DEFAULT_STRING_LIMIT"] == limits.DEFAULT_STRING_LIMIT
+    assert jvm["MAX_PROPERTIES"] == limits.MAX_PROPERTIES
+    assert jvm["MAX_PROPERTY_KEY"] == limits.MAX_PROPERTY_KEY
+    assert jvm["MAX_PROPERTY_VALUE"] == limits.MAX_PROPERTY_VALUE
+    assert jvm["PROPERTIES_FIELD"] == limits.PROPERTIES_FIELD
+    # the limits each decoder applies to the reader schema, in the order it checks them
+    assert list(jvm["APPLIED_LIMITS"].items()) == list(contract.limit_plan())
 
 
 # ------------------------------------------------------------------------------- hand-picked edges
@@ -179,6 +201,113 @@ def test_edge_payloads_get_the_python_verdict(
     assert_same_verdict(payload, jvm_decoder.decode(payload))
 
 
+# ------------------------------------------------------------------------------------------- limits
+
+
+def sized(name: str, length: int, fill: str = "a") -> str:
+    """`length` characters for a string field (an IPv6 literal with a zone id for ip, so it can be valid)."""
+    head = "fe80::1%" if name == "ip" else ""
+    return head + fill * (length - len(head))
+
+
+def limit_edges() -> list[tuple[str, bytes | None]]:
+    """Hand-made payloads at and around every limit and content rule."""
+    edges: list[tuple[str, bytes | None]] = []
+    for name, limit in limits.STRING_LIMITS.items():
+        edges += [
+            (f"{name} at {limit}", encode_v2(event(**{name: sized(name, limit)}))),
+            (f"{name} at {limit + 1}", encode_v2(event(**{name: sized(name, limit + 1)}))),
+            (f"{name} at {limit} x e-acute", encode_v2(event(**{name: sized(name, limit, "é")}))),
+            (f"{name} at {limit + 1} x emoji", encode_v2(event(**{name: sized(name, limit + 1, "🎉")}))),
+            (f"{name} with NUL", encode_v2(event(**{name: sized(name, 9, "€") + "\x00"}))),
+            (f"{name} too long with NUL", encode_v2(event(**{name: "\x00" * (limit + 1)}))),
+        ]
+    entries = {f"k{i}": "v" for i in range(64)}
+    valid = encode_v2(event(page_path="/x"))
+    edges += [
+        ("v1 page_path 5000", encode_v1(event(page_path="/" + "p" * 4999))),
+        ("v1 country 300", encode_v1(event(country="C" * 300))),
+        ("v1 NUL in properties", encode_v1(event(properties={"a": "\x00"}))),
+        ("properties 64", encode_v2(event(properties=entries))),
+        ("properties 65", encode_v2(event(properties={**entries, "k64": "v"}))),
+        (
+            "properties 64 + 2 repeated keys on the wire",
+            encode_v2(event(properties=entries))[:-1] + b"\x04\x04k0\x02w\x04k1\x02w\x00",
+        ),
+        (
+            "properties 64 + a new key in a second block",
+            encode_v2(event(properties=entries))[:-1] + b"\x02\x06new\x02w\x00",
+        ),
+        ("property key 128", encode_v2(event(properties={"k" * 128: "v"}))),
+        ("property key 129", encode_v2(event(properties={"a": "b", "k" * 129: "v"}))),
+        ("property key 129 emoji", encode_v2(event(properties={"🎉" * 129: "v"}))),
+        ("property value 256", encode_v2(event(properties={"k": "v" * 256}))),
+        ("property value 257", encode_v2(event(properties={"a": "b", "k": "v" * 257}))),
+        ("property value 256 emoji", encode_v2(event(properties={"k": "🎉" * 256}))),
+        ("property key NUL", encode_v2(event(properties={"a": "b", "k\x00": "v"}))),
+        ("property value NUL", encode_v2(event(properties={"a": "b", "k": "é\x00"}))),
+        ("property key too long before its value", encode_v2(event(properties={"k" * 129: "v" * 300}))),
+        ("record 32768", payload_of_size(limits.MAX_RECORD_BYTES)),
+        ("record 32769", payload_of_size(limits.MAX_RECORD_BYTES + 1)),
+        ("record 40001, bad magic", b"\x7b" + b"x" * 40_000),
+        ("record 32769, unknown schema id", contract.header(99) + b"\x00" * 32_764),
+        ("record 32769, cut body", payload_of_size(limits.MAX_RECORD_BYTES + 300)[:32_769]),
+        ("surrogate bytes in page_path", valid.replace(b"\x04/x", b"\x08/\xed\xa0\x80")),
+        ("modified UTF-8 NUL in page_path", valid.replace(b"\x04/x", b"\x06/\xc0\x80")),
+        (
+            "surrogate bytes in a property value",
+            encode_v2(event(properties={"k": "vv"})).replace(b"\x04vv", b"\x06\xed\xb0\x80"),
+        ),
+        (
+            "surrogate bytes in a property key",
+            encode_v2(event(properties={"kkk": "v"})).replace(b"\x06kkk", b"\x06\xed\xa0\x80"),
+        ),
+        ("replacement character", encode_v2(event(page_path="/\ufffd"))),
+        ("NUL event_id before long page_path", encode_v2(event(event_id="e\x00", page_path="/" * 600))),
+        (
+            "long ip before 70 properties",
+            encode_v2(event(ip="1" * 65, properties={f"k{i}": "v" for i in range(70)})),
+        ),
+        ("empty event_id and long page_path", encode_v2(event(event_id="", page_path="/" * 513))),
+        ("unknown event_type at 32", encode_v2(event(event_type="t" * 32))),
+        ("NUL in event_type", encode_v2(event(event_type="click\x00"))),
+    ]
+    return edges
+
+
+LIMIT_EDGES = limit_edges()
+
+
+@pytest.mark.parametrize(("name", "payload"), LIMIT_EDGES, ids=[name for name, _ in LIMIT_EDGES])
+def test_limit_edges_get_the_python_verdict(
+    jvm_decoder: JvmDecoder, name: str, payload: bytes | None
+) -> None:
+    assert_same_verdict(payload, jvm_decoder.decode(payload))
+
+
+def test_the_limit_edges_exercise_every_rule() -> None:
+    """The edges above are not vacuous: each rule fires on the JVM and in Python alike."""
+    details = [python_verdict(p)["detail"] or "" for _, p in LIMIT_EDGES]
+    for needle in ("characters, limit", "NUL (U+0000)", "entries, limit 64", "key #", "value #", "record: "):
+        assert any(needle in d for d in details), needle
+    assert any("can't decode" in d for d in details)  # encoded surrogates: undecodable, not a limit
+    valid = sum(python_verdict(p)["reason"] is None for _, p in LIMIT_EDGES)
+    assert valid >= len(limits.STRING_LIMITS) * 2  # at-limit events pass
+
+
+def test_ux_event_time_is_null_exactly_for_the_payloads_the_decoder_rejects() -> None:
+    """The watermark's `ux_event_time(payload)` shares the decoder (and so the limits): a rejected record
+    never moves the watermark, a valid one gives its ts."""
+    payloads = [p for _, p in [*EDGES, *LIMIT_EDGES] if not has_int32_overflow(p)]
+    times = jvm_event_times(payloads)
+    assert len(times) == len(payloads)
+    for payload, time in zip(payloads, times, strict=True):
+        verdict = python_verdict(payload)
+        expected = verdict["event"]["ts"] if verdict["reason"] is None else None
+        assert time == expected, (payload[:40] if payload else payload, verdict["reason"], verdict["detail"])
+    assert sum(t is None for t in times) > len(times) // 3 and sum(t is not None for t in times) > 40
+
+
 # ------------------------------------------------------------------------------------------- fuzzing
 
 maybe_text = st.one_of(st.none(), st.just(""), st.text(max_size=12))
@@ -301,6 +430,58 @@ def test_mutated_payloads_get_the_python_verdict(jvm_decoder: JvmDecoder, payloa
 @given(st.sampled_from([1, 2, 6, 7]), st.binary(max_size=80))
 def test_random_bodies_get_the_python_verdict(jvm_decoder: JvmDecoder, schema_id: int, raw: bytes) -> None:
     payload = framed(schema_id, raw)
+    assert_same_verdict(payload, jvm_decoder.decode(payload))
+
+
+# ------------------------------------------------------------------------------ near the limits, fuzzed
+
+FILLS = ("a", "é", "€", "🎉")
+SPRINKLES = ("\x00", "a", "é", "🎉", "\u200b", "\ufffd")
+
+
+@st.composite
+def near_limit(draw: st.DrawFn, limit: int) -> str:
+    """A string of limit-2 .. limit+1 characters of a fill character, with a few others sprinkled in."""
+    length = draw(st.integers(min_value=max(0, limit - 2), max_value=limit + 1))
+    chars = [draw(st.sampled_from(FILLS))] * length
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        if chars:
+            chars[draw(st.integers(min_value=0, max_value=len(chars) - 1))] = draw(st.sampled_from(SPRINKLES))
+    return "".join(chars)
+
+
+@st.composite
+def near_limit_events(draw: st.DrawFn) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    names = draw(st.lists(st.sampled_from(list(limits.STRING_LIMITS)), min_size=0, max_size=3, unique=True))
+    for name in names:
+        overrides[name] = draw(near_limit(limits.STRING_LIMITS[name]))
+    shape = draw(st.sampled_from(["small", "count", "keys", "values"]))
+    if shape == "count":
+        count = draw(st.integers(min_value=62, max_value=66))
+        overrides["properties"] = {f"k{i}": draw(st.sampled_from(["v", "\x00", "é"])) for i in range(count)}
+    elif shape == "keys":
+        keys = draw(st.lists(near_limit(limits.MAX_PROPERTY_KEY), min_size=1, max_size=3))
+        overrides["properties"] = dict.fromkeys(keys, "v")
+    elif shape == "values":
+        values = draw(st.lists(near_limit(limits.MAX_PROPERTY_VALUE), min_size=1, max_size=3))
+        overrides["properties"] = {f"k{i}": v for i, v in enumerate(values)}
+    return event(**overrides)
+
+
+@FUZZ
+@given(near_limit_events(), st.booleans())
+def test_events_near_the_limits_get_the_python_verdict(
+    jvm_decoder: JvmDecoder, record: dict[str, Any], v2: bool
+) -> None:
+    payload = encode_v2(record) if v2 else encode_v1(record)
+    assert_same_verdict(payload, jvm_decoder.decode(payload))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=limits.MAX_RECORD_BYTES - 3, max_value=limits.MAX_RECORD_BYTES + 3))
+def test_records_near_the_size_limit_get_the_python_verdict(jvm_decoder: JvmDecoder, size: int) -> None:
+    payload = payload_of_size(size)
     assert_same_verdict(payload, jvm_decoder.decode(payload))
 
 

@@ -15,6 +15,7 @@ import java.util.List;
  *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli             # payloads in, verdicts out
  *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli --constants # the validity constants as JSON
  *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli --bench FILE ROUNDS  # decode speed, one core
+ *   java -cp uxstream-udf.jar:flink-dist.jar:flink-table-*.jar io.uxstream.udf.DecodeCli --event-time  # ux_event_time
  * </pre>
  *
  * Each input line is a payload in hex ({@code -} for a null value); each output line is one JSON object:
@@ -44,9 +45,24 @@ public final class DecodeCli {
       json.append(",\"READER_FIELDS\":");
       strings(json, new EventDecoder().fieldNames());
       json.append(",\"DEAD_LETTER_SCHEMA_ID\":").append(new DeadLetterEncoder().schemaId());
+      json.append(",\"MAX_RECORD_BYTES\":").append(EventLimits.MAX_RECORD_BYTES);
+      json.append(",\"DEFAULT_STRING_LIMIT\":").append(EventLimits.DEFAULT_STRING_LIMIT);
+      json.append(",\"MAX_PROPERTIES\":").append(EventLimits.MAX_PROPERTIES);
+      json.append(",\"MAX_PROPERTY_KEY\":").append(EventLimits.MAX_PROPERTY_KEY);
+      json.append(",\"MAX_PROPERTY_VALUE\":").append(EventLimits.MAX_PROPERTY_VALUE);
+      json.append(",\"PROPERTIES_FIELD\":");
+      string(json, EventLimits.PROPERTIES_FIELD);
+      json.append(",\"STRING_LIMITS\":");
+      ints(json, EventLimits.STRING_LIMITS);
+      json.append(",\"APPLIED_LIMITS\":");
+      ints(json, new EventDecoder().appliedLimits());
       out.write(json.append('}').toString());
       out.newLine();
       out.flush();
+      return;
+    }
+    if (args.length == 1 && args[0].equals("--event-time")) {
+      eventTimes(out);
       return;
     }
     if (args.length == 3 && args[0].equals("--bench")) {
@@ -116,6 +132,38 @@ public final class DecodeCli {
     out.write("{\"events\":" + events + ",\"seconds\":" + seconds + ",\"valid\":" + valid + "}");
     out.newLine();
     out.flush();
+  }
+
+  /**
+   * The Flink function {@code ux_event_time(payload)} (no Flink runtime: the function opened without a
+   * context) over payload lines: one {@code {"event_time": ms|null}} line each.
+   */
+  private static void eventTimes(BufferedWriter out) throws IOException {
+    UxEventTime function = new UxEventTime();
+    function.open(null);
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.US_ASCII));
+    String line;
+    while ((line = in.readLine()) != null) {
+      line = line.trim();
+      Long time = function.eval(line.equals("-") ? null : hex(line));
+      out.write("{\"event_time\":" + time + "}");
+      out.newLine();
+      out.flush();
+    }
+  }
+
+  private static void ints(StringBuilder json, java.util.Map<String, Integer> values) {
+    json.append('{');
+    boolean first = true;
+    for (java.util.Map.Entry<String, Integer> entry : values.entrySet()) {
+      if (!first) {
+        json.append(',');
+      }
+      first = false;
+      string(json, entry.getKey());
+      json.append(':').append(entry.getValue());
+    }
+    json.append('}');
   }
 
   private static byte[] hex(String text) {

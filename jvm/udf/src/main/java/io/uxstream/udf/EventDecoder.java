@@ -9,7 +9,8 @@ import org.apache.avro.Schema;
 /**
  * Decodes and validates ux.events payloads exactly as {@code jobs.common.contract.EventDecoder.decode}
  * does (the spec): Confluent framing, writer schema from the catalog by id, resolution to the reader schema
- * (the latest ux.events-value version), no trailing bytes, then {@link EventRules}. Same reason code for
+ * (the latest ux.events-value version), no trailing bytes, then {@link EventLimits} (the record size before
+ * anything else, the field limits after decoding) and {@link EventRules}. Same reason code for
  * every input, same detail text (undecodable bodies: same exception name and message as fastavro, minus
  * Python object addresses). Never throws.
  *
@@ -32,6 +33,7 @@ public final class EventDecoder {
   private final String readerName;
   private final List<String> fieldNames;
   private final EventRules rules;
+  private final EventLimits limits;
   private final Map<Long, Plans.RecordPlan> plans = new HashMap<>();
   private final Input input = new Input();
 
@@ -49,6 +51,7 @@ public final class EventDecoder {
     }
     this.fieldNames = List.copyOf(names);
     this.rules = new EventRules(fieldNames);
+    this.limits = new EventLimits(reader);
     for (Catalog.Entry entry : catalog.entries()) { // compile every event version up front: fail fast
       if (entry.schema.getFullName().equals(readerName)) {
         plans.put((long) entry.id, new Plans.RecordPlan(entry.schema, reader));
@@ -73,6 +76,11 @@ public final class EventDecoder {
     return fieldNames;
   }
 
+  /** The character limit applied to each string field (and -1 for properties), in check order. */
+  public Map<String, Integer> appliedLimits() {
+    return limits.applied(fieldNames);
+  }
+
   public DecodeResult decode(byte[] payload) {
     try {
       return decodeUnsafe(payload);
@@ -85,6 +93,10 @@ public final class EventDecoder {
   private DecodeResult decodeUnsafe(byte[] payload) {
     if (payload == null) {
       return DecodeResult.invalid(TRUNCATED_FRAME, "null value (tombstone): no wire header", null);
+    }
+    String[] tooBig = EventLimits.recordSize(payload.length); // first: a larger record is never parsed
+    if (tooBig != null) {
+      return DecodeResult.invalid(tooBig[0], tooBig[1], null);
     }
     if (payload.length < HEADER_SIZE) {
       return DecodeResult.invalid(
@@ -135,7 +147,10 @@ public final class EventDecoder {
           trailing + " trailing byte(s) after the record (schema id " + schemaId + ")",
           schemaId);
     }
-    String[] problem = rules.validate(values);
+    String[] problem = limits.validate(values);
+    if (problem == null) {
+      problem = rules.validate(values);
+    }
     if (problem != null) {
       return DecodeResult.invalid(problem[0], problem[1], schemaId);
     }

@@ -19,7 +19,9 @@ import java.util.List;
  *       address (parsed literally, never resolved).
  * </ol>
  *
- * The constants are duplicated from the Python module on purpose (the JVM cannot import it); the parity
+ * {@link EventLimits} runs before these rules (rule 0 of the Python module: size and content limits).
+ *
+ * <p>The constants are duplicated from the Python module on purpose (the JVM cannot import it); the parity
  * tests compare them ({@code DecodeCli --constants}) and every verdict on generated and fuzzed payloads.
  */
 final class EventRules {
