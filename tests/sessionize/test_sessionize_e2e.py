@@ -26,7 +26,10 @@ from jobs.common import tables
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.sessionize.oracle import expected
 from tests.support.db import normalize, snapshot
+from tests.support.jobs import flink_log
+from tests.support.kafka import committed_decoded
 from tests.support.sessionize import (
+    DLQ_SUBJECT,
     GENERATOR_ARGS,
     PSEUDONYM,
     Run,
@@ -40,7 +43,7 @@ from tests.support.sessionize import (
     prepare,
     run_job,
 )
-from tests.support.streams import copy_records
+from tests.support.streams import HOSTILE_EVENTS, copy_records, with_hostile_events
 from uxstream.db import connect
 from uxstream.paths import ROOT
 
@@ -55,10 +58,42 @@ def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     """The shared stream on a fresh topic, a fresh migrated database, and one run of the job."""
-    run = prepare(pg_settings, tmp_path_factory.mktemp("sessionize"), GENERATOR_ARGS)
-    run_job(run, parallelism=SHARED_RUN_PARALLELISM)
+    folder = tmp_path_factory.mktemp("sessionize")
+    run = prepare(pg_settings, folder, GENERATOR_ARGS, rewrite=with_hostile_events)
+    run_job(run, {"FLINK_LOG_DIR": str(folder / "flink-log")}, parallelism=SHARED_RUN_PARALLELISM)
+    stream_logs[run.topic] = flink_log(folder / "flink-log")
     yield run
     drop(pg_settings, run)
+
+
+stream_logs: dict[str, str] = {}
+"""The MiniCluster log of each shared run, by topic."""
+
+
+def test_hostile_events_go_to_the_dlq_with_their_reason_and_the_job_never_restarts(
+    kafka_settings: KafkaSettings, stream: Run
+) -> None:
+    """issue 16: valid Avro events that break the contract's limits (NUL, an oversized dimension, an
+    oversized record, a property flood: streams.HOSTILE_EVENTS) used to pass decoding and fail every
+    PostgreSQL write, restarting the job forever. They are dead letters with their reason and detail;
+    every other output equals the oracle (the tests above); the run never restarted."""
+    letters = {
+        letter["original"]: (letter["reason"], letter["detail"])
+        for _, letter in committed_decoded(kafka_settings, stream.dlq_topic, DLQ_SUBJECT)
+    }
+    for name, (_, detail) in HOSTILE_EVENTS.items():
+        found = [
+            d
+            for d in stream.truth.dead_letters
+            if d.detail == detail or (detail is None and str(d.detail).startswith("record: "))
+        ]
+        assert len(found) == 1, (name, found)
+        want = detail or f"record: {len(found[0].payload)} bytes, limit 32768"
+        assert found[0].detail == want  # the Python spec (the oracle)
+        assert letters[found[0].payload] == ("impossible_value", want)  # the JVM decoder, in the job
+    log = stream_logs[stream.topic]
+    assert "switched from state RUNNING to FINISHED" in log  # the log is the run's: the check can fail
+    assert log.count("switched from state RUNNING to RESTARTING") == 0
 
 
 @pytest.mark.parametrize("table", tables.SESSIONIZE_TABLES)

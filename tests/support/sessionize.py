@@ -9,7 +9,7 @@ import dataclasses
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tests.support.db import (
 )
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded
-from tests.support.streams import generate, unique_topic
+from tests.support.streams import generate, generate_truth, produce, unique_topic
 
 PSEUDONYM_KEY = "uxstream-e2e-test-pseudonym-key-0123456789"
 """The job's pseudonym key in these tests (UXSTREAM_PSEUDONYM_KEY); the oracle uses the same."""
@@ -104,11 +104,23 @@ def fresh_run(pg_settings: PostgresSettings, truth_file: Path, topic: str | None
     return Run(topic, pg, load(truth_file))
 
 
-def prepare(pg_settings: PostgresSettings, folder: Path, generator_args: Sequence[str]) -> Run:
-    """Generate a stream on a fresh topic and create a fresh migrated database."""
+def prepare(
+    pg_settings: PostgresSettings,
+    folder: Path,
+    generator_args: Sequence[str],
+    rewrite: Callable[[list[str]], list[str]] | None = None,
+) -> Run:
+    """Generate a stream on a fresh topic and create a fresh migrated database; `rewrite` changes the
+    generated ground-truth lines before they are produced (e.g. `streams.with_hostile_events`)."""
     topic = unique_topic("test.sessionize")
-    generate(generator_args, folder / "truth.jsonl", topic)
-    return fresh_run(pg_settings, folder / "truth.jsonl", topic)
+    truth_file = folder / "truth.jsonl"
+    if rewrite is None:
+        generate(generator_args, truth_file, topic)
+    else:
+        lines = rewrite(generate_truth(generator_args, truth_file))
+        truth_file.write_text("".join(lines), encoding="utf-8")
+        produce(lines, topic, folder, "stream")
+    return fresh_run(pg_settings, truth_file, topic)
 
 
 def drop(pg_settings: PostgresSettings, run: Run) -> None:

@@ -112,3 +112,47 @@ def with_late_records_at(truth_lines: Sequence[str], index: int) -> list[str]:
         inserted.append({**template_line, "event": event, "tags": ["late"]})
     out = [*lines[:index], *inserted, *lines[index:]]
     return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
+
+
+HOSTILE_EVENTS: Final = {
+    "nul_in_page_path": (
+        {"page_path": "/pricing\x00/x"},
+        "field 'page_path': NUL (U+0000) at position 8, not allowed",
+    ),
+    "page_path_5000": ({"page_path": "/" + "p" * 4_999}, "field 'page_path': 5000 characters, limit 512"),
+    "country_300": ({"country": "X" * 300}, "field 'country': 300 characters, limit 16"),
+    "properties_flood": (
+        {"properties": {f"k{i}": "v" for i in range(65)}},
+        "field 'properties': 65 entries, limit 64",
+    ),
+    "record_over_32_kib": (
+        {"properties": {f"k{i}": "€" * 256 for i in range(64)}},
+        None,  # the record size: depends on the rest of the event (README "Event limits")
+    ),
+}
+"""Events that are valid Avro but break the contract's limits (issue 16): the changes made to an ordinary
+event, and the dead-letter detail the contract gives (None: `record: <n> bytes, limit 32768`)."""
+
+
+def with_hostile_events(truth_lines: Sequence[str], every: int = 97) -> list[str]:
+    """The ground-truth lines with one copy of an ordinary event per `HOSTILE_EVENTS` entry inserted after
+    every `every` lines, changed as the entry says, with a new event id and expected reason
+    `impossible_value`; `seq` is renumbered."""
+    lines = [json.loads(line) for line in truth_lines]
+    template = next(
+        line for line in lines if line.get("event") is not None and line.get("expected_reason") is None
+    )
+    out: list[dict[str, Any]] = []
+    hostile = iter(HOSTILE_EVENTS.items())
+    for index, line in enumerate(lines):
+        out.append(line)
+        if index % every == every - 1:
+            entry = next(hostile, None)
+            if entry is not None:
+                name, (changes, _) = entry
+                event = {**template["event"], **changes, "event_id": f"hostile-{name}"}
+                out.append(
+                    {**template, "event": event, "expected_reason": "impossible_value", "tags": [name]}
+                )
+    assert next(hostile, None) is None, "the stream is too short for every hostile event"
+    return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
