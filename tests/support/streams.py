@@ -114,7 +114,7 @@ def with_late_records_at(truth_lines: Sequence[str], index: int) -> list[str]:
     return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
 
 
-HOSTILE_EVENTS: Final = {
+HOSTILE_EVENTS: Final[dict[str, tuple[dict[str, Any], str | None]]] = {
     "nul_in_page_path": (
         {"page_path": "/pricing\x00/x"},
         "field 'page_path': NUL (U+0000) at position 8, not allowed",
