@@ -85,7 +85,7 @@ def test_hostile_events_go_to_the_dlq_with_their_reason_and_the_job_never_restar
         found = [
             d
             for d in stream.truth.dead_letters
-            if d.detail == detail or (detail is None and str(d.detail).startswith("record: "))
+            if (d.detail == detail if detail is not None else str(d.detail).startswith("record: "))
         ]
         assert len(found) == 1, (name, found)
         want = detail or f"record: {len(found[0].payload)} bytes, limit 32768"
