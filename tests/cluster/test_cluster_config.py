@@ -31,6 +31,12 @@ def test_the_cluster_configuration_is_exactly_once_with_retained_incremental_roc
     assert options["table.exec.uid.generation"] == "ALWAYS"
 
 
+def test_the_web_ui_cannot_upload_or_run_jars() -> None:
+    """issue 16 item 4 (RELIABILITY, Security): `web.submit.enable: false`; the running cluster's REST
+    answer is asserted in tests/cluster/test_cluster_e2e.py."""
+    assert load()["web.submit.enable"] == "false"
+
+
 def test_checkpoint_interval_and_timeout_are_the_jobs_defaults() -> None:
     options, defaults = load(), FlinkSettings()
     assert submit.duration_ms(options["execution.checkpointing.interval"]) == defaults.checkpoint_interval_ms

@@ -40,6 +40,7 @@ from tests.support.streams import copy_records, with_late_records_at
 from uxstream.cluster import local, submit
 from uxstream.cluster.config import LocalCluster
 from uxstream.cluster.rest import FlinkRest
+from uxstream.errors import UserError
 from uxstream.paths import ROOT
 
 from .conftest import worker_env
@@ -96,6 +97,10 @@ def test_a_job_submitted_with_flink_run_writes_exactly_the_oracle_rows(
         assert rest.wait_for_state(job_id, ("FINISHED", "FAILED", "CANCELED"), 300) == "FINISHED"
         assert restarts(rest, job_id) == 0
         assert_run_equals_oracle(run, kafka_settings)
+        # `flink run` submitted it although the web UI / REST API cannot upload or run jars (issue 16):
+        assert rest.call("/config")["features"]["web-submit"] is False
+        with pytest.raises(UserError, match="HTTP 404"):
+            rest.call("/jars")
     finally:
         drop_database(pg_settings, run.pg)
 
