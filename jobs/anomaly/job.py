@@ -12,6 +12,7 @@ ux.alerts (framed alert.v1, EXACTLY_ONCE).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,10 +20,10 @@ from jobs.anomaly.logic import OPEN, RESOLVED
 from jobs.anomaly.settings import AnomalySettings
 from jobs.common import connectors, counters, decode, runner, tables, topics
 from jobs.common.flink_env import FlinkSettings
+from jobs.common.pipeline import Flow, Pipeline, Step
 
 if TYPE_CHECKING:
-    from pyflink.datastream import DataStream, StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
+    from pyflink.datastream import DataStream
 
 JOB_NAME = "anomaly"
 SQL = Path(__file__).with_name("anomaly.sql")
@@ -97,13 +98,16 @@ def transform(windows: DataStream, settings: AnomalySettings) -> DataStream:
     )
 
 
-def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: AnomalySettings) -> None:
-    """Attach Kafka sources, the PostgreSQL and Kafka sinks; the caller executes `env`."""
-    read_funnels = bool(settings.funnel_topic) and bool(
+def reads_funnels(settings: AnomalySettings) -> bool:
+    """True when a funnel topic is configured and exists (the funnels job creates it)."""
+    return bool(settings.funnel_topic) and bool(
         topics.partition_counts(settings.kafka, [settings.funnel_topic])
     )
-    decode.register_functions(t_env)  # count_when: the job's alert counters
-    for statement in connectors.render_sql(
+
+
+def sources_and_sinks(settings: AnomalySettings, read_funnels: bool) -> list[str]:
+    """The job's recipe (anomaly.sql): the ux.kpi (and ux.funnel) sources and the sinks."""
+    return connectors.render_sql(
         SQL,
         kpi_source_options=connectors.with_clause(source_options(settings, settings.kpi_topic)),
         funnel_source_options=connectors.with_clause(
@@ -113,17 +117,33 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
             connectors.jdbc_upsert_options(settings.postgres, tables.ANOMALIES, flush_rows=100)
         ),
         alerts_options=connectors.with_clause(alerts_options(settings)),
-    ):
-        t_env.execute_sql(statement)
-    query = "SELECT kafka_key, payload, 'kpi' AS source FROM kpi_source"
-    if read_funnels:
-        query += " UNION ALL SELECT kafka_key, payload, 'funnel' AS source FROM funnel_source"
-    alerts = transform(t_env.to_data_stream(t_env.sql_query(query)), settings)
-    t_env.create_temporary_view("alert_messages", t_env.from_data_stream(alerts))
-    statements = t_env.create_statement_set()
-    statements.add_insert_sql(ANOMALIES_INSERT)
-    statements.add_insert_sql(ALERTS_INSERT)
-    statements.attach_as_datastream()
+    )
+
+
+def detect(settings: AnomalySettings, read_funnels: bool) -> Callable[[Flow], None]:
+    """Windows from the sources ─► the detector ─► the view alert_messages."""
+
+    def step(flow: Flow) -> None:
+        query = "SELECT kafka_key, payload, 'kpi' AS source FROM kpi_source"
+        if read_funnels:
+            query += " UNION ALL SELECT kafka_key, payload, 'funnel' AS source FROM funnel_source"
+        alerts = transform(flow.t_env.to_data_stream(flow.t_env.sql_query(query)), settings)
+        flow.t_env.create_temporary_view("alert_messages", flow.t_env.from_data_stream(alerts))
+
+    return step
+
+
+def pipeline(settings: AnomalySettings) -> Pipeline:
+    """The job: ux.kpi (+ ux.funnel) → detector (Python, keyed by series) → anomalies table and ux.alerts."""
+    read_funnels = reads_funnels(settings)
+    return Pipeline(
+        steps=(
+            decode.functions_step(),  # count_when: the job's alert counters
+            Step("sources and sinks", tuple(sources_and_sinks(settings, read_funnels))),
+            Step("detect", stream=detect(settings, read_funnels)),
+            Step("alerts", (ANOMALIES_INSERT, ALERTS_INSERT)),
+        ),
+    )
 
 
 def python_bundle(settings: AnomalySettings, flink: FlinkSettings) -> FlinkSettings:
@@ -136,7 +156,7 @@ def python_bundle(settings: AnomalySettings, flink: FlinkSettings) -> FlinkSetti
 
 
 JOB = runner.JobSpec(
-    JOB_NAME, __doc__, AnomalySettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, python_bundle
+    JOB_NAME, __doc__, AnomalySettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, python_bundle
 )
 main = runner.entry_point(JOB)
 

@@ -70,6 +70,7 @@ from jobs.common.connectors import (
     with_clause,
 )
 from jobs.common.contract import event_reader_schema
+from jobs.common.pipeline import Step
 from jobs.common.settings import KafkaSettings, PostgresSettings
 
 if TYPE_CHECKING:
@@ -312,19 +313,41 @@ def classify_statements(
     )
 
 
-def optimize_shared_views_once(t_env: StreamTableEnvironment) -> None:
-    """For a job whose INSERTs share the classification views (`classify_statements`): the planner then
-    optimizes a view that several sinks read once and feeds them all from it. Without it each INSERT's
-    expansion is optimized on its own, projections are pushed into each copy, and the partition
-    watermark, the dedup and the windows run once per branch (sessionize: 4 OverAggregates and 5 window
-    aggregates instead of 2 and 3; `statement_set.explain()` shows it)."""
-    t_env.get_config().set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
+SHARED_VIEWS: Final = ("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
+"""Table option of a job whose INSERTs share the classification views (`classify_step`): the planner then
+optimizes a view that several sinks read once and feeds them all from it. Without it each INSERT's
+expansion is optimized on its own, projections are pushed into each copy, and the partition watermark, the
+dedup and the windows run once per branch (sessionize: 4 OverAggregates and 5 window aggregates instead of
+2 and 3; `statement_set.explain()` shows it)."""
 
 
-def register_functions(t_env: StreamTableEnvironment) -> None:
-    """Register the uxstream-udf functions (idempotent). Their jar must be on pipeline.jars (flink_env)."""
-    for statement in function_ddl():
-        t_env.execute_sql(statement)
+def source_step(spec: DecodeSpec) -> Step:
+    """The job's Kafka source, the decode views and the DLQ table (`statements`)."""
+    return Step("source and decode", tuple(statements(spec)))
+
+
+def dead_letter_step(spec: DecodeSpec) -> Step:
+    """Every invalid record to the dead-letter topic (`dlq_insert`)."""
+    return Step("dead letters", (dlq_insert(spec),))
+
+
+def functions_step() -> Step:
+    """Only the uxstream-udf functions, for a job that reads no ux.events (their jar is on pipeline.jars)."""
+    return Step("functions", tuple(function_ddl()))
+
+
+def classify_step(
+    source: str,
+    max_future_skew_ms: int,
+    out_of_orderness_ms: int,
+    postgres: PostgresSettings,
+    relevant: str = "TRUE",
+) -> Step:
+    """The arrival classification of the events of the view `source` (`classify_statements`)."""
+    return Step(
+        "classify",
+        tuple(classify_statements(source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant)),
+    )
 
 
 def create(t_env: StreamTableEnvironment, spec: DecodeSpec) -> DecodeNames:

@@ -6,11 +6,11 @@ A job's `job.py` declares what is its own; the runner does the rest the same way
     CHECKS = (runner.ensure_pseudonym_key, *runner.CHECKS)
     OUTPUTS = ("dlq_topic", "kpi_topic")
 
-    JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS)
+    JOB = runner.JobSpec(JOB_NAME, __doc__, SessionizeSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS)
     main = runner.entry_point(JOB)  # main(argv=None) -> int: `uxstream run JOB` and `python -m`
 
-`build(env, t_env, settings)` attaches the job's sources and sinks; it returns the `TableResult` of a
-statement set it executed itself (the runner waits for it) or None (the runner executes `env`).
+`pipeline(settings)` is the job as a list of named steps (jobs/common/pipeline.py); the runner submits it:
+a SQL-only job's statement set is executed and waited on, a job with a DataStream part runs with `env`.
 
 `options` is the job's whole command line, in help order: its own `Option`s (each overrides one settings
 field when given) and the common ones, which the runner reads the same way for every job: where the input
@@ -38,12 +38,11 @@ from jobs.common.cli import (
 )
 from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import FlinkSettings
+from jobs.common.pipeline import Pipeline
 from jobs.common.settings import KafkaSettings, SettingsError
 
 if TYPE_CHECKING:
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-    from pyflink.table.table_result import TableResult
+    pass
 
 
 class JobSettings(Protocol):
@@ -173,7 +172,8 @@ class JobSpec(Generic[S]):
     """The job module's docstring: its first line is the command's description."""
     settings: Callable[..., S]
     """`XSettings.from_env`: called as `settings(None, **overrides)`."""
-    build: Callable[[StreamExecutionEnvironment, StreamTableEnvironment, S], TableResult | None]
+    pipeline: Callable[[S], Pipeline]
+    """The job's steps for its settings (renders SQL only: no pyflink, no Flink)."""
     options: tuple[Option | CommonOption, ...] = event_job_options()
     """The command line in help order (`event_job_options(*own)` for a job reading ux.events)."""
     checks: tuple[Callable[[JobSpec[S], S], None], ...] = CHECKS
@@ -258,7 +258,7 @@ def run(spec: JobSpec[S], settings: S) -> None:
     if uids is not None:
         t_env.get_config().set("table.exec.uid.format", uids)
     try:
-        result = spec.build(env, t_env, settings)
+        result = spec.pipeline(settings).submit(env, t_env)
         if result is not None:
             result.wait()
         else:

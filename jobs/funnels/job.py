@@ -12,16 +12,13 @@ flags ─► late ledger │ occurrence per event_id (dedup) ─► DataStream k
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from jobs.common import connectors, counters, decode, runner, tables
+from jobs.common.pipeline import Flow, Pipeline, Step
 from jobs.funnels.logic import PROPERTIES_PREFIX, attributes_of, relevant_event_names
 from jobs.funnels.settings import FunnelsSettings
-
-if TYPE_CHECKING:
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StatementSet, StreamTableEnvironment
 
 JOB_NAME = "funnels"
 SQL = Path(__file__).with_name("funnels.sql")
@@ -129,52 +126,60 @@ def _utc(column: str) -> str:
     return f"to_utc(TO_TIMESTAMP_LTZ({column}, 3))"
 
 
-def transform(
-    env: StreamExecutionEnvironment,
-    t_env: StreamTableEnvironment,
-    settings: FunnelsSettings,
-    statement_set: StatementSet,
-) -> None:
-    """Add the funnel topology to `statement_set`; expects the `routed` view and the sink tables."""
-    from pyflink.common.typeinfo import Types
+def route(flow: Flow) -> None:
+    """The `routed` view (all the JVM part hands over) as one DataStream and as the view routed_rows."""
+    routed = flow.t_env.to_data_stream(flow.t_env.from_path("routed"))
+    flow.streams["routed"] = routed
+    flow.t_env.create_temporary_view("routed_rows", flow.t_env.from_data_stream(routed))
 
-    from jobs.funnels.functions import (
-        ATTEMPT_FIELDS,
-        STEPS_TAG,
-        WINDOW_FIELDS,
-        AttemptsFunction,
-        WindowsFunction,
-        row_type,
-    )
 
-    funnels = settings.funnels
-    routed = t_env.to_data_stream(t_env.from_path("routed"))
-    t_env.create_temporary_view("routed_rows", t_env.from_data_stream(routed))
-    statement_set.add_insert_sql(dlq_insert(decode_spec(settings)))
-    statement_set.add_insert_sql(late_insert())
-    attempts = (
-        routed.key_by(lambda row: row[1], key_type=Types.STRING())
-        .process(
-            AttemptsFunction(funnels, attributes_of(funnels), settings.state_ttl_ms),
-            output_type=row_type(ATTEMPT_FIELDS),
+def attempts_and_windows(settings: FunnelsSettings) -> Callable[[Flow], None]:
+    """Attempts per user, then windows per funnel (Python keyed functions): the views attempts_out,
+    windows_out and steps_out."""
+
+    def process(flow: Flow) -> None:
+        from pyflink.common.typeinfo import Types
+
+        from jobs.funnels.functions import (
+            ATTEMPT_FIELDS,
+            STEPS_TAG,
+            WINDOW_FIELDS,
+            AttemptsFunction,
+            WindowsFunction,
+            row_type,
         )
-        .name("funnels: attempts per user")
-        .uid(UID_ATTEMPTS)
-    )
-    windows = (
-        attempts.key_by(lambda row: row[1], key_type=Types.STRING())
-        .process(WindowsFunction(funnels, settings.window_ms), output_type=row_type(WINDOW_FIELDS))
-        .name("funnels: windows per funnel")
-        .uid(UID_WINDOWS)
-    )
-    steps = windows.get_side_output(STEPS_TAG)
-    t_env.create_temporary_view("attempts_out", t_env.from_data_stream(attempts))
-    t_env.create_temporary_view("windows_out", t_env.from_data_stream(windows))
-    t_env.create_temporary_view("steps_out", t_env.from_data_stream(steps))
+
+        funnels = settings.funnels
+        attempts = (
+            flow.streams["routed"]
+            .key_by(lambda row: row[1], key_type=Types.STRING())
+            .process(
+                AttemptsFunction(funnels, attributes_of(funnels), settings.state_ttl_ms),
+                output_type=row_type(ATTEMPT_FIELDS),
+            )
+            .name("funnels: attempts per user")
+            .uid(UID_ATTEMPTS)
+        )
+        windows = (
+            attempts.key_by(lambda row: row[1], key_type=Types.STRING())
+            .process(WindowsFunction(funnels, settings.window_ms), output_type=row_type(WINDOW_FIELDS))
+            .name("funnels: windows per funnel")
+            .uid(UID_WINDOWS)
+        )
+        steps = windows.get_side_output(STEPS_TAG)
+        flow.t_env.create_temporary_view("attempts_out", flow.t_env.from_data_stream(attempts))
+        flow.t_env.create_temporary_view("windows_out", flow.t_env.from_data_stream(windows))
+        flow.t_env.create_temporary_view("steps_out", flow.t_env.from_data_stream(steps))
+
+    return process
+
+
+def output_inserts() -> tuple[str, ...]:
+    """funnel_attempts, funnel_windows, funnel_window_steps and ux.funnel from the processed streams."""
     scalar = "funnel, {start}, {end}, dimension, dimension_value".format(
         start=_utc("window_start"), end=_utc("window_end")
     )
-    for statement in (
+    return (
         f"""INSERT INTO attempts_sink
 SELECT attempt_id, funnel, user_key, {_utc("entered_at")}, {_utc("ended_at")}, status, furthest_step, steps,
   step_times, time_to_convert_ms, breakdown
@@ -188,9 +193,7 @@ SELECT {scalar}, step, step_name, reached, conversion_from_previous, drop_off
 FROM steps_out""",
         """INSERT INTO funnel_topic
 SELECT kafka_key, payload, TO_TIMESTAMP_LTZ(window_end, 3) FROM windows_out""",
-    ):
-        statement_set.add_insert_sql(statement)
-    del env
+    )
 
 
 def decode_spec(settings: FunnelsSettings) -> decode.DecodeSpec:
@@ -198,18 +201,22 @@ def decode_spec(settings: FunnelsSettings) -> decode.DecodeSpec:
     return decode.job_event_time_spec(JOB_NAME, settings, settings.dlq_transactional_id_prefix)
 
 
-def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: FunnelsSettings) -> None:
-    """Attach the Kafka source, DLQ, PostgreSQL and ux.funnel sinks to `env` (run with env.execute)."""
-    config = t_env.get_config()
-    config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
-    decode.optimize_shared_views_once(t_env)
-    spec = decode_spec(settings)
-    decode.create(t_env, spec)
+RELEVANT_VIEW = "CREATE TEMPORARY VIEW relevant "
+
+
+def recipe(settings: FunnelsSettings) -> tuple[list[str], list[str]]:
+    """The job's recipe (funnels.sql) in two parts: up to the `relevant` view, and the `routed` view with
+    the sink tables (the arrival classification goes between them)."""
     pg = settings.postgres
+    spec = decode_spec(settings)
     topic = connectors.kafka_exactly_once_sink_options(
         settings.kafka, settings.funnel_topic, settings.windows_transactional_id_prefix, value_format="raw"
     )
     topic.update({"key.format": "raw", "key.fields": "kafka_key", "value.fields-include": "EXCEPT_KEY"})
+
+    def upsert(table: str) -> str:
+        return connectors.with_clause(connectors.jdbc_upsert_options(pg, table))
+
     statements = connectors.render_sql(
         SQL,
         relevant=relevant_condition(settings),
@@ -218,30 +225,46 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         attribute_columns=attribute_columns(settings),
         attribute_nulls=attribute_nulls(settings),
         dlq_select=dlq_select(spec),
-        attempts_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.FUNNEL_ATTEMPTS)),
-        windows_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.FUNNEL_WINDOWS)),
-        window_steps_options=connectors.with_clause(
-            connectors.jdbc_upsert_options(pg, tables.FUNNEL_WINDOW_STEPS)
-        ),
+        attempts_options=upsert(tables.FUNNEL_ATTEMPTS),
+        windows_options=upsert(tables.FUNNEL_WINDOWS),
+        window_steps_options=upsert(tables.FUNNEL_WINDOW_STEPS),
         funnel_topic_options=connectors.with_clause(topic),
     )
-    # The shared arrival classification (late, future, occurrence numbers) goes over the `relevant` view.
-    after = next(i for i, s in enumerate(statements) if s.startswith("CREATE TEMPORARY VIEW relevant ")) + 1
-    statements[after:after] = decode.classify_statements(
-        "relevant", settings.max_future_skew_ms, settings.out_of_orderness_ms, pg, relevant="is_relevant"
+    after = next(i for i, s in enumerate(statements) if s.startswith(RELEVANT_VIEW)) + 1
+    return statements[:after], statements[after:]
+
+
+def pipeline(settings: FunnelsSettings) -> Pipeline:
+    """The job: Kafka → decode → relevant events → classify → routed stream → attempts → windows → sinks."""
+    spec = decode_spec(settings)
+    relevant, routed = recipe(settings)
+    return Pipeline(
+        config=(("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms"), decode.SHARED_VIEWS),
+        steps=(
+            decode.source_step(spec),
+            Step("relevant events", tuple(relevant)),
+            # Every valid event passes the classification; only the relevant ones are classified.
+            decode.classify_step(
+                "relevant",
+                settings.max_future_skew_ms,
+                settings.out_of_orderness_ms,
+                settings.postgres,
+                relevant="is_relevant",
+            ),
+            Step("routed and sinks", tuple(routed)),
+            Step("route", stream=route),
+            Step("dead letters and late ledger", (dlq_insert(spec), late_insert())),
+            Step("attempts and windows", stream=attempts_and_windows(settings)),
+            Step("outputs", output_inserts()),
+        ),
     )
-    for statement in statements:
-        t_env.execute_sql(statement)
-    statement_set = t_env.create_statement_set()
-    transform(env, t_env, settings, statement_set)
-    statement_set.attach_as_datastream()
 
 
 STATE_LAYOUT = 2
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
 optimized once."""
 JOB = runner.JobSpec(
-    JOB_NAME, __doc__, FunnelsSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
+    JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )
 main = runner.entry_point(JOB)
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from jobs.common import connectors, counters, decode, runner, tables
+from jobs.common.pipeline import Pipeline, Step
 from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
     FIRST_REVISION,
@@ -26,11 +27,6 @@ from jobs.sessionize.logic import (
     window_kinds,
 )
 from jobs.sessionize.settings import SessionizeSettings
-
-if TYPE_CHECKING:
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StatementSet, StreamTableEnvironment
-    from pyflink.table.table_result import TableResult
 
 JOB_NAME = "sessionize"
 SQL = Path(__file__).with_name("sessionize.sql")
@@ -211,19 +207,11 @@ def kpi_topic_insert(settings: SessionizeSettings) -> str:
     )
 
 
-def transform(
-    t_env: StreamTableEnvironment, settings: SessionizeSettings, statement_set: StatementSet
-) -> None:
-    """Add the job's topology to `statement_set`; expects `ux_events` and the sink tables to exist."""
+def python_functions(settings: SessionizeSettings) -> dict[str, Any]:
+    """The Python UDFs of the windows step: the session splitter and the ux.kpi encoder."""
     from jobs.sessionize.functions import encode_kpi_window, split_sessions
 
-    t_env.create_temporary_function("split_sessions", split_sessions(settings.rules))
-    t_env.create_temporary_function("encode_kpi_window", encode_kpi_window())
-    for statement in statements(settings):
-        if statement.startswith("INSERT"):
-            statement_set.add_insert_sql(statement)
-        else:
-            t_env.execute_sql(statement)
+    return {"split_sessions": split_sessions(settings.rules), "encode_kpi_window": encode_kpi_window()}
 
 
 def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
@@ -241,46 +229,65 @@ def kpi_topic_options(settings: SessionizeSettings) -> dict[str, str]:
     return options
 
 
-def build(
-    env: StreamExecutionEnvironment | None, t_env: StreamTableEnvironment, settings: SessionizeSettings
-) -> TableResult:
-    """Attach Kafka source, DLQ and PostgreSQL sinks, and submit the job (SQL only: `env` is not used)."""
-    config = t_env.get_config()
-    # Windows align to local days of the session time zone; all event times are epoch-based (LTZ).
-    config.set("table.local-time-zone", settings.session_timezone)
-    # Dedup state (occurrence numbers per event_id) lives for the dedup TTL.
-    config.set("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms")
-    decode.optimize_shared_views_once(t_env)
-    spec = decode_spec(settings)
-    names = decode.create(t_env, spec)
+def sinks_sql(settings: SessionizeSettings) -> list[str]:
+    """The job's recipe (sessionize.sql): its functions, the `clean` view and the sink tables."""
     pg = settings.postgres
-    for statement in [
-        *decode.classify_statements(
-            decode.quote(names.valid_view), settings.max_future_skew_ms, settings.out_of_orderness_ms, pg
+
+    def upsert(table: str) -> str:
+        return connectors.with_clause(connectors.jdbc_upsert_options(pg, table))
+
+    return connectors.render_sql(
+        SQL,
+        sessions_options=upsert(tables.SESSIONS),
+        kpi_1m_options=upsert(tables.KPI_1M),
+        kpi_sliding_options=upsert(tables.KPI_SLIDING_5M),
+        kpi_daily_options=upsert(tables.KPI_DAILY),
+        kpi_topic_options=connectors.with_clause(kpi_topic_options(settings)),
+    )
+
+
+def pipeline(settings: SessionizeSettings) -> Pipeline:
+    """The job: Kafka → decode → classify → sinks; dead letters; KPI windows and sessions."""
+    spec = decode_spec(settings)
+    return Pipeline(
+        config=(
+            # Windows align to local days of the session time zone; all event times are epoch-based (LTZ).
+            ("table.local-time-zone", settings.session_timezone),
+            # Dedup state (occurrence numbers per event_id) lives for the dedup TTL.
+            ("table.exec.state.ttl", f"{settings.dedup_ttl_ms} ms"),
+            decode.SHARED_VIEWS,
         ),
-        *connectors.render_sql(
-            SQL,
-            sessions_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.SESSIONS)),
-            kpi_1m_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.KPI_1M)),
-            kpi_sliding_options=connectors.with_clause(
-                connectors.jdbc_upsert_options(pg, tables.KPI_SLIDING_5M)
+        steps=(
+            decode.source_step(spec),
+            decode.classify_step(
+                decode.quote(spec.names.valid_view),
+                settings.max_future_skew_ms,
+                settings.out_of_orderness_ms,
+                settings.postgres,
             ),
-            kpi_daily_options=connectors.with_clause(connectors.jdbc_upsert_options(pg, tables.KPI_DAILY)),
-            kpi_topic_options=connectors.with_clause(kpi_topic_options(settings)),
+            Step("sinks", tuple(sinks_sql(settings))),
+            decode.dead_letter_step(spec),
+            Step(
+                "windows and sessions",
+                tuple(statements(settings)),
+                functions=lambda: python_functions(settings),
+            ),
         ),
-    ]:
-        t_env.execute_sql(statement)
-    statement_set = t_env.create_statement_set()
-    statement_set.add_insert_sql(decode.dlq_insert(spec))
-    transform(t_env, settings, statement_set)
-    return statement_set.execute()
+    )
 
 
 STATE_LAYOUT = 2
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once."""
 JOB = runner.JobSpec(
-    JOB_NAME, __doc__, SessionizeSettings.from_env, build, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
+    JOB_NAME,
+    __doc__,
+    SessionizeSettings.from_env,
+    pipeline,
+    OPTIONS,
+    CHECKS,
+    OUTPUTS,
+    state_layout=STATE_LAYOUT,
 )
 main = runner.entry_point(JOB)
 

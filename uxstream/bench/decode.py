@@ -168,7 +168,8 @@ def build_raw(t_env: StreamTableEnvironment, kafka: KafkaSettings, topic: str, r
 
 def build_java(t_env: StreamTableEnvironment, kafka: KafkaSettings, topic: str, records: int) -> list[str]:
     raw_table(t_env, kafka, topic, records)
-    decode.register_functions(t_env)
+    for statement in decode.function_ddl():
+        t_env.execute_sql(statement)
     return [
         blackhole_insert(t_env, "bench_sink", "SELECT decode_ux_event(payload) AS decoded FROM bench_raw")
     ]

@@ -5,12 +5,12 @@
 
 Jobs:
 
-- `sessionize`: the real job (`jobs.sessionize.job.build`), unchanged topology and settings, with
+- `sessionize`: the real job (`jobs.sessionize.job.pipeline`), unchanged topology and settings, with
   benchmark-only settings: the transactional-id prefix of its exactly-once sinks (DLQ, KPI topic) is
   `sessionize-bench-<run id>`, so a benchmark run never fences a sessionize job or test running beside it
   on the same broker; its KPI windows go to the run's own `--kpi-topic`; and `--tumble-ms` may shorten the
   1-minute KPI window (latency smoke runs only).
-- `funnels`: the real funnels job (`jobs.funnels.job.build`) with the shipped definitions
+- `funnels`: the real funnels job (`jobs.funnels.job.pipeline`) with the shipped definitions
   (config/funnels.toml), its own DLQ and ux.funnel topics (`--dlq-topic`, `--funnel-topic`) and the same
   benchmark-only transactional-id prefix scheme.
 - `bare`: the bare Flink SQL pipeline: sessionize's own decode step (same Kafka raw source, same
@@ -91,7 +91,9 @@ def build_sessionize(t_env: StreamTableEnvironment, settings: SessionizeSettings
     """The sessionize job exactly as `jobs.sessionize.job.run` builds it."""
     from jobs.sessionize import job as sessionize
 
-    return sessionize.build(None, t_env, settings)
+    result = sessionize.pipeline(settings).submit(None, t_env)
+    assert result is not None, "sessionize is a SQL-only job: its statement set is executed"
+    return result
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -124,7 +126,7 @@ def run_funnels(args: argparse.Namespace) -> Any:
     """The funnels job exactly as `jobs.funnels.job.run` builds it, submitted asynchronously."""
     from jobs.common import privacy, topics
     from jobs.common.flink_env import create_environments
-    from jobs.funnels.job import build
+    from jobs.funnels.job import pipeline
     from jobs.funnels.settings import FunnelsSettings
 
     settings = FunnelsSettings.from_env(
@@ -139,7 +141,7 @@ def run_funnels(args: argparse.Namespace) -> Any:
     topics.ensure_topics(settings.kafka, {settings.dlq_topic: 1, settings.funnel_topic: 1})
     privacy.ensure_key()
     env, t_env = create_environments(settings.flink, "bench-funnels")
-    build(env, t_env, settings)
+    pipeline(settings).submit(env, t_env)
     return env.execute_async(f"funnels-bench-{args.run_id}")
 
 
