@@ -357,20 +357,23 @@ def arrivals(
     out_of_orderness_ms: int = 5_000,
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
 ) -> Iterator[Arrival]:
-    """The jobs' arrival classification of valid events (`OracleEvent`s, or anything with `.event`) of one
-    partition in produce order. Every valid non-future event moves the watermark (per record, before the
-    next arrives); only events whose event_name is in `relevant` (None: all) are classified and yielded.
-    Future events never move it; an event at or below the watermark is late; on-time events are
-    numbered per event_id (the jobs' dedup)."""
+    """The jobs' arrival classification of valid events (`OracleEvent`s, or anything with `.event` and
+    optionally `.partition`) in produce order. Each Kafka partition has its own watermark: every valid
+    non-future event of the partition moves it (per record, before the next arrives); only events whose
+    event_name is in `relevant` (None: all) are classified and yielded. Future events never move it; an
+    event at or below its partition's watermark is late; on-time events are numbered per event_id (the
+    jobs' dedup; a user's events, and so the copies of an event, share a partition)."""
     occurrences: dict[str, int] = {}
-    max_ts: int | None = None
+    max_ts: dict[int | None, int] = {}
     for item in events:
         event = item.event
         ts = int(event["ts"])
-        watermark = None if max_ts is None else max_ts - out_of_orderness_ms
+        partition = getattr(item, "partition", None)
+        latest = max_ts.get(partition)
+        watermark = None if latest is None else latest - out_of_orderness_ms
         future = is_future(ts, int(event["received_at"]), max_future_skew_ms)
-        if not future and (max_ts is None or ts > max_ts):
-            max_ts = ts
+        if not future and (latest is None or ts > latest):
+            max_ts[partition] = ts
         if relevant is not None and event["event_name"] not in relevant:
             continue
         if future:

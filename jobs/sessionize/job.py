@@ -7,7 +7,8 @@ Topology (all per-event work in Flink's JVM operators; Python sees one record pe
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
 KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets; hop 5 min/1 min and
 cumulate 1 day/5 min cascaded from the minute rows) and
-SESSION windows per user (gap rule) ─► Python UDTF (midnight / max-duration splits, session rows).
+gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user) ─►
+Python UDTF (midnight / max-duration splits, session rows).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from jobs.sessionize.logic import (
 from jobs.sessionize.settings import SessionizeSettings
 
 JOB_NAME = "sessionize"
+SESSIONS_UID = "sessionize_gap_sessions_v1"
+"""The uid of the session_events operator (its keyed state: each user's open gap-session and timer); a PTF
+uid must match [a-zA-Z_][a-zA-Z-_0-9]*."""
 SQL = Path(__file__).with_name("sessionize.sql")
 
 OPTIONS = runner.event_job_options(
@@ -134,6 +138,8 @@ SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(recei
 FROM ledger
 WHERE {counters.ledger_counters("reason")}""",
         f"CREATE TEMPORARY VIEW kpi_minutes AS\n{minutes}",
+        f"CREATE TEMPORARY VIEW session_input AS\nSELECT user_key, event_time, {packed} AS packed\n"
+        f"FROM clean\nWHERE {first}",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
         f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
         f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",
@@ -146,12 +152,11 @@ SELECT s.session_id, s.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
   s.duration_ms, s.event_count, s.page_views, s.distinct_pages, s.entry_page, s.exit_page, s.referrer,
   s.utm_source, s.utm_medium, s.utm_campaign, s.device_type, s.browser, s.country, s.error_count,
   s.conversions, s.engaged, s.bounce, s.split_reason, s.is_final
-FROM (
-  SELECT user_key, '[' || ARRAY_JOIN(ARRAY_AGG({packed}), ',') || ']' AS packed
-  FROM TABLE(SESSION(TABLE clean PARTITION BY user_key, DESCRIPTOR(event_time),
-    {connectors.sql_interval(settings.session_gap_ms)}))
-  WHERE {first}
-  GROUP BY user_key, window_start, window_end
+FROM session_events(
+  input => TABLE session_input PARTITION BY user_key,
+  on_time => DESCRIPTOR(event_time),
+  gap_ms => CAST({settings.session_gap_ms} AS BIGINT),
+  uid => '{SESSIONS_UID}'
 ) AS g,
 LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, user_key, session_start, session_end,
   duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer, utm_source,
@@ -276,9 +281,10 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
-cumulative windows cascaded from the minute rows, shared views optimized once."""
+cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
+from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -4,19 +4,21 @@ Written apart from `logic.py` and the job's SQL on purpose (no shared code).
 
 - `expected_sessions`: SEMANTICS.md "Sessions" on a finished list of clean events: sorts each user's
   events, finds the split points over neighbour pairs, aggregates every slice from scratch.
-- `expected`: the whole job on a ground-truth stream (one partition, records in produce order), as the
-  job's semantics define it:
+- `expected`: the whole job on a ground-truth stream (records in produce order, any number of
+  partitions), as the job's semantics define it:
   1. valid events only (the oracle base decides validity; invalid ones are dead letters);
   2. future: ts > Kafka timestamp (= received_at) + max_future_skew → ledger `future_timestamp`; future
      events never move the watermark;
-  3. watermark before a record = (max ts of the earlier valid, non-future records) − out-of-orderness
+  3. watermark before a record = (max ts of the earlier valid, non-future records of its partition) −
+     out-of-orderness
      (on-event emission: a record never sees its own watermark); late: ts ≤ that watermark → ledger
      `late` with the watermark and lateness;
   4. the remaining on-time events are numbered per event_id in arrival order: occurrence 1 is counted,
      later ones are duplicates (counted per window in `duplicates`);
-  5. KPI windows over on-time events; sessions over counted on-time events, where a user's gap-session is
-     cut where Flink's session window has already fired when the next event arrives (watermark ≥ last +
-     gap − 1), which only differs from the pure gap rule when an event lands exactly one gap later.
+  5. KPI windows over on-time events; sessions over each user's counted on-time events by SEMANTICS alone
+     (`expected_sessions`: the gap rule on the events in time order, a gap of exactly one session gap
+     staying in the session, then midnight and max-duration splits), whatever the arrival order within
+     the bound: the job's session function waits until the watermark passes last + gap.
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ def expected(
     job: str = "sessionize",
     pseudonym: Callable[[str], str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Expected rows per table name, from the valid events of one partition in produce order.
+    """Expected rows per table name, from the valid events in produce order (each Kafka partition with its
+    own watermark: `jobs.common.oracle.arrivals`).
 
     `events` are `jobs.common.oracle.OracleEvent`s (any object with `.event` and `.seq`); the Kafka
     timestamp of each is its `received_at`. Times are epoch milliseconds. `pseudonym` maps a raw user key
@@ -188,9 +191,8 @@ def expected(
     conversions = set(conversion_events)
     late_rows: list[dict[str, Any]] = []
     on_time: list[tuple[Mapping[str, Any], int]] = []  # (event, occurrence)
-    # Per user: (last ts of the open gap-session, index list of its events) for the firing simulation.
-    gap_sessions: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(list)
-    last_ts: dict[str, int] = {}
+    # Per user: every counted on-time event (expected_sessions applies the gap rule).
+    gap_sessions: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(lambda: [[]])
 
     for arrival in arrivals(
         events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
@@ -216,13 +218,7 @@ def expected(
             continue
         on_time.append((event, occurrence))
         if occurrence == 1:
-            user = user_key_of(event)
-            fired = user in last_ts and watermark is not None and watermark >= last_ts[user] + gap_ms - 1
-            if user not in last_ts or fired or ts - last_ts[user] > gap_ms:
-                gap_sessions[user].append([])
-                last_ts[user] = ts
-            gap_sessions[user][-1].append(event)
-            last_ts[user] = max(last_ts[user], ts)
+            gap_sessions[user_key_of(event)][0].append(event)
 
     # The late ledger is keyed (job, event_id, event_time): a repeated late record rewrites its row.
     ledger = {(r["job"], r["event_id"], r["event_time"]): r for r in late_rows}

@@ -9,6 +9,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc'
 -- distinct keys of a tumbling window; user_count(users) → distinct users of the union of minute sets.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_set AS 'io.uxstream.udf.UserSet$Collect' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_count AS 'io.uxstream.udf.UserSet$Count' LANGUAGE JAVA;
+-- Gap-sessions per user (io.uxstream.udf.SessionEvents, a process table function with keyed state and one
+-- event-time timer per user at last event + gap): one row per gap-session, its events packed as JSON.
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS session_events AS 'io.uxstream.udf.SessionEvents' LANGUAGE JAVA;
 
 -- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
 --    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `ledger` (late and future
