@@ -260,6 +260,9 @@ def job_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_mb",
     )
     result: dict[str, Any] = {k: spread([r[k] for r in runs]) for k in keys}
+    cpu = [r["cpu"]["cpu_us_per_event"] for r in runs if r.get("cpu", {}).get("cpu_us_per_event") is not None]
+    if cpu:
+        result["cpu_us_per_event"] = spread(cpu)
     result["others_cores"] = spread([r["others_cores"] for r in runs], 2)
     durations = [d for r in runs for d in r["checkpoints"].get("durations_ms", [])]
     if durations:
@@ -450,6 +453,7 @@ class Harness:
             f"({record['processing_s']:.1f} s), start-up {record['startup_s']:.1f} s, "
             f"wall {record['wall_s']:.1f} s, peak RSS {record['peak_rss_mb']:,.0f} MB, "
             f"{record['checkpoints']['completed']} checkpoint(s), "
+            f"CPU {record['cpu'].get('cpu_us_per_event')} µs/event, "
             f"other processes {record['others_cores']:.1f} cores"
         )
         return record

@@ -87,6 +87,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of every thread of a process so far, keyed `<tid>:<thread name>` (the kernel keeps 15
+    characters of a name: "GC Thread#0", "C2 CompilerThre", "Source: ux_even")."""
+    found: dict[str, float] = {}
+    try:
+        tasks = os.scandir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    with tasks:
+        for task in tasks:
+            try:
+                text = Path(task.path, "stat").read_text()
+            except OSError:
+                continue
+            name = text[text.find("(") + 1 : text.rfind(")")]
+            fields = text[text.rfind(")") + 2 :].split()
+            found[f"{task.name}:{name}"] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+THREAD_KINDS: Final = (
+    ("garbage collection", ("GC Thread", "G1 ", "VM Periodic", "GC ")),
+    ("JIT compiler", ("C1 Compiler", "C2 Compiler")),
+)
+"""JVM housekeeping threads by name prefix; every other JVM thread counts as the job's own work."""
+
+
+def thread_kind(name: str) -> str:
+    for kind, prefixes in THREAD_KINDS:
+        if name.startswith(prefixes):
+            return kind
+    return "job threads (tasks, network, checkpoints)"
+
+
 def box_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores (from /proc/stat)."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -165,6 +199,8 @@ class Observation:
     """vertex id → the flame graph tree (`data`) of on-CPU stack samples."""
     peak_rss: int = 0
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    cpu_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    """(time.monotonic(), CPU seconds so far by kind: JVM thread kinds, "Python and other processes")."""
     errors: int = 0
 
     @property
@@ -201,6 +237,8 @@ class JobMonitor(threading.Thread):
         self._operator_names: dict[str, list[str]] = {}
         self._flame_requested: dict[str, float] = {}
         self._last_slow = 0.0
+        self._last_threads = 0.0
+        self._threads: dict[str, float] = {}
 
     def stop(self) -> Observation:
         self._stop_event.set()
@@ -234,6 +272,20 @@ class JobMonitor(threading.Thread):
         self.seen.peak_rss = max(self.seen.peak_rss, sum(rss_bytes(p) for p in pids))
         for pid in pids:
             self.seen.cpu_by_pid[pid] = max(self.seen.cpu_by_pid.get(pid, 0.0), cpu_seconds(pid))
+        now = time.monotonic()
+        if now - self._last_threads < 1.0:
+            return  # threads once a second: ~100 stat files each time
+        self._last_threads = now
+        jvm = max(pids, key=lambda p: self.seen.cpu_by_pid.get(p, 0.0))  # the MiniCluster's JVM
+        for key, seconds in thread_cpu_seconds(jvm).items():
+            self._threads[key] = max(self._threads.get(key, 0.0), seconds)
+        kinds: dict[str, float] = {}
+        for key, seconds in self._threads.items():
+            kind = thread_kind(key.split(":", 1)[1])
+            kinds[kind] = kinds.get(kind, 0.0) + seconds
+        others = sum(v for p, v in self.seen.cpu_by_pid.items() if p != jvm)
+        kinds["Python and other processes"] = others
+        self.seen.cpu_samples.append((now, kinds))
 
     def _poll(self) -> None:
         seen = self.seen
@@ -363,6 +415,38 @@ def processing_span(seen: Observation) -> Span | None:
     end = (samples[settled - 1].at + samples[settled].at) / 2 if settled > first else samples[settled].at
     total = int(samples[-1].total("read-records", sources))
     return Span(start, end, observed, total, round(total * remaining))
+
+
+def _cpu_at(samples: list[tuple[float, dict[str, float]]], at: float) -> dict[str, float]:
+    """CPU seconds by kind at `at`, interpolated between the samples around it."""
+    before = [s for s in samples if s[0] <= at]
+    after = [s for s in samples if s[0] >= at]
+    if not before:
+        return dict(samples[0][1])
+    if not after:
+        return dict(samples[-1][1])
+    (t0, a), (t1, b) = before[-1], after[0]
+    share = 0.0 if t1 == t0 else (at - t0) / (t1 - t0)
+    return {k: a.get(k, 0.0) + (b.get(k, 0.0) - a.get(k, 0.0)) * share for k in a.keys() | b.keys()}
+
+
+def cpu_in_span(seen: Observation, span: Span) -> dict[str, Any]:
+    """CPU the job's processes spent over the processing span, by kind, and per record processed in it
+    (`cpu_us_per_event`: all kinds; the JVM's job threads alone are `job_thread_us_per_event`)."""
+    samples = seen.cpu_samples
+    if len(samples) < 2 or span.records <= 0:
+        return {"cpu_us_per_event": None, "note": "too few CPU samples or no record in the span"}
+    start, end = _cpu_at(samples, span.start), _cpu_at(samples, span.end)
+    by_kind = {k: max(0.0, end.get(k, 0.0) - start.get(k, 0.0)) for k in start.keys() | end.keys()}
+    total = sum(by_kind.values())
+    job_threads = by_kind.get(thread_kind("task"), 0.0)
+    return {
+        "cpu_s": round(total, 3),
+        "cores": round(total / span.seconds, 2),
+        "cpu_us_per_event": round(total / span.records * 1e6, 1),
+        "job_thread_us_per_event": round(job_threads / span.records * 1e6, 1),
+        "by_kind_s": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+    }
 
 
 def vertex_load(seen: Observation, span: Span) -> list[dict[str, Any]]:

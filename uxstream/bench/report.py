@@ -158,6 +158,14 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
     row("start-up (launch → job up and reading): bare pipeline", _get(f, "bare.startup_s"), " s", "", 1)
     row("start-up (launch → job up and reading): sessionize", _get(f, "sessionize.startup_s"), " s", "", 1)
     row("start-up (launch → job up and reading): funnels", _get(f, "funnels.startup_s"), " s", "", 1)
+    row("CPU per event over the processing span: bare pipeline", _get(f, "bare.cpu_us_per_event"), " µs")
+    row(
+        "CPU per event over the processing span: sessionize",
+        _get(f, "sessionize.cpu_us_per_event"),
+        " µs",
+        "≤ 50 µs",
+    )
+    row("CPU per event over the processing span: funnels", _get(f, "funnels.cpu_us_per_event"), " µs")
     row("peak RSS of the job's process tree: bare pipeline", _get(f, "bare.peak_rss_mb"), " MB")
     row("peak RSS of the job's process tree: sessionize", _get(f, "sessionize.peak_rss_mb"), " MB")
     row("peak RSS of the job's process tree: funnels", _get(f, "funnels.peak_rss_mb"), " MB")

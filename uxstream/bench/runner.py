@@ -31,6 +31,7 @@ from uxstream.bench.monitor import (
     Observation,
     box_cpu_seconds,
     checkpoint_summary,
+    cpu_in_span,
     flame_summary,
     processing_span,
     vertex_load,
@@ -275,6 +276,7 @@ class JobProcess:
             "loadavg_before": [round(x, 2) for x in self._load_start],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "checkpoints": checkpoint_summary(seen.checkpoints),
+            "cpu": cpu_in_span(seen, span),
             "vertices": vertex_load(seen, span),
             "flamegraphs": {
                 seen.vertex_names.get(v, v): flame_summary(g) for v, g in seen.flamegraphs.items()

@@ -1,0 +1,44 @@
+"""The bench's CPU figures (issue 17 item 3): CPU of the job's processes over the processing span, by
+kind of thread, per event processed in the span. Pure: samples in, figures out."""
+
+from __future__ import annotations
+
+import os
+
+from uxstream.bench.monitor import Observation, Span, cpu_in_span, thread_cpu_seconds, thread_kind
+
+JOB = thread_kind("Source: ux_even")
+
+
+def test_jvm_threads_are_told_apart_by_name() -> None:
+    assert thread_kind("GC Thread#0") == thread_kind("G1 Conc#0") == "garbage collection"
+    assert thread_kind("C2 CompilerThre") == thread_kind("C1 CompilerThre") == "JIT compiler"
+    assert thread_kind("Source: ux_even") == thread_kind("flink-pekko.act") == JOB
+
+
+def test_cpu_over_the_span_is_interpolated_between_samples_and_divided_by_its_events() -> None:
+    seen = Observation()
+    seen.cpu_samples = [
+        (10.0, {JOB: 1.0, "garbage collection": 0.1, "Python and other processes": 0.5}),
+        (12.0, {JOB: 3.0, "garbage collection": 0.3, "Python and other processes": 0.5}),
+        (14.0, {JOB: 7.0, "garbage collection": 0.5, "Python and other processes": 1.5}),
+    ]
+    # The span runs from 11 s to 13 s: job threads 2 → 5 s, GC 0.2 → 0.4 s, Python 0.5 → 1.0 s.
+    span = Span(start=11.0, end=13.0, end_observed=True, source_records=100_000, records=100_000)
+    figures = cpu_in_span(seen, span)
+    assert figures["by_kind_s"] == {JOB: 3.0, "Python and other processes": 0.5, "garbage collection": 0.2}
+    assert figures["cpu_s"] == 3.7
+    assert figures["cores"] == 1.85
+    assert figures["cpu_us_per_event"] == 37.0
+    assert figures["job_thread_us_per_event"] == 30.0
+
+
+def test_without_samples_or_events_there_is_no_figure() -> None:
+    span = Span(start=1.0, end=2.0, end_observed=True, source_records=10, records=0)
+    assert cpu_in_span(Observation(), span)["cpu_us_per_event"] is None
+
+
+def test_the_threads_of_a_live_process_are_read_from_proc() -> None:
+    threads = thread_cpu_seconds(os.getpid())
+    assert threads and all(seconds >= 0 for seconds in threads.values())
+    assert any(key.split(":", 1)[0] == str(os.getpid()) for key in threads)  # the main thread's tid
