@@ -23,13 +23,15 @@ from jobs.anomaly.logic import OPEN, RESOLVED, DetectorSettings
 from jobs.anomaly.oracle import expected
 from jobs.common import counters, tables, topics
 from jobs.common.contract import encode, load_catalog
-from jobs.common.oracle import load
+from jobs.common.oracle import arrival_counts, arrivals, load
+from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.sessionize.oracle import expected as sessionize_expected
 from tests.support.anomaly import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
-from tests.support.db import drop_database, fresh_database, normalize
-from tests.support.jobs import run_bounded
-from tests.support.kafka import committed_decoded
-from tests.support.prometheus import wait_for_counters
+from tests.support.db import assert_table_equals, drop_database, fresh_database, normalize
+from tests.support.jobs import flink_log, restarts, run_bounded
+from tests.support.kafka import committed_decoded, committed_records
+from tests.support.prometheus import wait_for_counters, wait_for_more_checkpoints
 from uxstream.anomaly_eval import kpi_windows
 from uxstream.db import connect
 from uxstream.paths import ROOT
@@ -224,17 +226,24 @@ def test_uxstream_alerts_lists_open_and_recent_alerts(stream: Run) -> None:
     ]
 
 
-def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
+PARTITIONS = 4
+
+
+def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles_and_a_clean_stream_is_clean(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     """Events → sessionize (bounded) → ux.kpi → anomaly (bounded) → anomalies table and alert topic,
-    compared with the oracle KPI windows of the events replayed through the anomaly oracle."""
+    compared with the oracle KPI windows of the events replayed through the anomaly oracle. The stream is
+    clean, so the sessionize run is also RELIABILITY T01 (baseline): no late or future arrival, no
+    duplicate, no dead letter, and the job finishes without a restart. And it has four partitions, all
+    delivering throughout (issue 17 test (b)): every sessionize table equals the sessionize oracle, which
+    classifies each partition on its own, exactly."""
     suffix = uuid.uuid4().hex[:8]
     events_topic = f"test.anomaly.events.{suffix}"
     truth_file = tmp_path / "truth.jsonl"
     subprocess.run(
         [sys.executable, "-m", "uxstream.cli", "generate", "--events", "30000", "--duration", "2h",
-         "--seed", "21", "--partitions", "1", "--anomaly", "error_spike:global:80m:20m:20",
+         "--seed", "21", "--partitions", str(PARTITIONS), "--anomaly", "error_spike:global:80m:20m:20",
          "--anomaly", "latency_spike:device_type=desktop:50m:15m", "--topic", events_topic,
          "--output", str(truth_file)],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
@@ -243,10 +252,12 @@ def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
     run = dataclasses.replace(run, kpi_topic=f"{events_topic}.kpi")
     try:
         prefix = f"test-anomaly-sessionize-{suffix}"
+        log_dir = tmp_path / "flink-log"
         env = {
             **os.environ,
             "UXSTREAM_PG_DB": run.pg.dbname,
             "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": prefix,
+            "FLINK_LOG_DIR": str(log_dir),
         }
         proc = subprocess.run(
             [sys.executable, "-m", "jobs.sessionize.job", "--bounded", "--input-topic", events_topic,
@@ -260,6 +271,24 @@ def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
         # the sessions, sliding and daily windows: test_evaluation proves them equal on clean traffic).
         truth = load(truth_file)
         assert not any(e.duplicate or e.future for e in truth.events) and not truth.dead_letters
+        # T01: the oracle classifies nothing as late, future or duplicate, and neither did the job.
+        clean = {counters.LATE_EVENTS: 0, counters.FUTURE_EVENTS: 0, counters.DUPLICATES: 0}
+        assert arrival_counts(arrivals(truth.events)) == clean
+        with connect(run.pg) as conn:
+            assert conn.execute(f"SELECT count(*) FROM {tables.LATE_EVENTS}").fetchone() == (0,)
+            assert conn.execute(f"SELECT count(*) FROM {tables.KPI_1M}").fetchone()[0] > 0
+        assert committed_records(kafka_settings, f"{events_topic}.dlq") == []
+        # Test (b): four partitions, exact.
+        assert {e.partition for e in truth.events} == set(range(PARTITIONS))
+        sessionize_rows = sessionize_expected(
+            truth.events, pseudonym=Pseudonymizer(PrivacySettings.from_env(env))
+        )
+        for name in tables.SESSIONIZE_TABLES:
+            if name != tables.LATE_EVENTS:  # none: checked above
+                assert_table_equals(run.pg, name, sessionize_rows[name])
+        log = flink_log(log_dir)
+        assert "switched from state RUNNING to FINISHED" in log
+        assert restarts(log) == 0
         want = expected(("kpi", record) for record in kpi_windows(e.event for e in truth.events))
         opened = {(r["metric"], r["dimension"], r["dimension_value"]) for r in want["anomalies"]}
         assert ("error_rate", "global", "(all)") in opened, f"the injected error spike must alert: {opened}"
@@ -277,7 +306,6 @@ def test_an_unbounded_run_counts_alerts_opened_and_resolved_for_prometheus(
     """The same windows through the job unbounded (a new alert topic), with the Prometheus reporter on:
     its counters reach the number of lifecycle messages of each kind the oracle sends."""
     import signal
-    import time
 
     suffix = uuid.uuid4().hex[:8]
     live = dataclasses.replace(
@@ -294,7 +322,8 @@ def test_an_unbounded_run_counts_alerts_opened_and_resolved_for_prometheus(
     )  # fmt: skip
     try:
         assert wait_for_counters(range(port, port + 1), want, job) == want
-        time.sleep(3)  # nothing more is counted once the input is processed
+        # Two checkpoints later every window read has been processed: nothing more is counted.
+        wait_for_more_checkpoints(range(port, port + 1), job)
         assert wait_for_counters(range(port, port + 1), want, job, timeout_s=0.1) == want
     finally:
         os.killpg(job.pid, signal.SIGKILL)

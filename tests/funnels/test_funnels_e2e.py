@@ -10,6 +10,7 @@ oracle can replay the job's arrival order exactly (DESIGN.md §6).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from tests.support.db import (
 )
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded
-from tests.support.prometheus import wait_for_counters
+from tests.support.prometheus import wait_for_counters, wait_for_more_checkpoints
 from tests.support.streams import generate, generate_truth, unique_topic
 from uxstream.db import connect
 from uxstream.paths import ROOT
@@ -221,18 +222,29 @@ def test_attempts_hold_pseudonyms_never_raw_user_keys(stream: Run) -> None:
     assert not stored & raw
 
 
-def test_output_keys_are_unique(stream: Run) -> None:
-    keys = {
-        tables.FUNNEL_ATTEMPTS: "attempt_id, entered_at",
-        tables.FUNNEL_WINDOWS: "funnel, window_start, dimension, dimension_value",
-        tables.FUNNEL_WINDOW_STEPS: "funnel, window_start, dimension, dimension_value, step",
-    }
+def test_one_attempt_per_user_funnel_and_entry_and_a_users_attempts_never_overlap(stream: Run) -> None:
+    """Natural keys, not the tables' own primary keys: one attempt per (funnel, user, entry), a user's
+    attempts in a funnel in sequence (re-entry only after the previous attempt ended), and one step row
+    per step of the funnel in every window."""
     with connect(stream.pg) as conn:
-        for table, key in keys.items():
-            total, distinct = conn.execute(
-                f"SELECT count(*), count(DISTINCT ({key})) FROM {table}"
-            ).fetchone()
-            assert total == distinct, f"{table} has duplicate keys"
+        attempts = conn.execute(
+            f"SELECT funnel, user_key, entered_at, ended_at FROM {tables.FUNNEL_ATTEMPTS} ORDER BY 1, 2, 3"
+        ).fetchall()
+        steps = conn.execute(
+            f"""SELECT w.funnel, w.steps, count(s.step), count(DISTINCT s.step)
+            FROM {tables.FUNNEL_WINDOWS} w LEFT JOIN {tables.FUNNEL_WINDOW_STEPS} s
+              ON (s.funnel, s.window_start, s.dimension, s.dimension_value)
+               = (w.funnel, w.window_start, w.dimension, w.dimension_value)
+            GROUP BY w.funnel, w.window_start, w.dimension, w.dimension_value, w.steps"""
+        ).fetchall()
+    assert attempts and steps, "no attempts or no windows: the test would prove nothing"
+    assert len({a[:3] for a in attempts}) == len(attempts)
+    overlaps = [
+        (a, b) for a, b in itertools.pairwise(attempts) if a[:2] == b[:2] and (a[3] is None or b[2] < a[3])
+    ]
+    assert not overlaps, f"attempts of one user in one funnel overlap: {overlaps[:3]}"
+    wrong = [row for row in steps if not (row[1] == row[2] == row[3])]
+    assert not wrong, f"windows whose step rows are not one per step: {wrong[:3]}"
 
 
 def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:
@@ -310,8 +322,6 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         assert got == want, {
             t: (sum((want[t] - got[t]).values()), sum((got[t] - want[t]).values())) for t in want
         }
-        time.sleep(5)  # still running: nothing beyond what the watermark allows shows up
-        assert {t: rows(live.pg, t, columns[t]) for t in want} == want
         # The job's own counters: every record read, dead letters, and the arrival classification of the
         # events the funnels can use (the others are dropped before it).
         relevant = relevant_event_names(load_funnels(stream.config))
@@ -328,6 +338,10 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         proven = {k: v for k, v in counted.items() if k != counters.DUPLICATES}
         assert all(proven.values()), f"a kind of record is missing, nothing is proven: {counted}"
         assert wait_for_counters(range(port, port + 1), counted, job, timeout_s=60) == counted
+        # Still running, every record read and two checkpoints later (everything they produce flushed):
+        # nothing beyond what the watermark allows shows up.
+        wait_for_more_checkpoints(range(port, port + 1), job)
+        assert {t: rows(live.pg, t, columns[t]) for t in want} == want
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)

@@ -4,7 +4,9 @@ checks that every output still equals the oracle exactly: nothing lost, nothing 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,13 +26,14 @@ from tests.support.chaos import (
     run_with_a_fault_after_a_checkpoint,
 )
 from tests.support.db import drop_database
-from tests.support.jobs import flink_log
+from tests.support.jobs import flink_log, restarts
 from tests.support.private import private_kafka, private_postgres
 from tests.support.sessionize import (
     GENERATOR_ARGS,
     Run,
     assert_equals_oracle,
     assert_every_output_equals_the_oracle,
+    assert_the_quality_gate_passes,
     dead_letters,
     expected_dead_letters,
     fresh_run,
@@ -44,6 +47,16 @@ pytestmark = [pytest.mark.services, pytest.mark.flink, pytest.mark.fault]
 
 FAULT_STREAM = (*GENERATOR_ARGS, "--duration", "3h")
 """Three hours of event time: sessions close while the job runs, before and after the fault."""
+
+
+def completed_checkpoints(log: str) -> int:
+    return log.count("Completed checkpoint ")
+
+
+def ledger_rows(run: Run) -> int:
+    with connect(run.pg) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {tables.LATE_EVENTS}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def fault_run(pg_settings: PostgresSettings, folder: Path, seed: int) -> tuple[Run, list[str]]:
@@ -60,11 +73,17 @@ def test_recovers_from_a_failure_injected_after_a_checkpoint_with_every_table_eq
     """The job fails at its first closed session after its first completed checkpoint, which a held-back
     second half of the stream guarantees (tests/support/chaos.py), and must recover from that checkpoint."""
     run, lines = fault_run(pg_settings, tmp_path, 12)
+    log_dir = tmp_path / "flink-log"
     try:
         run_failing_once_after_a_checkpoint(
-            job_command(run, 300, bounded=False), run.job_env(), lines, run.topic, tmp_path, "sessionize"
+            job_command(run, 300, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
+            lines, run.topic, tmp_path, "sessionize",
+        )  # fmt: skip
+        assert restarts(flink_log(log_dir)) == 1, (
+            "RELIABILITY T13: exactly one restart (the injected failure)"
         )
         assert_every_output_equals_the_oracle(kafka_settings, run)
+        assert_the_quality_gate_passes(run)
     finally:
         drop_database(pg_settings, run.pg)
 
@@ -79,26 +98,55 @@ def _python_workers(process_group: int) -> list[int]:
     ]
 
 
-def test_recovers_when_the_python_worker_process_is_killed_after_a_checkpoint(
+def _wait_for_python_workers(process_group: int, timeout_s: float) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while not (workers := _python_workers(process_group)):
+        assert time.monotonic() < deadline, f"no Python worker came back within {timeout_s} s"
+        time.sleep(0.1)
+    return workers
+
+
+KILLS = 5
+HEALTHY_WITHIN_S = 180
+
+
+def test_t16_t17_python_workers_killed_five_times_at_random_intervals_the_job_recovers_each_time(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
-    """Process mode: the Python UDF workers are SIGKILLed once a checkpoint is on disk, while the job
-    waits for the held-back second half of the stream (tests/support/chaos.py)."""
+    """RELIABILITY T16 + T17, process mode: once a checkpoint is on disk, while the job waits for the
+    held-back second half of the stream (tests/support/chaos.py), its Python UDF workers are SIGKILLed
+    (T16), then four more times, each 0-6 s (seeded random) after the restarted task's workers are back
+    (T17). Every kill restarts the job, it is healthy again (workers running) within 180 s of the last
+    kill, and it finishes with every output equal to the oracle and the quality gate passing."""
     run, lines = fault_run(pg_settings, tmp_path, 14)
-    killed: list[int] = []
+    log_dir = tmp_path / "flink-log"
+    pause = random.Random(14)
+    killed: list[list[int]] = []
+    healthy_after_s: list[float] = []
 
-    def kill_python_workers(process_group: int) -> None:
-        for pid in _python_workers(process_group):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    def kill_python_workers_five_times(process_group: int) -> None:
+        for _ in range(KILLS):
+            workers = _wait_for_python_workers(process_group, 120)
+            time.sleep(pause.uniform(0, 6))
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed.append(workers)
+        last = time.monotonic()
+        _wait_for_python_workers(process_group, HEALTHY_WITHIN_S)
+        healthy_after_s.append(time.monotonic() - last)
 
     try:
         run_with_a_fault_after_a_checkpoint(
-            job_command(run, 300, bounded=False), run.job_env({"UXSTREAM_FLINK_PYTHON_MODE": "process"}),
-            lines, run.topic, tmp_path, "sessionize", kill_python_workers,
+            job_command(run, 300, bounded=False),
+            run.job_env({"UXSTREAM_FLINK_PYTHON_MODE": "process", "FLINK_LOG_DIR": str(log_dir)}),
+            lines, run.topic, tmp_path, "sessionize", kill_python_workers_five_times,
         )  # fmt: skip
-        assert killed, "no Python worker was running after the checkpoint: the test would prove nothing"
+        assert len(killed) == KILLS and all(killed), "a kill found no Python worker: it would prove nothing"
+        assert restarts(flink_log(log_dir)) >= KILLS, "every kill restarts the job (T16: the first one too)"
+        assert healthy_after_s and healthy_after_s[0] <= HEALTHY_WITHIN_S
         assert_every_output_equals_the_oracle(kafka_settings, run)
+        assert_the_quality_gate_passes(run)
     finally:
         drop_database(pg_settings, run.pg)
 
@@ -127,13 +175,13 @@ def test_rides_out_a_30_s_database_outage_with_every_table_equal_to_the_oracle(
                 lines, run.topic, tmp_path, "sessionize", outage,
             )  # fmt: skip
             log = flink_log(log_dir)
-            restarts = log.count("switched from state RUNNING to RESTARTING")
-            assert restarts >= 1, (
+            assert restarts(flink_log(log_dir)) >= 1, (
                 "the job never failed while the database was down: the test would prove nothing"
             )
             assert "exception in exception handler" not in log  # what shut the TaskExecutor down before
             assert "The JDBC sink of a failed, cancelled or stopped task could not close cleanly" in log
             assert_every_output_equals_the_oracle(kafka_settings, run)
+            assert_the_quality_gate_passes(run)
         finally:
             if back.ident is not None:  # started: wait for the database to be back
                 back.join()
@@ -166,7 +214,9 @@ def test_rides_out_a_broker_killed_for_20_s_with_every_output_equal_to_the_oracl
                 "the job's Kafka clients never lost the broker: the test would prove nothing"
             )
             assert "exception in exception handler" not in log
+            assert completed_checkpoints(log) >= 2, "no checkpoint completed after the broker came back"
             assert_every_output_equals_the_oracle(broker.settings, run)
+            assert_the_quality_gate_passes(run)
         finally:
             drop_database(pg_settings, run.pg)
 
@@ -212,9 +262,13 @@ def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(
         holder[0].join()
         log = flink_log(log_dir)
         assert max(samples["backPressuredTimeMsPerSecond"]) > 0, f"no backpressure while locked: {samples}"
-        assert "switched from state RUNNING to RESTARTING" not in log
+        assert restarts(flink_log(log_dir)) == 0, (
+            "RELIABILITY T21: a slow database backpressures, it fails nothing"
+        )
         assert "expired before completing" not in log
+        assert completed_checkpoints(log) >= 2, "checkpoints did not complete across the lock"
         assert_every_output_equals_the_oracle(kafka_settings, run)
+        assert_the_quality_gate_passes(run)
     finally:
         for thread in holder:
             thread.join()
@@ -237,12 +291,13 @@ def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once
             job_command(run, 1000, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}),
             lines, run.topic, tmp_path, "sessionize",
         ):  # fmt: skip
+            want_ledger = len(run.expected()[tables.LATE_EVENTS])
+            assert want_ledger, "no late events in the stream: the test would prove nothing"
             deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                if dead_letters(kafka_settings, run) == want_dead_letters:
+            while time.monotonic() < deadline:  # both are written per record: wait until they are complete
+                if dead_letters(kafka_settings, run) == want_dead_letters and ledger_rows(run) >= want_ledger:
                     break
-                time.sleep(2)
-            time.sleep(3)  # the late ledger is flushed every second
+                time.sleep(1)
             assert dead_letters(kafka_settings, run) == want_dead_letters
             assert_equals_oracle(run, tables.LATE_EVENTS)
         restores = [line for line in flink_log(log_dir).splitlines() if "Restoring job" in line]

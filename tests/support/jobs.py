@@ -22,3 +22,15 @@ def run_bounded(
 def flink_log(log_dir: Path) -> str:
     """The MiniCluster's log of a job run with FLINK_LOG_DIR=log_dir."""
     return "\n".join(p.read_text(errors="replace") for p in sorted(log_dir.glob("*.log")))
+
+
+RECOVERY = "tasks will be restarted to recover"
+"""What Flink's failure handler logs once per recovery: "N tasks will be restarted to recover the failed task
+X" (a region failover: the job stays RUNNING) or "... to recover from a global failure" (the job goes
+RUNNING → RESTARTING)."""
+
+
+def restarts(log: str) -> int:
+    """How many recoveries a MiniCluster log shows (RELIABILITY standard check 4: the restarts a scenario
+    expects), whether Flink restarted a region or the whole job."""
+    return log.count(RECOVERY)

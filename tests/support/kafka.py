@@ -109,10 +109,31 @@ def committed_offset(kafka: KafkaSettings, group: str, topic: str) -> int:
         consumer.close()
 
 
+def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
+    """The offsets a consumer group committed on every partition of `topic` (-1 where none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**kafka.client_config(), "group.id": group})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {c.partition: int(c.offset) for c in committed}
+    finally:
+        consumer.close()
+
+
 def wait_until_consumed(kafka: KafkaSettings, group: str, topic: str, timeout_s: float = 240.0) -> None:
-    """Wait until a checkpoint covered every record of the topic (the source commits on checkpoints)."""
-    target = end_offset(kafka, topic)
+    """Wait until a checkpoint covered every record of every partition of the topic (a job's Kafka source
+    commits its offsets when a checkpoint completes, after the sinks flushed what the records produced)."""
+    partitions = committed_offsets(kafka, group, topic)
+    targets = {p: end_offset(kafka, topic, p) for p in partitions}
     deadline = time.monotonic() + timeout_s
-    while committed_offset(kafka, group, topic) < target:
-        assert time.monotonic() < deadline, f"the job did not consume {topic} up to {target} in {timeout_s} s"
+    while True:
+        committed = committed_offsets(kafka, group, topic)
+        behind = {p: (committed[p], t) for p, t in targets.items() if t > 0 and committed[p] < t}
+        if not behind:
+            return
+        assert time.monotonic() < deadline, (
+            f"the job did not consume {topic} in {timeout_s} s: (committed, end) per partition {behind}"
+        )
         time.sleep(1)

@@ -60,3 +60,20 @@ def wait_for_counters(
             break
         time.sleep(1)
     return got
+
+
+COMPLETED_CHECKPOINTS = "flink_jobmanager_job_numberOfCompletedCheckpoints"
+
+
+def wait_for_more_checkpoints(
+    ports: range, job: subprocess.Popen[bytes], more: int = 2, timeout_s: float = 120
+) -> None:
+    """Wait until `more` checkpoints completed after this call while the unbounded `job` runs. With two,
+    the second was triggered after every record read so far had been processed, so all that those records
+    produce is flushed to the sinks: "nothing more arrives" is then a fact, not a sleep."""
+    start = metric_total(ports, COMPLETED_CHECKPOINTS)
+    deadline = time.monotonic() + timeout_s
+    while (done := metric_total(ports, COMPLETED_CHECKPOINTS)) < start + more:
+        assert job.poll() is None, "the unbounded job exited on its own"
+        assert time.monotonic() < deadline, f"{done - start} of {more} checkpoints completed in {timeout_s} s"
+        time.sleep(0.5)

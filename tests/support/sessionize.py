@@ -161,6 +161,15 @@ def assert_kpi_topic_equals_the_oracle(kafka: KafkaSettings, run: Run) -> None:
     assert_multisets_equal(run.kpi_topic, want, kpi_messages(kafka, run), unit="messages")
 
 
+def assert_the_quality_gate_passes(run: Run) -> None:
+    """RELIABILITY standard check 3: the quality suite (`uxstream validate`) passes on the run's tables."""
+    from uxstream.quality import validate
+
+    report = validate(run.pg)
+    assert report.results, "the quality gate checked nothing: the test would prove nothing"
+    assert report.ok, f"uxstream validate failed:\n{report.render()}"
+
+
 def assert_every_output_equals_the_oracle(kafka: KafkaSettings, run: Run, kpi_topic: bool = True) -> None:
     """Every table, the dead-letter topic and (unless off) the KPI topic hold exactly what the oracle says."""
     for table in tables.SESSIONIZE_TABLES:
