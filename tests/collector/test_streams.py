@@ -79,7 +79,8 @@ def test_websocket_hello_then_one_ack_per_batch_once_on_kafka(
         malformed = json.loads(ws.recv())
     assert acks == {
         "b1": {
-            "type": "ack", "id": "b1", "status": 200, "accepted": 1, "rejected": 1, "skipped": 0, "credits": 1,
+            "type": "ack", "id": "b1", "status": 200, "accepted": 1, "rejected": 1, "skipped": 0,
+            "credits": 1,
             "results": [
                 {"status": "accepted", "event_id": "ws-a"},
                 {"status": "rejected", "reason": "missing_field",
@@ -87,7 +88,8 @@ def test_websocket_hello_then_one_ack_per_batch_once_on_kafka(
             ],
         },
         "b2": {
-            "type": "ack", "id": "b2", "status": 200, "accepted": 1, "rejected": 0, "skipped": 0, "credits": 1,
+            "type": "ack", "id": "b2", "status": 200, "accepted": 1, "rejected": 0, "skipped": 0,
+            "credits": 1,
             "results": [{"status": "accepted", "event_id": "ws-b"}],
         },
     }  # fmt: skip
