@@ -38,10 +38,14 @@ def test_kafka_outage_not_ready_nothing_acknowledged_that_is_not_on_kafka(tmp_pa
         with running_collector(broker.settings, tmp_path, topic, env) as collector:
 
             def client() -> None:
-                """Sends the batches in order, each until it is acknowledged (after Retry-After, shortened)."""
-                with httpx.Client(base_url=collector.url, headers={"Authorization": f"Bearer {WRITE_KEY}"}) as http:
+                """Sends the batches in order, each until acknowledged (after Retry-After, shortened)."""
+                with httpx.Client(
+                    base_url=collector.url, headers={"Authorization": f"Bearer {WRITE_KEY}"}
+                ) as http:
                     for n in range(BATCHES):
-                        batch = [click(f"user-{n % 7}", T0 + n * 100 + i, event_id=f"o-{n}-{i}") for i in range(10)]
+                        batch = [
+                            click(f"user-{n % 7}", T0 + n * 100 + i, event_id=f"o-{n}-{i}") for i in range(10)
+                        ]
                         while True:
                             try:
                                 response = http.post("/v1/batch", json=batch, timeout=30)
@@ -71,10 +75,16 @@ def test_kafka_outage_not_ready_nothing_acknowledged_that_is_not_on_kafka(tmp_pa
             collector.wait_ready(timeout=60)
             sender.join(120)
             assert not sender.is_alive()
-        on_kafka = Counter(decode_framed(r.value)[1]["event_id"] for r in committed_records(broker.settings, topic))
+        on_kafka = Counter(
+            decode_framed(r.value)[1]["event_id"] for r in committed_records(broker.settings, topic)
+        )
     print(f"\nstatuses {dict(statuses)}, errors {dict(errors)}, acknowledged {len(acknowledged)}, "
           f"records {sum(on_kafka.values())}, distinct {len(on_kafka)}")  # fmt: skip
-    assert readiness == {"status": "not ready", "error": "kafka_unavailable", "detail": "Kafka is unreachable"}
+    assert readiness == {
+        "status": "not ready",
+        "error": "kafka_unavailable",
+        "detail": "Kafka is unreachable",
+    }
     assert acknowledged_before > 0
     assert statuses[503] > 0  # the outage was seen by the client
     assert acknowledged_during - acknowledged_before <= 2 * EVENTS_PER_BATCH  # batches in flight at the kill
