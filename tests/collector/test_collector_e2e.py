@@ -33,8 +33,8 @@ from tests.support.db import assert_table_equals
 from tests.support.kafka import committed_records
 from tests.support.sessionize import PSEUDONYM, Run, drop, fresh_run, run_job
 from tests.support.streams import generate_truth, unique_topic
+from uxstream.collector.grpc_server import collector_stub
 from uxstream.collector.proto import collector_pb2 as pb
-from uxstream.collector.proto import collector_pb2_grpc as pb_grpc
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
@@ -75,7 +75,7 @@ def send_websocket(collector: RunningCollector, events: Sequence[dict[str, Any]]
 
 
 def send_grpc(collector: RunningCollector, events: Sequence[dict[str, Any]]) -> None:
-    stub = pb_grpc.CollectorStub(grpc.insecure_channel(collector.grpc_target))
+    stub = collector_stub(grpc.insecure_channel(collector.grpc_target))
     requests = (
         pb.Batch(
             batch_id=str(n), events=[pb.Event(**{k: v for k, v in e.items() if v is not None}) for e in batch]

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from jobs.common.contract import decode_framed
 from jobs.common.settings import KafkaSettings
@@ -22,8 +23,8 @@ from tests.collector.builders import T0, click, page_view
 from tests.collector.running import ORIGIN, WRITE_KEY, RunningCollector, running_collector
 from tests.support.kafka import committed_records, end_offset
 from tests.support.streams import unique_topic
+from uxstream.collector.grpc_server import collector_stub
 from uxstream.collector.proto import collector_pb2 as pb
-from uxstream.collector.proto import collector_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.services
 
@@ -52,7 +53,7 @@ def event_ids_after(kafka: KafkaSettings, topic: str, offset: int) -> list[str]:
 
 
 def stub(collector: RunningCollector) -> Any:
-    return pb_grpc.CollectorStub(grpc.insecure_channel(collector.grpc_target))
+    return collector_stub(grpc.insecure_channel(collector.grpc_target))
 
 
 # ------------------------------------------------------------------------------------------ WebSocket
@@ -62,7 +63,7 @@ def test_websocket_hello_then_one_ack_per_batch_once_on_kafka(
     kafka_settings: KafkaSettings, collector: RunningCollector
 ) -> None:
     start = end_offset(kafka_settings, collector.topic)
-    with connect(ws_url(collector), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+    with connect(ws_url(collector), origin=Origin(ORIGIN)) as ws:
         assert json.loads(ws.recv()) == {"type": "hello", "credits": CREDITS}
         ws.send(
             json.dumps(
@@ -112,7 +113,7 @@ def test_websocket_hello_then_one_ack_per_batch_once_on_kafka(
 def test_websocket_handshake_refused_for_a_bad_key_or_origin(
     collector: RunningCollector, key: str, origin: str, status: int, body: dict[str, str]
 ) -> None:
-    with pytest.raises(InvalidStatus) as refused, connect(ws_url(collector, key), origin=origin):  # type: ignore[arg-type]
+    with pytest.raises(InvalidStatus) as refused, connect(ws_url(collector, key), origin=Origin(origin)):
         pass
     assert refused.value.response.status_code == status
     assert json.loads(refused.value.response.body or b"") == body
@@ -213,7 +214,7 @@ def test_a_grpc_client_that_stops_reading_acks_is_slowed_and_memory_stays_bounde
             yield batch
 
     channel = grpc.insecure_channel(collector.grpc_target, options=[("grpc.http2.bdp_probe", 0)])
-    call = pb_grpc.CollectorStub(channel).Stream(offered("slow"), metadata=METADATA)  # acks never read
+    call = collector_stub(channel).Stream(offered("slow"), metadata=METADATA)  # acks never read
     time.sleep(4.0)
     stalled = next(pulled)
     time.sleep(2.0)

@@ -196,3 +196,8 @@ class GrpcServer:
         future = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
         future.result(grace + 5)
         self._thread.join(grace + 5)
+
+
+def collector_stub(channel: Any) -> Any:
+    """A client stub of the Collector service on `channel` (for clients, tests and the bench)."""
+    return pb_grpc.CollectorStub(channel)  # type: ignore[no-untyped-call,unused-ignore]
