@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -114,7 +115,7 @@ def running_collector(
     try:
         verify: Any = True
         if scheme == "https":
-            verify = str(args[args.index("--certfile") + 1])
+            verify = ssl.create_default_context(cafile=str(args[args.index("--certfile") + 1]))
         if ready:
             collector.wait_ready(verify=verify)
         else:
