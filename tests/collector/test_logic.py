@@ -305,3 +305,23 @@ def test_the_generated_grpc_modules_are_what_the_proto_gives(tmp_path: Path) -> 
         assert filecmp.cmp(tmp_path / name, OUT_DIR / name, shallow=False), (
             f"{name}: run python -m uxstream.collector.protogen"
         )
+
+
+def test_the_fast_encoder_writes_the_bytes_fastavro_writes() -> None:
+    from jobs.common.contract import encode_body
+
+    entry = event_reader_schema()
+    samples = [
+        page_view("anon", T0, "/ä/€", user_id="u" * 200, properties={"k": "v", "ü": "😀"}, lcp_ms=0.0),
+        {
+            **click("a", -1 + T0),
+            "screen_width": -(2**31),
+            "screen_height": 2**31 - 1,
+            "engagement_time_ms": 2**40,
+        },
+        {**click("a"), "cls": 1e-300, "inp_ms": 12345.678, "consent": "granted", "properties": {}},
+    ]
+    for n, event in enumerate(samples):
+        result = prepare(event, project="p", received_at=NOW + n, client_ip="2001:db8::1")
+        assert isinstance(result, Accepted)
+        assert logic.encode_record(result.record) == encode_body(result.record, entry)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -182,6 +183,8 @@ def field_specs() -> tuple[FieldSpec, ...]:
         avro = spec["type"]
         branches = avro if isinstance(avro, list) else [avro]
         nullable = "null" in branches
+        if nullable and (len(branches) != 2 or branches[0] != "null"):
+            raise ValueError(f'field {spec["name"]!r}: only ["null", T] unions are supported')
         (kind,) = [b for b in branches if b != "null"]
         name = kind.get("type") if isinstance(kind, dict) else kind
         specs.append(FieldSpec(spec["name"], cast(Kind, name), nullable))
@@ -193,8 +196,17 @@ _COLLECTOR_FIELDS: Final = frozenset({"received_at", "ip"})
 _INT32: Final = 2**31
 
 
-def _type_problem(spec: FieldSpec, value: Any) -> str | None:
-    kind = spec.kind
+@lru_cache(maxsize=1)
+def _client_plan() -> tuple[tuple[str, Kind, str | None], ...]:
+    """(field, kind, value when missing) of the fields a client sends, in schema order."""
+    return tuple(
+        (spec.name, spec.kind, "" if spec.kind == "string" and not spec.nullable else None)
+        for spec in field_specs()
+        if spec.name not in _COLLECTOR_FIELDS
+    )
+
+
+def _type_problem(kind: Kind, value: Any) -> str | None:
     if kind == "string":
         return None if isinstance(value, str) else "a string"
     if kind in ("long", "int"):
@@ -226,36 +238,34 @@ def prepare(
     received_at: int,
     client_ip: str | None,
     do_not_track: bool = False,
+    truncate: bool = True,
 ) -> Prepared:
     """One event of a batch → what is written, or why not. `client_ip` is the connection's address (or the
-    trusted proxy's X-Forwarded-For); only its truncation (SEMANTICS.md, Privacy) reaches the record."""
+    trusted proxy's X-Forwarded-For); only its truncation (SEMANTICS.md, Privacy) reaches the record
+    (`truncate=False`: the caller truncated it already, once per batch)."""
     if do_not_track:
         return Skipped(SKIP_DNT)
     if not isinstance(raw, dict):
         return Rejected(IMPOSSIBLE_VALUE, f"an event must be a JSON object, got a JSON {_json_kind(raw)}")
     record: dict[str, Any] = {}
-    for spec in field_specs():
-        name = spec.name
-        if name in _COLLECTOR_FIELDS:
-            continue
-        value = raw.get(name)
+    get = raw.get
+    for name, kind, missing in _client_plan():
+        value = get(name)
         if value is None:  # missing: the contract's rules say whether that is allowed, and name it
-            record[name] = (
-                {} if spec.kind == "map" else ("" if spec.kind == "string" and not spec.nullable else None)
-            )
+            record[name] = {} if kind == "map" else missing
             continue
-        wanted = _type_problem(spec, value)
-        if wanted is not None:
-            return Rejected(
-                IMPOSSIBLE_VALUE, f"field '{name}' is a JSON {_json_kind(value)}, expected {wanted}"
-            )
+        if type(value) is not str or kind != "string":  # the common case (a string) checked inline
+            wanted = _type_problem(kind, value)
+            if wanted is not None:
+                detail = f"field '{name}' is a JSON {_json_kind(value)}, expected {wanted}"
+                return Rejected(IMPOSSIBLE_VALUE, detail)
         record[name] = value
     if record.get("consent") == "denied":
         return Skipped(SKIP_CONSENT)
     if not record["event_id"]:
         record["event_id"] = content_event_id(project, raw)
     record["received_at"] = received_at
-    record["ip"] = _truncated(client_ip)
+    record["ip"] = truncated_ip(client_ip) if truncate else client_ip
     problem: Invalid | None = validate(record)
     if problem is not None:
         return Rejected(problem.reason, problem.detail)
@@ -263,7 +273,8 @@ def prepare(
     return Accepted(record["event_id"], user.encode("utf-8"), record)
 
 
-def _truncated(client_ip: str | None) -> str | None:
+def truncated_ip(client_ip: str | None) -> str | None:
+    """The client address as it may be stored (SEMANTICS.md, Privacy), None when there is none."""
     if client_ip is None:
         return None
     try:
@@ -353,3 +364,57 @@ def retry_after(wait_seconds: float) -> int:
 def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
     """Exact match against the allow-list (scheme, host and port), `*` allowing every origin."""
     return "*" in allowed or origin.rstrip("/") in allowed
+
+
+# ------------------------------------------------------------------------------------------- encoding
+
+_NULL: Final = b"\x00"
+_SECOND_BRANCH: Final = b"\x02"
+_pack_double = struct.Struct("<d").pack
+
+
+def _varint(value: int) -> bytes:
+    """Avro long: zig-zag, then base-128 varint."""
+    n = (value << 1) ^ (value >> 63)
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _string(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return _varint(len(data)) + data
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """Avro binary body of a prepared record in the reader schema: the bytes fastavro writes
+    (`contract.encode_body`), about three times faster; a check-tier test compares the two."""
+    parts: list[bytes] = []
+    append = parts.append
+    for spec in field_specs():
+        value = record[spec.name]
+        if spec.nullable:
+            if value is None:
+                append(_NULL)
+                continue
+            append(_SECOND_BRANCH)  # every nullable field of the event schema is ["null", T]
+        kind = spec.kind
+        if kind == "string":
+            append(_string(value))
+        elif kind == "double":
+            append(_pack_double(value))
+        elif kind == "map":
+            if value:
+                append(_varint(len(value)))
+                for key, item in value.items():
+                    append(_string(key))
+                    append(_string(item))
+            append(_NULL)
+        else:
+            append(_varint(value))
+    return b"".join(parts)

@@ -13,16 +13,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from jobs.common.contract import encode_body, header, load_catalog
+from jobs.common.contract import header
 from uxstream.collector.logic import (
     Accepted,
     RateLimiter,
     Refusal,
     Rejected,
     Skipped,
+    encode_record,
     prepare,
     retry_after,
     size_problem,
+    truncated_ip,
 )
 from uxstream.collector.metrics import Metrics
 from uxstream.collector.settings import CollectorSettings
@@ -74,7 +76,6 @@ class Collector:
         self._monotonic = monotonic
         self._key_limits = RateLimiter(settings.key_limit)
         self._ip_limits = RateLimiter(settings.ip_limit)
-        self._entry = load_catalog()[settings.schema_id]
         self._header = header(settings.schema_id)
         self._limits_lock = threading.Lock()  # the gRPC endpoint runs on another thread
 
@@ -159,6 +160,7 @@ class Collector:
         if refused is not None:
             return refused
         received_at = int(self._clock() * 1000)
+        ip = truncated_ip(client_ip)  # once per batch; the raw address goes no further
         dnt = do_not_track and self.settings.honor_dnt
         results: list[dict[str, str]] = []
         delivery = Delivery(asyncio.get_running_loop())
@@ -167,11 +169,11 @@ class Collector:
         try:
             for raw in events:
                 prepared = prepare(
-                    raw, project=principal.project, received_at=received_at, client_ip=client_ip,
-                    do_not_track=dnt,
+                    raw, project=principal.project, received_at=received_at, client_ip=ip,
+                    do_not_track=dnt, truncate=False,
                 )  # fmt: skip
                 if isinstance(prepared, Accepted):
-                    value = self._header + encode_body(prepared.record, self._entry)
+                    value = self._header + encode_record(prepared.record)
                     too_big = size_problem(value)
                     if too_big is None:
                         self.sink.produce(delivery, prepared.key, value, received_at)

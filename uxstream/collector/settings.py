@@ -109,7 +109,8 @@ class CollectorSettings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topic: str = topics.EVENTS
     schema_id: int = 0
-    """The schema id events are written with (default: the latest ux.events-value version)."""
+    """The schema id events are written with: always the latest ux.events-value version (the collector
+    writes the reader schema's records), set from the catalog."""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     grpc_port: int = DEFAULT_GRPC_PORT
@@ -137,8 +138,7 @@ class CollectorSettings:
     metrics: bool = True
 
     def __post_init__(self) -> None:
-        if not self.schema_id:
-            object.__setattr__(self, "schema_id", load_catalog().latest(EVENT_SUBJECT).id)
+        object.__setattr__(self, "schema_id", load_catalog().latest(EVENT_SUBJECT).id)
         for name, value in (
             ("PORT", self.port),
             ("QUEUE_HIGH_WATER", self.queue_high_water),
