@@ -43,3 +43,12 @@ class Metrics:
 
     def request(self, endpoint: str, status: int) -> None:
         self.requests.labels(endpoint, str(status)).inc()
+
+
+def exported_names() -> frozenset[str]:
+    """Every sample name the collector's /metrics serves (for the dashboards' checks)."""
+    metrics = Metrics()
+    metrics.bind(lambda: 0.0, lambda: 0.0)
+    metrics.requests.labels("http", "200")
+    metrics.events.labels("accepted", "")
+    return frozenset(sample.name for family in metrics.registry.collect() for sample in family.samples)
