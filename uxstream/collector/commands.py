@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--topic", help="topic to produce to (default ux.events)")
     p.add_argument("--certfile", type=Path, help="TLS certificate chain (PEM): serve HTTPS and gRPC over TLS")
     p.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
+    p.add_argument(
+        "--create-topic",
+        type=int,
+        metavar="PARTITIONS",
+        help="create the topic with this many partitions if it does not exist (local runs; needs Kafka up)",
+    )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(handler=_cmd_collect)
 
@@ -66,6 +72,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         if value is not None
     }  # fmt: skip
     settings = CollectorSettings.from_env(**overrides)
+    if args.create_topic:
+        from jobs.common.topics import ensure_topics
+
+        ensure_topics(settings.kafka, {settings.topic: args.create_topic})
     return serve(settings, args.log_level)
 
 
