@@ -141,6 +141,9 @@ class HttpEndpoints:
         return json_response(200, outcome.body(), headers)
 
     async def healthz(self, request: Request) -> Response:
+        """Alive unless the producer failed for good (a fatal librdkafka error): then restart me."""
+        if self.collector.sink.fatal is not None:
+            return json_response(503, {"status": "failed", "detail": "the Kafka producer failed"})
         return json_response(200, {"status": "alive"})
 
     async def readyz(self, request: Request) -> Response:

@@ -116,6 +116,8 @@ class Collector:
 
     def readiness(self) -> Refusal | None:
         """None when the collector can take batches: Kafka reachable and the queue under its mark."""
+        if self.sink.fatal is not None:
+            return Refusal(503, "producer_failed", "the Kafka producer failed: restart the collector", 60)
         if not self.sink.up:
             return Refusal(503, "kafka_unavailable", "Kafka is unreachable", KAFKA_UNAVAILABLE_RETRY_S)
         pending = self.sink.pending()

@@ -86,6 +86,9 @@ class KafkaSink:
         self._producer = Producer(config)
         self._running = True
         self._up = False
+        self.fatal: str | None = None
+        """A fatal producer error (librdkafka): the producer can write nothing more; /healthz fails so
+        the process is restarted."""
         self._checked = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="collector-kafka-poll", daemon=True)
         self._prober = threading.Thread(target=self._probe, name="collector-kafka-probe", daemon=True)
@@ -109,6 +112,9 @@ class KafkaSink:
     def _on_error(self, error: Any) -> None:
         from confluent_kafka import KafkaError
 
+        if error.fatal():
+            self.fatal = str(error)
+            self._up = False
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._up = False
 
@@ -122,7 +128,8 @@ class KafkaSink:
                 metadata = self._producer.list_topics(self.topic, timeout=2.0)
                 found = metadata.topics.get(self.topic)
                 self._up = bool(
-                    found is not None
+                    self.fatal is None
+                    and found is not None
                     and found.error is None
                     and found.partitions
                     and all(p.leader >= 0 for p in found.partitions.values())
