@@ -418,3 +418,13 @@ def test_past_the_queue_high_water_mark_is_503_with_retry_after_and_not_ready(
         assert first[0].status_code == 200
         assert first[0].json()["accepted"] == 3
         assert httpx.get(f"{collector.url}/readyz").status_code == 200
+
+
+def test_x_forwarded_for_from_a_peer_that_is_no_trusted_proxy_is_ignored(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    with running_collector(kafka_settings, tmp_path, unique_topic("test.collector.xff")) as collector:
+        response = post(collector, [click("spoof", event_id="spoof-1")], {"X-Forwarded-For": "198.51.100.9"})
+        assert response.status_code == 200
+        ((_, _, record),) = records_after(kafka_settings, collector.topic, 0)
+    assert record["ip"] == "127.0.0.0"  # the peer's address, not the header's
