@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup jars lock up down status run-local bench check test lint fmt clean
+.PHONY: help setup jars lock up down status run-local collect bench check test lint fmt clean
 
 help: ## List the targets
 	@echo "uxstream: real-time UX metrics on Apache Flink"
@@ -76,6 +76,9 @@ status: ## Show whether the local services are running
 
 run-local: up ## Set up, start services, run sessionize on a demo stream, print results
 	@$(PY) -m uxstream.cli demo
+
+collect: up ## Run the event collector beside the local services (README "Collector"; Ctrl-C stops it)
+	@$(PY) -m uxstream.cli collect --create-topic 4 $(ARGS)
 
 bench: up ## Measure jobs vs a bare Flink pipeline (minutes) into BENCHMARKS.md and bench-results/
 	@$(PY) -m uxstream.cli bench $(BENCH_ARGS)

@@ -19,6 +19,7 @@ import pytest
 from jobs.common import counters
 from jobs.common.settings import PostgresSettings
 from tests.support.db import drop_database, fresh_database
+from uxstream.collector.metrics import exported_names
 from uxstream.db import connect
 from uxstream.paths import ROOT
 
@@ -78,12 +79,12 @@ def referenced_relations(query: str) -> set[str]:
     return {n.lower() for n in re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", query, re.I)}
 
 
-def test_there_are_the_two_provisioned_dashboards_with_panels() -> None:
+def test_there_are_the_three_provisioned_dashboards_with_panels() -> None:
     titles = {}
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         titles[dashboard["uid"]] = [p["title"] for p in dashboard["panels"]]
-    assert sorted(titles) == ["uxstream-pipeline", "uxstream-ux-kpis"]
+    assert sorted(titles) == ["uxstream-collector", "uxstream-pipeline", "uxstream-ux-kpis"]
     ux = " ".join(titles["uxstream-ux-kpis"]).lower()
     for kpi in ("active users", "page views", "error rate", "p75", "sessions", "funnel conversion", "alerts"):
         assert kpi in ux, f"UX KPIs dashboard lacks a {kpi} panel"
@@ -131,6 +132,12 @@ def test_every_prometheus_query_uses_flink_or_uxstream_metrics() -> None:
         for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
             for target in panel["targets"]:
                 if target["datasource"]["uid"] == "prometheus":
+                    collector = set(re.findall(r"\b(uxstream_collector_[A-Za-z0-9_]+)", target["expr"]))
+                    if collector:  # the collector's own metrics (uxstream/collector/metrics.py)
+                        assert collector <= exported_names(), (
+                            f"{path.name} / {panel['title']}: no such metric"
+                        )
+                        continue
                     names = set(re.findall(r"\b(flink_[A-Za-z0-9_]+)", target["expr"]))
                     assert names, f"{path.name} / {panel['title']}: no flink_* metric"
                     own = {n for n in names if "_uxstream_" in n}

@@ -55,7 +55,7 @@ from uxstream.paths import ROOT
 
 RESULTS_DIR: Final = ROOT / "bench-results"
 MARKDOWN: Final = ROOT / "BENCHMARKS.md"
-MEASUREMENTS: Final = ("kafka", "decode", "generator", "jobs", "latency", "anomaly")
+MEASUREMENTS: Final = ("kafka", "decode", "generator", "collector", "jobs", "latency", "anomaly")
 """What `--skip` can leave out (`jobs`: the bare pipeline, sessionize and funnels runs)."""
 
 BACKLOG_ARGS: Final = (
@@ -148,6 +148,9 @@ REQUIRED_FIGURES: Final = (
     "latency.checkpoints.duration_ms_median",
     "anomaly_latency.p50_ms",
     "anomaly_latency.p99_ms",
+    "collector.http.events_per_s",
+    "collector.grpc.events_per_s",
+    "collector.http_half_load.p99_ms",
 )
 """Dotted paths under `figures` that a complete run fills with positive numbers (the smoke test checks)."""
 
@@ -332,6 +335,11 @@ class Harness:
             figures.update(self.references_decode(topic))
         if "generator" not in cfg.skip:
             figures["generator"] = self.references_generator()
+        if "collector" not in cfg.skip:
+            from uxstream.bench import collector
+
+            seconds = 2.0 if cfg.smoke else 8.0
+            figures["collector"] = collector.measure(self.kafka, self.run_id, self.say, seconds=seconds)
         with ThreadPoolExecutor(max_workers=3) if cfg.side_by_side else contextlib.nullcontext() as pool:
             latency = pool.submit(self.latency) if pool is not None and "latency" not in cfg.skip else None
             if "jobs" not in cfg.skip:

@@ -213,9 +213,41 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
     lines += [
         "",
     ]
+    lines += _collector_section(f)
     lines += _bottleneck_section(result)
     lines += _definitions()
     return "\n".join(lines) + "\n"
+
+
+def _collector_section(f: Mapping[str, Any]) -> list[str]:
+    """`uxstream collect` beside the generator of the same run (uxstream.bench.collector)."""
+    c = f.get("collector")
+    if not c:
+        return []
+    http, grpc, half = c["http"], c["grpc"], c["http_half_load"]
+    generator = _get(f, "generator.events_per_s")
+    server_cpus, client_cpus = (",".join(map(str, c[k])) for k in ("collector_cpus", "client_cpus"))
+    return [
+        f"## Collector (`uxstream collect`, one process pinned to CPU {server_cpus}; "
+        f"load client on CPU {client_cpus})",
+        "",
+        f"Batches of {c['batch_events']} events, {c['seconds']:g} s per phase, real Kafka (acks=all, "
+        "idempotent; every answer after delivery). Events per CPU second = accepted events ÷ the "
+        "collector's CPU time (its Python thread and librdkafka's threads).",
+        "",
+        "| measurement | value | events per collector CPU second | goal |",
+        "|---|---:|---:|---|",
+        f"| HTTP POST /v1/batch ({c['http_connections']} keep-alive connections), accepted events/s | "
+        f"{_n(http['events_per_s'], ' ev/s')} | {_n(http['events_per_cpu_s'])} | ≥ 50,000 ev/s per core |",
+        f"| gRPC Stream ({c['grpc_streams']} streams, credits), accepted events/s | "
+        f"{_n(grpc['events_per_s'], ' ev/s')} | {_n(grpc['events_per_cpu_s'])} | ≥ 100,000 ev/s per core |",
+        f"| HTTP at half load ({_n(half['target_events_per_s'], ' ev/s')} open loop): request latency "
+        f"p50 / p99 / max | p50 {half['p50_ms']:.1f} ms | "
+        f"p99 {half['p99_ms']:.1f} ms, max {half['max_ms']:.1f} ms | p99 ≤ 20 ms |",
+        f"| generator (`uxstream generate` → Kafka), same run | "
+        f"{_n(generator['median'], ' ev/s') if generator else '–'} | | |",
+        "",
+    ]
 
 
 def _interval(ms: int | None) -> str:

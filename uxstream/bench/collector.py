@@ -1,0 +1,300 @@
+"""The collector's benchmark (`uxstream bench`, measurement `collector`; README "Benchmarks").
+
+A real `uxstream collect` process pinned to one core (CPU 0 when the machine has more than one), the real
+Kafka (a fresh 4-partition topic), and a load client in another process (pinned to the other cores):
+
+- **HTTP**: keep-alive connections each sending POST /v1/batch with 20 events (client event ids) as fast as
+  the answers come back: accepted events/s.
+- **gRPC stream**: bidirectional streams of batches of 20, each keeping its credits' worth in flight.
+- **p99 at half load**: HTTP requests sent open-loop at half the measured HTTP rate; each request's latency
+  is counted from its scheduled send time (no coordinated omission): p50/p99/max.
+
+Also the collector's CPU seconds per phase (/proc: its Python thread and librdkafka's), so events per CPU
+second can be read beside the wall rate. Measured and reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from jobs.common.settings import KafkaSettings
+from jobs.common.topics import ensure_topics
+from uxstream.paths import ROOT
+from uxstream.services.common import free_port
+
+BATCH: Final = 20
+BENCH_KEY: Final = "wk_bench_0123456789abcdef0123456789"
+T0: Final = 1_764_892_800_000
+HTTP_CONNECTIONS: Final = 16
+GRPC_STREAMS: Final = 4
+_LENGTH: Final = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+def events(batch: int) -> list[dict[str, Any]]:
+    common = {
+        "event_type": "page_view", "event_name": "page_view", "page_path": "/pricing",
+        "page_url": "https://shop.example/pricing", "device_type": "mobile", "browser": "Chrome 131",
+        "country": "DE", "page_load_ms": 812.5, "properties": {"plan": "pro"},
+    }  # fmt: skip
+    return [
+        {
+            "event_id": f"bench-{batch}-{i}",
+            "anonymous_id": f"anon-{(batch * 7 + i) % 5000}",
+            "ts": T0 + batch * 50 + i,
+            **common,
+        }
+        for i in range(BATCH)
+    ]
+
+
+def _cpus() -> tuple[set[int], set[int]]:
+    """(the collector's core, the client's cores)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------------------- the clients
+
+
+def _http_requests(port: int, count: int = 500) -> list[bytes]:
+    out = []
+    for n in range(count):
+        body = json.dumps(events(n), separators=(",", ":")).encode()
+        head = (
+            f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {BENCH_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+async def _http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = _LENGTH.search(head)
+    await reader.readexactly(int(length.group(1)) if length else 0)
+    return int(head[9:12])
+
+
+async def _http_load(port: int, seconds: float, rate: float | None) -> dict[str, Any]:
+    """Closed loop (rate None: as fast as answers come) or open loop at `rate` requests/s."""
+    requests = _http_requests(port)
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    start = time.perf_counter() + 0.2
+    deadline = start + seconds
+
+    async def connection(index: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        interval = HTTP_CONNECTIONS / rate if rate else 0.0
+        scheduled = start + (index * interval / HTTP_CONNECTIONS if rate else 0.0)
+        n = index
+        while True:
+            if rate:
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            sent = scheduled if rate else time.perf_counter()
+            if sent >= deadline:
+                break
+            status = await _http_exchange(reader, writer, requests[n % len(requests)])
+            statuses[status] = statuses.get(status, 0) + 1
+            latencies.append(time.perf_counter() - sent)
+            n += HTTP_CONNECTIONS
+            scheduled += interval
+        writer.close()
+
+    await asyncio.gather(*(connection(i) for i in range(HTTP_CONNECTIONS)))
+    elapsed = time.perf_counter() - start
+    accepted = statuses.get(200, 0) * BATCH
+    return {
+        "statuses": statuses, "events_per_s": accepted / elapsed, "latencies": latencies, "seconds": elapsed,
+    }  # fmt: skip
+
+
+async def _grpc_load(target: str, seconds: float) -> dict[str, Any]:
+    import grpc
+
+    from uxstream.collector.grpc_server import collector_stub
+    from uxstream.collector.proto import collector_pb2 as pb
+
+    batches = [pb.Batch(batch_id=str(n), events=[pb.Event(**e) for e in events(n)]) for n in range(500)]
+    acked = 0
+    refused = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def stream(index: int) -> None:
+        nonlocal acked, refused
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = collector_stub(channel).Stream(metadata=(("authorization", f"Bearer {BENCH_KEY}"),))
+            hello = await call.read()
+            window = asyncio.Semaphore(hello.credits)
+
+            async def write() -> None:
+                n = index
+                while time.perf_counter() < deadline:
+                    await window.acquire()
+                    await call.write(batches[n % len(batches)])
+                    n += GRPC_STREAMS
+                await call.done_writing()
+
+            writer = asyncio.create_task(write())
+            while True:
+                ack = await call.read()
+                if ack is grpc.aio.EOF:
+                    break
+                if ack.status == 200:
+                    acked += ack.accepted
+                else:
+                    refused += 1
+                window.release()
+            await writer
+
+    await asyncio.gather(*(stream(i) for i in range(GRPC_STREAMS)))
+    elapsed = time.perf_counter() - start
+    return {"events_per_s": acked / elapsed, "refused_batches": refused, "seconds": elapsed}
+
+
+def client_main(argv: list[str]) -> int:
+    """`python -m uxstream.bench.collector http|grpc …`: one load phase, its result as JSON on stdout."""
+    parser = argparse.ArgumentParser(prog="uxstream.bench.collector")
+    parser.add_argument("mode", choices=("http", "grpc"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rate", type=float, help="HTTP requests/s (open loop); default: closed loop")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    if args.mode == "http":
+        result = asyncio.run(_http_load(args.port, args.seconds, args.rate))
+        latencies = sorted(result.pop("latencies"))
+        if latencies:
+            result["p50_ms"] = statistics.median(latencies) * 1000
+            result["p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+            result["max_ms"] = latencies[-1] * 1000
+            result["requests"] = len(latencies)
+    else:
+        result = asyncio.run(_grpc_load(f"127.0.0.1:{args.port}", args.seconds))
+    print(json.dumps(result))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+@contextlib.contextmanager
+def _collector(
+    kafka: KafkaSettings, topic: str, cpus: set[int], folder: Path
+) -> Iterator[tuple[int, int, int]]:
+    port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "UXSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "UXSTREAM_COLLECTOR_WRITE_KEYS": f"bench:{BENCH_KEY}",
+        "UXSTREAM_COLLECTOR_RATE_PER_KEY": "0",
+        "UXSTREAM_COLLECTOR_RATE_PER_IP": "0",
+    }
+    log = (folder / "collector.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uxstream.cli", "collect", "--topic", topic, "--port", str(port),
+         "--grpc-port", str(grpc_port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+    )  # fmt: skip
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            log_tail = (folder / "collector.log").read_text()[-2000:]
+            raise RuntimeError(f"the collector did not get ready: {log_tail}")
+        yield process.pid, port, grpc_port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _client(args: list[str], cpus: set[int]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uxstream.bench.collector", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"collector bench client failed: {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(
+    kafka: KafkaSettings, run_id: str, say: Callable[[str], None], seconds: float = 8.0
+) -> dict[str, Any]:
+    """Every collector figure of one run (see the module docstring)."""
+    topic = f"ux.bench.collector.{run_id}"
+    ensure_topics(kafka, {topic: 4})
+    server_cpus, client_cpus = _cpus()
+    figures: dict[str, Any] = {
+        "batch_events": BATCH, "http_connections": HTTP_CONNECTIONS, "grpc_streams": GRPC_STREAMS,
+        "seconds": seconds, "collector_cpus": sorted(server_cpus), "client_cpus": sorted(client_cpus),
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as work, _collector(kafka, topic, server_cpus, Path(work)) as running:
+        pid, port, grpc_port = running
+        _client(["http", "--port", str(port), "--seconds", "2"], client_cpus)  # warm-up
+        for name, args in (
+            ("http", ["http", "--port", str(port), "--seconds", str(seconds)]),
+            ("grpc", ["grpc", "--port", str(grpc_port), "--seconds", str(seconds)]),
+        ):
+            cpu = _cpu_seconds(pid)
+            result = _client(args, client_cpus)
+            result["collector_cpu_s"] = _cpu_seconds(pid) - cpu
+            accepted = result["events_per_s"] * result["seconds"]
+            result["events_per_cpu_s"] = accepted / max(result["collector_cpu_s"], 1e-9)
+            figures[name] = result
+            say(f"collector {name}: {result['events_per_s']:,.0f} accepted events/s "
+                f"({result['events_per_cpu_s']:,.0f} per collector CPU second)")  # fmt: skip
+        half = figures["http"]["events_per_s"] / 2
+        rate = half / BATCH
+        args = ["http", "--port", str(port), "--seconds", str(seconds), "--rate", f"{rate:.1f}"]
+        result = _client(args, client_cpus)
+        result["target_events_per_s"] = half
+        figures["http_half_load"] = result
+        say(f"collector HTTP at half load ({half:,.0f} events/s): p50 {result['p50_ms']:.1f} ms, "
+            f"p99 {result['p99_ms']:.1f} ms")  # fmt: skip
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(client_main(sys.argv[1:]))
