@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "uxstream.cluster.commands",
     "uxstream.anomaly",
     "uxstream.privacy",
+    "uxstream.dashboard.commands",
 )
 
 
