@@ -18,6 +18,7 @@ lacks the value), so a "right now" figure lines up with a final window of the sa
     read(client, now_ms, dimension, value)   active users (PFCOUNT merged over the minute buckets: "1 min" =
                                              this and the previous bucket, "5 min" = this and the 5 before)
                                              and events/s over the last complete seconds
+    users_in(client, first, last, ...)       distinct users of any span of minute buckets
 
 HyperLogLog in Redis has a standard error of 0.81 % (Redis documentation, PFCOUNT); sparse HLLs of small
 sets are exact in practice.
@@ -159,6 +160,22 @@ def read_commands(
     keys = [users_key(prefix, m, dimension, value) for m in range(minute, minute - 6, -1)]
     seconds = [events_key(prefix, s) for s in range(second - EVENTS_PER_SECOND_SPAN_S, second)]
     return [("PFCOUNT", *keys[:2]), ("PFCOUNT", *keys), ("MGET", *seconds), ("GET", seen_key(prefix))]
+
+
+def users_in(
+    client: RedisClient,
+    first_minute: int,
+    last_minute: int,
+    dimension: str = "global",
+    value: str = "(all)",
+    prefix: str = DEFAULT_PREFIX,
+) -> int:
+    """Distinct users of the minute buckets first_minute..last_minute (epoch minutes, both included),
+    merged by PFCOUNT."""
+    keys = [users_key(prefix, m, dimension, value) for m in range(first_minute, last_minute + 1)]
+    reply = client.execute("PFCOUNT", *keys)
+    assert isinstance(reply, int)
+    return reply
 
 
 def right_now_of(replies: Sequence[object], now_ms: int) -> RightNow:
