@@ -61,6 +61,8 @@ class Dashboard:
     realtime_s: float = 1.0
     realtime_prefix: str = realtime.DEFAULT_PREFIX
     clock: Callable[[], datetime] = dashboard_data.now_utc
+    stopping: bool = False
+    """Set when the server shuts down: open event streams end within a tick (no cancelled tasks)."""
     _redis_client: RedisClient | None = field(default=None, init=False, repr=False)
     _redis_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False, repr=False)
 
@@ -156,7 +158,7 @@ class Dashboard:
     async def event_stream(self, request: Request) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         next_poll = 0.0
-        while not await request.is_disconnected():
+        while not self.stopping and not await request.is_disconnected():
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + self.poll_s

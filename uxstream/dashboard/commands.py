@@ -91,13 +91,20 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         f"uxstream dashboard on http://{args.host}:{args.port}/ (reading {dashboard.pg.describe()})",
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(dashboard),
         host=args.host,
         port=args.port,
         log_level="warning",
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=3,
     )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            dashboard.stopping = True  # end the event streams first: shutdown then finds no open request
+            super().handle_exit(sig, frame)
+
+    Server(config).run()
     return 0
 
 
