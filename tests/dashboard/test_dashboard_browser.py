@@ -26,7 +26,8 @@ import pytest
 import uvicorn
 
 from jobs.common import tables
-from jobs.common.settings import PostgresSettings, Secret
+from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
+from jobs.common.topics import delete_topics, ensure_topics
 from tests.dashboard.filled import Filled, fill, oracle_rows
 from tests.support.db import drop_database, fresh_database
 from uxstream.dashboard.app import Dashboard, create_app
@@ -86,10 +87,38 @@ def serve(dashboard: Dashboard) -> Iterator[Served]:
         thread.join(10)
 
 
+DEAD_LETTERS = 7
+
+
 @pytest.fixture(scope="module")
-def served(filled: Filled, redis_settings: RedisSettings) -> Iterator[Served]:
+def dead_letter_topic(kafka_settings: KafkaSettings) -> Iterator[str]:
+    """A dead-letter topic with DEAD_LETTERS records."""
+    from confluent_kafka import Producer
+
+    topic = f"test.dashboard.{uuid.uuid4().hex[:8]}.dlq"
+    ensure_topics(kafka_settings, {topic: 1})
+    producer = Producer(kafka_settings.client_config())
+    for i in range(DEAD_LETTERS):
+        producer.produce(topic, value=f"bad bytes {i}".encode())
+    assert producer.flush(10) == 0
+    yield topic
+    delete_topics(kafka_settings, [topic])
+
+
+@pytest.fixture(scope="module")
+def served(
+    filled: Filled, redis_settings: RedisSettings, kafka_settings: KafkaSettings, dead_letter_topic: str
+) -> Iterator[Served]:
     prefix = f"test:dashboard:{uuid.uuid4().hex[:8]}"
-    with serve(Dashboard(filled.pg, redis_settings, poll_s=0.5, realtime_prefix=prefix)) as running:
+    dashboard = Dashboard(
+        filled.pg,
+        redis_settings,
+        poll_s=0.5,
+        realtime_prefix=prefix,
+        dead_letter_topic=dead_letter_topic,
+        kafka=kafka_settings,
+    )
+    with serve(dashboard) as running:
         yield running
 
 
@@ -255,6 +284,19 @@ def test_every_chart_shows_the_oracle_values(
     assert page.locator(".note:visible").all_inner_texts() == [
         "No collector feeds these counters (nothing written in the last 5 minutes): start `uxstream collect`."
     ]
+
+
+def test_pipeline_health_counts_the_dead_letter_topic(
+    served: Served, dead_letter_topic: str, page: Any
+) -> None:
+    data = open_dashboard(page, f"{served.url}/")
+    assert data["health"]["dead_letters"] == {
+        "topic": dead_letter_topic,
+        "count": DEAD_LETTERS,
+        "error": None,
+    }
+    totals = page.locator('[data-health="totals"]').inner_text()
+    assert f"dead-lettered records in {dead_letter_topic}: {DEAD_LETTERS}." in totals
 
 
 def test_an_error_spike_alert_is_marked_on_the_global_error_rate_chart(served: Served, page: Any) -> None:

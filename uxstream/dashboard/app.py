@@ -36,9 +36,10 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from jobs.common.settings import PostgresSettings, Secret
+from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from uxstream import realtime
 from uxstream.dashboard import data as dashboard_data
+from uxstream.dashboard.deadletters import DeadLetterCounter
 from uxstream.dashboard.page import STATIC, UPLOT_DIST, render_page
 from uxstream.dashboard.params import BadParameter, Params, parse_params
 from uxstream.services.redis import RedisClient, RedisError, RedisSettings
@@ -61,9 +62,13 @@ class Dashboard:
     realtime_s: float = 1.0
     realtime_prefix: str = realtime.DEFAULT_PREFIX
     clock: Callable[[], datetime] = dashboard_data.now_utc
+    dead_letter_topic: str | None = None
+    """Counted for the pipeline-health chart (the jobs' DLQ topic); None: not counted."""
+    kafka: KafkaSettings | None = None
     stopping: bool = False
     """Set when the server shuts down: open event streams end within a tick (no cancelled tasks)."""
     _redis_client: RedisClient | None = field(default=None, init=False, repr=False)
+    _dead_letters: DeadLetterCounter | None = field(default=None, init=False, repr=False)
     _redis_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False, repr=False)
 
     # ------------------------------------------------------------------------------------------ reading
@@ -88,13 +93,21 @@ class Dashboard:
 
         with self.connect() as conn:
             try:
-                result = dashboard_data.load(conn, params, self.clock())
+                result = dashboard_data.load(conn, params, self.clock(), self.dead_letters())
                 result["marker"] = marker_text(dashboard_data.change_marker(conn))
             except psycopg.Error as exc:
                 raise DatabaseError(
                     f"PostgreSQL at {self.pg.describe()} refused a query: {first_line(exc)}"
                 ) from None
         return result
+
+    def dead_letters(self) -> dict[str, Any] | None:
+        if self.dead_letter_topic is None:
+            return None
+        if self._dead_letters is None:
+            kafka = KafkaSettings.from_env() if self.kafka is None else self.kafka
+            self._dead_letters = DeadLetterCounter(kafka, self.dead_letter_topic)
+        return self._dead_letters.count()
 
     def read_marker(self) -> str:
         import psycopg

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jobs.common import topics
+
 DEFAULT_PORT = 8050
 TOKEN_ENV = "UXSTREAM_DASHBOARD_TOKEN"
 
@@ -26,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--dlq-topic",
+        default=topics.DLQ,
+        help=f"dead-letter topic counted in the pipeline-health chart (default {topics.DLQ}; '' = none)",
+    )
     p.add_argument("--no-realtime", action="store_true", help="run without Redis (no right-now panel)")
     p.add_argument(
         "--poll", type=float, default=2.0, metavar="SECONDS", help="look for new windows every (default 2)"
@@ -42,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     r.set_defaults(handler=_cmd_report)
 
 
-def build_dashboard(no_realtime: bool, poll: float = 2.0) -> Any:
+def build_dashboard(no_realtime: bool, poll: float = 2.0, dlq_topic: str | None = None) -> Any:
     from jobs.common.settings import PostgresSettings, env_secret
     from uxstream.dashboard.app import Dashboard
     from uxstream.services.redis import RedisSettings
@@ -52,6 +59,7 @@ def build_dashboard(no_realtime: bool, poll: float = 2.0) -> Any:
         redis=None if no_realtime else RedisSettings.from_env(),
         token=env_secret(os.environ, TOKEN_ENV),
         poll_s=poll,
+        dead_letter_topic=dlq_topic or None,
     )
 
 
@@ -83,7 +91,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     from uxstream.dashboard.app import create_app
 
-    dashboard = build_dashboard(args.no_realtime, args.poll)
+    dashboard = build_dashboard(args.no_realtime, args.poll, args.dlq_topic)
     check_start(dashboard)
     if args.host not in ("127.0.0.1", "localhost", "::1") and dashboard.token is None:
         print(f"warning: serving on {args.host} without an access token (set {TOKEN_ENV})", file=sys.stderr)

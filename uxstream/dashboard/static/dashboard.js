@@ -66,7 +66,7 @@
     return (u) => {
       const ctx = u.ctx;
       ctx.save();
-      alerts.forEach((a) => {
+      alerts.forEach((a, i) => {
         const x0 = u.valToPos(a.opened_window_start, "x", true);
         const x1 = u.valToPos(a.resolved_at != null ? a.resolved_at : a.last_window_end, "x", true);
         const left = Math.max(u.bbox.left, Math.min(x0, x1));
@@ -76,7 +76,8 @@
         ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
         ctx.fillStyle = "#b91c1c";
         ctx.font = `${Math.round(11 * devicePixelRatio)}px sans-serif`;
-        ctx.fillText(`⚠ ${a.metric} ${a.status}`, left + 4, u.bbox.top + 14 * devicePixelRatio);
+        const label = `⚠ ${a.dimension_value} ${a.severity}`;
+        ctx.fillText(label, left + 4, u.bbox.top + 14 * (i + 1) * devicePixelRatio);
       });
       ctx.restore();
     };
