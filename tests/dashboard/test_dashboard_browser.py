@@ -497,3 +497,17 @@ def test_a_screenshot_of_the_dashboard(served: Served, redis_settings: RedisSett
     with SCREENSHOT.open("rb") as image:
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {SCREENSHOT}")
+
+
+def test_uxstream_report_writes_the_static_page_and_prints_its_path(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    env = {**os.environ, "UXSTREAM_PG_DB": filled.pg.dbname}
+    result = subprocess.run(
+        [sys.executable, "-m", "uxstream.cli", "report", "--out", str(out), "--tz", "Europe/Berlin"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"report: {out}\n", "")
+    text = out.read_text(encoding="utf-8")
+    assert '<body data-mode="report">' in text and "window.UX_EMBEDDED = " in text
+    assert '<option value="Europe/Berlin" selected>' in text
+    assert "/static/" not in text, "a report references nothing outside itself"
