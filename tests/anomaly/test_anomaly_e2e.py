@@ -25,6 +25,7 @@ from jobs.common import counters, tables, topics
 from jobs.common.contract import encode, load_catalog
 from jobs.common.oracle import load
 from jobs.common.settings import KafkaSettings, PostgresSettings
+from tests.dashboard.checks import assert_dashboard_shows
 from tests.support.anomaly import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
 from tests.support.db import drop_database, fresh_database, normalize
 from tests.support.jobs import run_bounded
@@ -260,13 +261,16 @@ def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles(
         # the sessions, sliding and daily windows: test_evaluation proves them equal on clean traffic).
         truth = load(truth_file)
         assert not any(e.duplicate or e.future for e in truth.events) and not truth.dead_letters
-        want = expected(("kpi", record) for record in kpi_windows(e.event for e in truth.events))
+        windows = list(kpi_windows(e.event for e in truth.events))
+        want = expected(("kpi", record) for record in windows)
         opened = {(r["metric"], r["dimension"], r["dimension_value"]) for r in want["anomalies"]}
         assert ("error_rate", "global", "(all)") in opened, f"the injected error spike must alert: {opened}"
         assert table(run.pg) == oracle_table(want["anomalies"])
         assert by_key(alert_messages(kafka_settings, run.alerts_topic)) == by_key(
             [(key, {k: normalize(v) for k, v in record.items()}) for key, record in want["messages"]]
         )
+        # The dashboard on this real run's database charts the oracle's windows and lists its alerts.
+        assert_dashboard_shows(run.pg, windows, {a["alert_id"] for a in want["anomalies"]})
     finally:
         drop(pg_settings, run)
 

@@ -28,6 +28,7 @@ import uvicorn
 from jobs.common import tables
 from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.common.topics import delete_topics, ensure_topics
+from tests.dashboard.checks import column
 from tests.dashboard.filled import Filled, fill, oracle_rows
 from tests.support.db import drop_database, fresh_database
 from uxstream.dashboard.app import Dashboard, create_app
@@ -218,11 +219,6 @@ def want_page(rows: dict[str, list[dict[str, Any]]], dimension: str, top: int = 
         "reached": dict(reached),
         "alerts": alerts,
     }
-
-
-def column(times: list[int], values: list[Any]) -> dict[int, Any]:
-    """A chart column as {time: value}, gaps left out."""
-    return {t: v for t, v in zip(times, values, strict=True) if v is not None}
 
 
 def assert_page_shows(data: dict[str, Any], want: dict[str, Any]) -> None:
@@ -511,3 +507,26 @@ def test_uxstream_report_writes_the_static_page_and_prints_its_path(filled: Fill
     assert '<body data-mode="report">' in text and "window.UX_EMBEDDED = " in text
     assert '<option value="Europe/Berlin" selected>' in text
     assert "/static/" not in text, "a report references nothing outside itself"
+
+
+def test_range_dimension_and_time_zone_are_selected_on_the_page_without_a_reload(
+    served: Served, page: Any
+) -> None:
+    first = open_dashboard(page, f"{served.url}/")
+    page.evaluate("window.__sameDocument = true")
+    page.select_option("#range", "1h")
+    page.wait_for_function("window.uxDashboard.data.params.range === '1h'", timeout=10_000)
+    page.select_option("#dimension", "country")
+    page.wait_for_function("window.uxDashboard.data.params.dimension === 'country'", timeout=10_000)
+    page.select_option("#tz", "America/New_York")
+    page.wait_for_function("window.uxDashboard.data.params.tz === 'America/New_York'", timeout=10_000)
+    data = page.evaluate("window.uxDashboard.data")
+    assert page.evaluate("window.__sameDocument") is True
+    assert data["range"] == {
+        "from": first["range"]["to"] - 3600,
+        "to": first["range"]["to"],
+        "tz": "America/New_York",
+    }
+    assert len(data["kpi"]["times"]) == 60 and data["kpi"]["times"][0] == data["range"]["from"]
+    assert page.url.endswith("?dimension=country&range=1h&end=latest&tz=America%2FNew_York&top=5")
+    assert "(America/New_York)" in page.locator("#status").inner_text()
