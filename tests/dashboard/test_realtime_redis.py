@@ -16,7 +16,7 @@ from jobs.common.oracle import load
 from jobs.sessionize.oracle import expected
 from tests.support.streams import generate_truth
 from uxstream import realtime
-from uxstream.realtime import AckedEvent, read, record, users_in
+from uxstream.realtime import AckedEvent, Recorder, read, record, users_in
 from uxstream.services.redis import LocalRedis, RedisClient, RedisSettings, ensure_redis, redis_status
 
 pytestmark = pytest.mark.services
@@ -129,3 +129,21 @@ def test_redis_is_a_local_service_started_once(redis_settings: RedisSettings, tm
     finally:
         stop_redis(local=local, out=io.StringIO())
     assert redis_status(local=local).running is False
+
+
+def test_the_collectors_recorder_counts_acknowledged_events_and_survives_a_redis_outage(
+    redis_settings: RedisSettings, prefix: str
+) -> None:
+    now_ms = 1_800_000_000_000
+    events = [
+        {"user_id": None, "anonymous_id": f"a{i}", "page_path": "/home", "country": "FR"} for i in range(3)
+    ]
+    with RedisClient(redis_settings) as client:
+        recorder = Recorder(client, prefix, clock_ms=lambda: now_ms)
+        assert recorder.acknowledged(events) is True
+        assert users_in(client, now_ms // MINUTE_MS, now_ms // MINUTE_MS, "country", "FR", prefix) == 3
+    from uxstream.services.common import free_port
+
+    with RedisClient(RedisSettings(port=free_port()), timeout=0.5) as nowhere:
+        down = Recorder(nowhere, prefix, clock_ms=lambda: now_ms)
+        assert down.acknowledged(events) is False and down.failures == 1
