@@ -530,3 +530,10 @@ def test_range_dimension_and_time_zone_are_selected_on_the_page_without_a_reload
     assert len(data["kpi"]["times"]) == 60 and data["kpi"]["times"][0] == data["range"]["from"]
     assert page.url.endswith("?dimension=country&range=1h&end=latest&tz=America%2FNew_York&top=5")
     assert "(America/New_York)" in page.locator("#status").inner_text()
+
+
+def test_the_dashboards_sessions_are_read_only(filled: Filled) -> None:
+    import psycopg
+
+    with Dashboard(filled.pg).connect() as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute(f"DELETE FROM {tables.KPI_1M}")

@@ -74,7 +74,8 @@ class Dashboard:
     # ------------------------------------------------------------------------------------------ reading
 
     def connect(self) -> Any:
-        """A read-only session (default_transaction_read_only): the dashboard never writes."""
+        """A read-only session (default_transaction_read_only): the dashboard never writes. Repeatable
+        read: the queries of one page load see one snapshot."""
         import psycopg
 
         conninfo = (
@@ -82,7 +83,9 @@ class Dashboard:
             "application_name=uxstream-dashboard"
         )
         try:
-            return psycopg.connect(conninfo, connect_timeout=5)
+            conn = psycopg.connect(conninfo, connect_timeout=5)
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            return conn
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot connect to PostgreSQL at {self.pg.describe()}: {first_line(exc)}"
