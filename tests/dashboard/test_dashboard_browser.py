@@ -537,3 +537,44 @@ def test_the_dashboards_sessions_are_read_only(filled: Filled) -> None:
 
     with Dashboard(filled.pg).connect() as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute(f"DELETE FROM {tables.KPI_1M}")
+
+
+def test_uxstream_dashboard_serves_the_page_and_stops_cleanly_on_ctrl_c(
+    filled: Filled, redis_settings: RedisSettings, browser: Any
+) -> None:
+    """The command itself: checks at start, serves on 127.0.0.1, ends on SIGINT (exit 130, as every
+    uxstream command) while a page holds its event stream open: the streams end first, so the log has no
+    cancelled request."""
+    import signal
+
+    port = free_port()
+    env = {**os.environ, "UXSTREAM_PG_DB": filled.pg.dbname}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uxstream.cli", "dashboard", "--port", str(port), "--dlq-topic", ""],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == (f"uxstream dashboard on http://127.0.0.1:{port}/ (reading {filled.pg.describe()})\n")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the dashboard did not answer"
+                time.sleep(0.1)
+        context = browser.new_context()
+        page = context.new_page()
+        data = open_dashboard(page, f"http://127.0.0.1:{port}/")
+        assert data["health"]["dead_letters"] is None and data["kpi"]["times"]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+        context.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # uvicorn re-raises the SIGINT once shut down; the command line reports it like every command
+    assert (proc.returncode, stderr) == (130, "interrupted\n")
