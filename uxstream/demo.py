@@ -173,7 +173,10 @@ def write_dashboard_report(pg: PostgresSettings, path: Path, dlq_topic: str) -> 
     from uxstream.dashboard.report import write_report
 
     dashboard = Dashboard(pg, dead_letter_topic=dlq_topic)
-    report = write_report(dashboard, parse_params({"range": "2h"}), path)
+    try:
+        report = write_report(dashboard, parse_params({"range": "2h"}), path)
+    finally:
+        dashboard.close()
     print(f"\ndashboard report (static, opens offline): {report.resolve()}")
     print(
         f"live dashboard: UXSTREAM_PG_DB={pg.dbname} .venv/bin/uxstream dashboard  (then open http://127.0.0.1:8050/)"

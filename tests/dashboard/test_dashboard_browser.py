@@ -86,6 +86,7 @@ def serve(dashboard: Dashboard) -> Iterator[Served]:
         dashboard.stopping = True  # open event streams end within a tick, as `uxstream dashboard` does
         server.should_exit = True
         thread.join(10)
+        dashboard.close()
 
 
 DEAD_LETTERS = 7

@@ -71,6 +71,14 @@ class Dashboard:
     _dead_letters: DeadLetterCounter | None = field(default=None, init=False, repr=False)
     _redis_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False, repr=False)
 
+    def close(self) -> None:
+        """Close the Redis connection and the dead-letter consumer (idempotent)."""
+        if self._redis_client is not None:
+            self._redis_client.close()
+        if self._dead_letters is not None:
+            self._dead_letters.close()
+            self._dead_letters = None
+
     # ------------------------------------------------------------------------------------------ reading
 
     def connect(self) -> Any:

@@ -112,7 +112,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
             dashboard.stopping = True  # end the event streams first: shutdown then finds no open request
             super().handle_exit(sig, frame)
 
-    Server(config).run()
+    try:
+        Server(config).run()
+    finally:
+        dashboard.close()
     return 0
 
 
@@ -123,6 +126,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     params = parse_params({"range": args.range, "tz": args.tz})
     dashboard = build_dashboard(no_realtime=True)
     check_start(dashboard)
-    path = write_report(dashboard, params, args.out)
+    try:
+        path = write_report(dashboard, params, args.out)
+    finally:
+        dashboard.close()
     print(f"report: {path.resolve()}")
     return 0
