@@ -579,3 +579,40 @@ def test_uxstream_dashboard_serves_the_page_and_stops_cleanly_on_ctrl_c(
             proc.wait()
     # uvicorn re-raises the SIGINT once shut down; the command line reports it like every command
     assert (proc.returncode, stderr) == (130, "interrupted\n")
+
+
+HOSTILE = '<img src=x onerror="window.__xss = 1">'
+
+
+def test_values_from_the_events_are_shown_as_text_never_as_markup(
+    served: Served, filled: Filled, page: Any
+) -> None:
+    """A page path and an alert segment carrying markup (event values are user input) appear verbatim."""
+    data = open_dashboard(page, f"{served.url}/")
+    start = datetime.fromtimestamp(data["latest_window_end"] - 60, UTC)
+    try:
+        with connect(filled.pg) as conn:
+            conn.execute(
+                f"INSERT INTO {tables.KPI_1M} (window_start, window_end, dimension, dimension_value, events, "
+                "page_views, active_users, error_events, conversions, duplicates, error_rate) "
+                "VALUES (%s, %s + INTERVAL '1 minute', 'page_path', %s, 99999, 99999, 1, 0, 0, 0, 0)",
+                (start, start, HOSTILE),
+            )
+            conn.execute(
+                f"INSERT INTO {tables.ANOMALIES} (alert_id, opened_window_start, opened_at, status, source, "
+                "metric, window_kind, dimension, dimension_value, last_window_start, last_window_end, value, "
+                "baseline, baseline_method, mad, z_score, peak_z, threshold, severity, anomalous_windows) "
+                "VALUES ('xss', %s, %s, 'open', 'kpi', 'page_views', 'tumbling_1m', 'page_path', %s, %s, %s, "
+                "1, 1, 'ewma', 1, 9, 9, 6, 'critical', 1)",
+                (start, start, HOSTILE, start, start),
+            )
+        data = open_dashboard(page, f"{served.url}/?dimension=page_path")
+        assert data["kpi"]["values"][0] == HOSTILE
+        assert page.locator('tr[data-alert="xss"] td:nth-child(4)').inner_text() == f"page_path = {HOSTILE}"
+        assert page.locator("#chart-page_views .u-legend").inner_text().count(HOSTILE) == 1
+        assert page.locator("img").count() == 0
+        assert page.evaluate("window.__xss") is None
+    finally:
+        with connect(filled.pg) as conn:
+            conn.execute(f"DELETE FROM {tables.KPI_1M} WHERE dimension_value = %s", (HOSTILE,))
+            conn.execute(f"DELETE FROM {tables.ANOMALIES} WHERE alert_id = 'xss'")
