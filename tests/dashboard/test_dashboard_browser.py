@@ -278,6 +278,7 @@ def test_every_chart_shows_the_oracle_values(
     assert marks == str(len([a for a in marked if a["dimension_value"] in want["values"]]))
     titles = page.locator("section.chart h2").all_inner_texts()
     assert len(titles) == 7 and all(titles)
+    page.wait_for_function("window.uxDashboard.realtime !== null", timeout=5_000)  # the first pushed figures
     assert page.locator(".note:visible").all_inner_texts() == [
         "No collector feeds these counters (nothing written in the last 5 minutes): start `uxstream collect`."
     ]
