@@ -5,8 +5,8 @@ counters in Redis.
     GET /api/data       everything the charts draw for the query parameters (uxstream.dashboard.params)
     GET /api/realtime   the "right now" figures
     GET /api/events     server-sent events: `windows` when new final windows (or alerts) landed, so the page
-                        reloads its data without a page reload; `realtime` every second; `error` while the
-                        database or Redis is unreachable
+                        reloads its data without a page reload; `realtime` every half second; `db-error`
+                        while the database is unreachable
     GET /static/...     the page's assets, uPlot from the npm package installed by `make setup`
 
 With an access token configured, every request needs it: `Authorization: Bearer <token>`, `?token=<token>`
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ class Dashboard:
     redis: RedisSettings | None = None
     token: Secret | None = None
     poll_s: float = 2.0
-    realtime_s: float = 1.0
+    realtime_s: float = 0.5
+    """Right-now figures are pushed this often (read from Redis once per interval for all pages)."""
     realtime_prefix: str = realtime.DEFAULT_PREFIX
     clock: Callable[[], datetime] = dashboard_data.now_utc
     dead_letter_topic: str | None = None
@@ -69,6 +71,9 @@ class Dashboard:
     """Set when the server shuts down: open event streams end within a tick (no cancelled tasks)."""
     _redis_client: RedisClient | None = field(default=None, init=False, repr=False)
     _dead_letters: DeadLetterCounter | None = field(default=None, init=False, repr=False)
+    _marker: tuple[float, str | DatabaseError] | None = field(default=None, init=False, repr=False)
+    _marker_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _realtime: tuple[float, dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _redis_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False, repr=False)
 
     def close(self) -> None:
@@ -131,6 +136,21 @@ class Dashboard:
                     f"PostgreSQL at {self.pg.describe()} refused a query: {first_line(exc)}"
                 ) from None
 
+    def shared_marker(self) -> str:
+        """The change marker, read at most once per poll interval however many pages listen."""
+        with self._marker_lock:
+            now = time.monotonic()
+            if self._marker is None or now - self._marker[0] >= self.poll_s * 0.9:
+                try:
+                    value: str | DatabaseError = self.read_marker()
+                except DatabaseError as exc:
+                    value = exc
+                self._marker = (now, value)
+            value = self._marker[1]
+        if isinstance(value, DatabaseError):
+            raise value
+        return value
+
     def read_realtime(self) -> dict[str, Any]:
         """The "right now" figures, or why there are none."""
         if self.redis is None:
@@ -145,8 +165,12 @@ class Dashboard:
         return {"configured": True, "error": None, "where": self.redis.describe(), **figures.as_json()}
 
     async def realtime_json(self) -> dict[str, Any]:
+        """The figures, read at most once per realtime interval however many pages listen."""
         async with self._redis_lock:  # one connection, one request at a time
-            return await anyio.to_thread.run_sync(self.read_realtime)
+            now = time.monotonic()
+            if self._realtime is None or now - self._realtime[0] >= self.realtime_s * 0.9:
+                self._realtime = (now, await anyio.to_thread.run_sync(self.read_realtime))
+            return self._realtime[1]
 
     # ------------------------------------------------------------------------------------------- routes
 
@@ -187,7 +211,7 @@ class Dashboard:
             if now >= next_poll:
                 next_poll = now + self.poll_s
                 try:
-                    marker = await anyio.to_thread.run_sync(self.read_marker)
+                    marker = await anyio.to_thread.run_sync(self.shared_marker)
                     yield sse("windows", {"marker": marker})
                 except DatabaseError as exc:
                     yield sse("db-error", {"error": str(exc)})
