@@ -17,6 +17,9 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DASHBOARD_WEB := uxstream/dashboard/web
+WEB_STAMP := $(DASHBOARD_WEB)/node_modules/.uxstream-installed
+SYSTEM_PACKAGES := chromium redis-server
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -27,7 +30,29 @@ help: ## List the targets
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) $(JARS_STAMP) ## Install everything: Python venv (.venv) and Flink/Kafka jars (.cache/jars)
+setup: $(STAMP) $(JARS_STAMP) system-packages $(WEB_STAMP) ## Install everything: Python venv (.venv), Flink/Kafka jars (.cache/jars), chromium + redis-server, the dashboard's uPlot
+
+# The dashboard (issue 20): Debian's chromium (browser tests, Playwright drives it) and redis-server (the
+# "right now" tier `uxstream up` starts), installed from apt only when missing; uPlot from npm, pinned by
+# uxstream/dashboard/web/package-lock.json, into its ignored node_modules/ (served by `uxstream dashboard`).
+
+.PHONY: system-packages
+system-packages: ## Install chromium and redis-server from apt when missing (root), else say how
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing the Debian packages$$missing (browser tests drive chromium; uxstream up starts redis-server)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else \
+	    echo "error: missing$$missing: the browser tests need chromium and the dashboard's right-now tier redis-server (e.g. sudo apt-get install$$missing)"; exit 2; \
+	  fi; \
+	fi
+
+$(WEB_STAMP): $(DASHBOARD_WEB)/package.json $(DASHBOARD_WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: the dashboard's uPlot comes from npm (e.g. apt-get install npm)"; exit 2; }
+	@echo "==> installing the dashboard's browser assets (npm ci: uPlot pinned by package-lock.json)"
+	@cd $(DASHBOARD_WEB) && npm ci --no-audit --no-fund --ignore-scripts --silent
+	@touch $@
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: uxstream needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 2; }

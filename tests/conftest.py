@@ -34,8 +34,10 @@ from uxstream.services import ensure_kafka, ensure_postgres
 
 pytest.register_assert_rewrite("tests.support")  # the helpers' asserts explain their failures too
 
-SERVICE_FIXTURES = frozenset({"kafka_settings", "pg_settings", "make_database", "flink_cluster"})
-"""Fixtures that start (or need) the local Kafka broker, PostgreSQL or a Flink cluster."""
+SERVICE_FIXTURES = frozenset(
+    {"kafka_settings", "pg_settings", "make_database", "flink_cluster", "redis_settings"}
+)
+"""Fixtures that start (or need) the local Kafka broker, PostgreSQL, Redis or a Flink cluster."""
 
 EXPENSIVE = frozenset({"flink", "fault", "cluster", "exclusive"})
 """Markers that imply `services`."""

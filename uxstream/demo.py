@@ -8,6 +8,8 @@
    end); the database tables are upserted by deterministic keys, so a re-run leaves them the same.
 3. A readable summary from PostgreSQL: sessions, top pages, active users per minute, error rate, funnel
    conversion, alerts, late and dead-lettered counts.
+4. The dashboard as one static HTML file (uxstream.dashboard.report: the same charts, data embedded, opens
+   offline), its path, and the `uxstream dashboard` command that serves the live page.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from psycopg import sql
@@ -163,6 +166,23 @@ def summarize_funnels_and_alerts(pg: PostgresSettings) -> None:
         print("  " + line)
 
 
+def write_dashboard_report(pg: PostgresSettings, path: Path, dlq_topic: str) -> None:
+    """The dashboard of the demo's results as a static HTML file, and how to open the live one."""
+    from uxstream.dashboard.app import Dashboard
+    from uxstream.dashboard.params import parse_params
+    from uxstream.dashboard.report import write_report
+
+    dashboard = Dashboard(pg, dead_letter_topic=dlq_topic)
+    try:
+        report = write_report(dashboard, parse_params({"range": "2h"}), path)
+    finally:
+        dashboard.close()
+    print(f"\ndashboard report (static, opens offline): {report.resolve()}")
+    print(
+        f"live dashboard: UXSTREAM_PG_DB={pg.dbname} .venv/bin/uxstream dashboard  (then open http://127.0.0.1:8050/)"
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     kafka, server = KafkaSettings.from_env(), PostgresSettings.from_env()
     # A database of its own, re-created each time: the demo never mixes with your data or an older demo.
@@ -202,6 +222,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"\nexplore: UXSTREAM_PG_DB={pg.dbname} uxstream validate (data-quality gate), "
             f"or any SQL client on {pg.describe()}"
         )
+        write_dashboard_report(pg, args.report, dlq)
     finally:
         topics.delete_topics(kafka, [dlq, f"{dlq}.funnels", kpi, funnel, alerts])
         shutil.rmtree(LOCAL / "flink" / f"demo-{run}", ignore_errors=True)
@@ -215,5 +236,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--events", type=int, default=30_000, help="demo stream size (default 30000)")
     p.add_argument(
         "--db", default="uxstream_demo", help="database for the results, re-created (default uxstream_demo)"
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=LOCAL / "demo-dashboard.html",
+        help="the static dashboard report to write (default .local/demo-dashboard.html)",
     )
     p.set_defaults(handler=_cmd_demo)

@@ -27,6 +27,7 @@ from jobs.common.oracle import arrival_counts, arrivals, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.sessionize.oracle import expected as sessionize_expected
+from tests.dashboard.checks import assert_dashboard_shows
 from tests.support.anomaly import DAY, MINUTE, T0, kpi_key, kpi_record, synthetic_stream
 from tests.support.db import assert_table_equals, drop_database, fresh_database, normalize
 from tests.support.jobs import flink_log, restarts, run_bounded
@@ -289,13 +290,16 @@ def test_generated_traffic_through_sessionize_to_alerts_equals_the_oracles_and_a
         log = flink_log(log_dir)
         assert "switched from state RUNNING to FINISHED" in log
         assert restarts(log) == 0
-        want = expected(("kpi", record) for record in kpi_windows(e.event for e in truth.events))
+        windows = list(kpi_windows(e.event for e in truth.events))
+        want = expected(("kpi", record) for record in windows)
         opened = {(r["metric"], r["dimension"], r["dimension_value"]) for r in want["anomalies"]}
         assert ("error_rate", "global", "(all)") in opened, f"the injected error spike must alert: {opened}"
         assert table(run.pg) == oracle_table(want["anomalies"])
         assert by_key(alert_messages(kafka_settings, run.alerts_topic)) == by_key(
             [(key, {k: normalize(v) for k, v in record.items()}) for key, record in want["messages"]]
         )
+        # The dashboard on this real run's database charts the oracle's windows and lists its alerts.
+        assert_dashboard_shows(run.pg, windows, {a["alert_id"] for a in want["anomalies"]})
     finally:
         drop(pg_settings, run)
 

@@ -81,7 +81,7 @@ def test_up_twice_reports_already_running_with_the_same_pid(
 
     code, output = run_cli("status")
     assert code == 0, output
-    assert output.count(" running ") == 2, output
+    assert output.count(" running ") == 3, output  # kafka, postgres and redis (the dashboard's "right now")
 
 
 # --------------------------------------------------------------------------------------- clear errors

@@ -1,4 +1,5 @@
-"""Local services for development and tests: a single-node Kafka broker and a PostgreSQL server.
+"""Local services for development and tests: a single-node Kafka broker, a PostgreSQL server and Redis
+(the dashboard's "right now" tier, uxstream/services/redis.py).
 
 Both run as plain processes on 127.0.0.1 with their data under `paths.LOCAL` (`.local/`). When the settings
 say `.external` (the user pointed uxstream at their own deployment through the environment), nothing is
@@ -22,8 +23,9 @@ from jobs.common.settings import KafkaSettings, PostgresSettings
 from uxstream.services.common import ServiceStatus
 from uxstream.services.kafka import LocalKafka, ensure_kafka, kafka_status, stop_kafka
 from uxstream.services.postgres import LocalPostgres, ensure_postgres, postgres_status, stop_postgres
+from uxstream.services.redis import ensure_redis, redis_status, stop_redis
 
-SERVICES = ("kafka", "postgres")
+SERVICES = ("kafka", "postgres", "redis")
 
 __all__ = [
     "SERVICES",
@@ -33,12 +35,15 @@ __all__ = [
     "ensure_all",
     "ensure_kafka",
     "ensure_postgres",
+    "ensure_redis",
     "kafka_status",
     "postgres_status",
+    "redis_status",
     "status_all",
     "stop_all",
     "stop_kafka",
     "stop_postgres",
+    "stop_redis",
 ]
 
 
@@ -55,6 +60,8 @@ def ensure_all(
         ensure_kafka(kafka, timeout=timeout, out=out)
     if "postgres" in only:
         ensure_postgres(postgres, timeout=timeout, out=out)
+    if "redis" in only:
+        ensure_redis(timeout=min(timeout, 30.0), out=out)
 
 
 def stop_all(
@@ -69,6 +76,8 @@ def stop_all(
         stop_kafka(kafka, out=out)
     if "postgres" in only:
         stop_postgres(postgres, out=out)
+    if "redis" in only:
+        stop_redis(out=out)
 
 
 def status_all(
@@ -83,4 +92,6 @@ def status_all(
         result.append(kafka_status(kafka))
     if "postgres" in only:
         result.append(postgres_status(postgres))
+    if "redis" in only:
+        result.append(redis_status())
     return result

@@ -1,20 +1,20 @@
-"""`uxstream up | down | status [--only kafka|postgres]`: the local services from the command line."""
+"""`uxstream up | down | status [--only kafka|postgres|redis]`: the local services from the command line."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-SERVICES = ("kafka", "postgres")
+SERVICES = ("kafka", "postgres", "redis")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up = subparsers.add_parser(
         "up",
-        help="start the local Kafka broker and PostgreSQL (idempotent)",
+        help="start the local Kafka broker, PostgreSQL and Redis (idempotent)",
         description="Start the local services on 127.0.0.1 unless they already run. Services pointed "
         "elsewhere through the environment (UXSTREAM_KAFKA_BOOTSTRAP_SERVERS, UXSTREAM_PG_HOST) are only "
-        "checked.",
+        "checked, and so is a Redis named by UXSTREAM_REDIS_URL.",
     )
     _only(up)
     up.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per service (default 60)")

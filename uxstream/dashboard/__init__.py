@@ -1,0 +1,1 @@
+"""`uxstream dashboard`: the live dashboard served by the project itself, and the static report."""
