@@ -5,8 +5,11 @@
 -- idempotent. A migration that adds a table grants it here too (tests/db/test_roles.py lists every table).
 --
 --   uxstream_migrator  runs `uxstream db migrate`: owns the schema and every table (DDL)
---   uxstream_writer    the Flink jobs: INSERT and UPDATE on the output tables (the JDBC sink's
---                      INSERT … ON CONFLICT DO UPDATE), SELECT on kpi_1m (the anomaly job's warm start)
+--   uxstream_writer    the Flink jobs: INSERT, UPDATE and SELECT on the output tables. The JDBC sink
+--                      writes INSERT … ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c for every column,
+--                      and PostgreSQL requires SELECT on each column such an upsert sets (without it:
+--                      "permission denied"); the anomaly job's warm start reads kpi_1m. No DELETE,
+--                      TRUNCATE or DDL, nothing on other tables.
 --   uxstream_reader    dashboards, `uxstream validate`, `uxstream alerts`: SELECT on the outputs
 --   uxstream_eraser    `uxstream privacy erase|export`: SELECT and DELETE on the user-keyed tables,
 --                      INSERT on the audit table privacy_requests

@@ -5,6 +5,7 @@ file, and can do exactly what migrations/V0007__roles.sql grants it."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import stat
 import uuid
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ from tests.support.db import drop_database, fresh_database
 from uxstream.db import connect
 from uxstream.errors import UserError
 from uxstream.services import tls
+from uxstream.services.common import free_port
 from uxstream.services.pgtls import REFUSAL
-from uxstream.services.postgres import LocalPostgres
+from uxstream.services.postgres import LocalPostgres, ensure_postgres, stop_postgres
 
 pytestmark = [pytest.mark.services]
 
@@ -229,3 +231,28 @@ def test_the_secrets_are_private_files_and_never_reach_the_server_log(pg: Postgr
     assert 'password authentication failed for user "uxstream_writer"' in log  # the log is the right one
     for role in PG_ROLES:
         assert local.password_file(role).read_text().strip() not in log, role
+
+
+def test_a_data_folder_from_before_tls_is_moved_aside_and_recreated_by_the_next_start(
+    pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """What `make up` does to a developer's `.local/postgres` of the trust-auth era (simulated: a running
+    server whose folder lacks the TLS marker and holds a file of ours)."""
+    local = LocalPostgres(home=tmp_path / "pg", port=free_port())
+    ensure_postgres(local=local, out=io.StringIO())
+    try:
+        (local.data_dir / "uxstream.tls").unlink()
+        (local.data_dir / "from-before.txt").write_text("old data\n")
+        out = io.StringIO()
+        ensure_postgres(local=local, out=out)
+        aside = local.home / "data.before-tls"
+        assert out.getvalue().splitlines()[0] == (
+            f"postgres: {local.data_dir} predates TLS and password authentication: re-creating it (the old "
+            f"folder is kept as {aside}; delete it when you no longer need it)"
+        )
+        assert (aside / "from-before.txt").read_text() == "old data\n"
+        assert not (local.data_dir / "from-before.txt").exists()
+        with connect(local.settings("writer", "postgres")) as conn:
+            assert conn.pgconn.ssl_in_use is True
+    finally:
+        stop_postgres(local=local, out=io.StringIO())
