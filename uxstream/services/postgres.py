@@ -134,7 +134,8 @@ class LocalPostgres:
 
     def settings(self, role: PgRole = "admin", dbname: str | None = None) -> PostgresSettings:
         """Client settings of `role` for this instance: TLS verified against the local CA, the role's
-        password from its file."""
+        password from its file. `external`, as for any address given explicitly: `ensure_postgres` with
+        these settings alone only connects (pass `local=` to start the instance)."""
         path = self.password_file(role)
         password = Secret(path.read_text(encoding="utf-8").strip()) if path.is_file() else None
         return PostgresSettings(
