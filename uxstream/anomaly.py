@@ -88,7 +88,7 @@ def format_alerts(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
-    pg = PostgresSettings.from_env()
+    pg = PostgresSettings.from_env(role="reader")
     if args.db:
         pg = replace(pg, dbname=args.db)
     rows = list_alerts(pg, timedelta(hours=args.recent_hours), args.limit)
@@ -191,7 +191,7 @@ def measure_latency(trials: int, timeout_s: float = 120.0) -> list[float]:
     from jobs.common import topics
     from jobs.common.contract import encode, load_catalog
     from jobs.common.settings import KafkaSettings
-    from uxstream.db import connect, migrate
+    from uxstream.db import connect, create_database, migrate
     from uxstream.paths import ROOT
 
     kafka, pg = KafkaSettings.from_env(), PostgresSettings.from_env()
@@ -199,8 +199,7 @@ def measure_latency(trials: int, timeout_s: float = 120.0) -> list[float]:
     kpi_topic, alerts_topic = f"bench.anomaly.kpi.{suffix}", f"bench.anomaly.alerts.{suffix}"
     scratch = replace(pg, dbname=f"uxstream_anomaly_latency_{suffix}")
     schema_id = load_catalog().latest(topics.value_subject(topics.KPI)).id
-    with connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{scratch.dbname}"')
+    create_database(pg, scratch.dbname)
     job = None
     try:
         migrate(scratch)

@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -201,12 +201,28 @@ def connect(pg: PostgresSettings, **kwargs: Any) -> Any:
         raise UserError(str(exc)) from None
 
 
+def create_database(admin: PostgresSettings, name: str) -> PostgresSettings:
+    """Create the database `name` (as `admin`), owned by the migrator role so that it owns the schema
+    `public` and can create the tables; the settings of the new database (as `admin`)."""
+    from psycopg import sql
+
+    owner = admin.as_role("migrator").user
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
+        )
+    return replace(admin, dbname=name)
+
+
 def migrate(
     pg: PostgresSettings,
     folder: Path = MIGRATIONS,
     timescale: TimescaleSettings | None = None,
 ) -> MigrationReport:
-    """Apply pending migrations (V files, then the Timescale-only files when the extension is there)."""
+    """Apply pending migrations (V files, then the Timescale-only files when the extension is there), always
+    as the migrator role (`pg`'s server and database, the role's user and password from the environment),
+    which therefore owns every table."""
+    pg = pg if pg.role == "migrator" else pg.as_role("migrator")
     timescale = TimescaleSettings() if timescale is None else timescale
     migrations = discover(folder)
     ts_migrations = discover_timescale(folder / TIMESCALE_SUBFOLDER)
@@ -341,7 +357,7 @@ def _apply_timescale(
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    pg = PostgresSettings.from_env()
+    pg = PostgresSettings.from_env(role="migrator")
     report = migrate(pg, timescale=TimescaleSettings.from_env())
     for name in report.applied:
         print(f"applied {name}")

@@ -31,7 +31,7 @@ from psycopg import sql
 from jobs.common import tables, topics
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from uxstream.contract import streams
-from uxstream.db import connect, migrate
+from uxstream.db import connect, create_database, migrate
 from uxstream.paths import LOCAL, ROOT
 
 DEMO_ARGS = (
@@ -189,8 +189,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     pg = replace(server, dbname=args.db)
     with connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.db)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.db)))
+    create_database(server, args.db)
     report = migrate(pg)
+    reader = pg.as_role("reader")
     print(f"database {pg.describe()} created ({report.mode})")
     source = streams.content_topic(DEMO_TOPIC_PREFIX, args.events, DEMO_ARGS)
     streams.ensure_generated(kafka, source, args.events, DEMO_ARGS, lambda m: print(f"demo stream: {m}"))
@@ -216,13 +217,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             env,
         )  # fmt: skip
         print(f"\nresults in {pg.describe()} (input topic {source}):")
-        summarize(pg, kafka, dlq)
-        summarize_funnels_and_alerts(pg)
+        summarize(reader, kafka, dlq)
+        summarize_funnels_and_alerts(reader)
         print(
             f"\nexplore: UXSTREAM_PG_DB={pg.dbname} uxstream validate (data-quality gate), "
             f"or any SQL client on {pg.describe()}"
         )
-        write_dashboard_report(pg, args.report, dlq)
+        write_dashboard_report(reader, args.report, dlq)
     finally:
         topics.delete_topics(kafka, [dlq, f"{dlq}.funnels", kpi, funnel, alerts])
         shutil.rmtree(LOCAL / "flink" / f"demo-{run}", ignore_errors=True)

@@ -6,8 +6,10 @@
 
 The user is named by the raw `user_id` (or `anonymous_id`); the command derives the pseudonym with the
 jobs' key (UXSTREAM_PSEUDONYM_KEY / _FILE, else the local key file) and works on every table of
-`jobs.common.tables.USER_KEYED_TABLES`. Each request is recorded in `privacy_requests` (pseudonym, who,
-why, rows per table) in the same transaction as the erasure, so the audit row exists iff the rows are gone.
+`jobs.common.tables.USER_KEYED_TABLES`, connected as the eraser role (`uxstream_eraser`: SELECT and
+DELETE on those tables, INSERT on the audit table; README "Security"). Each request is recorded in
+`privacy_requests` (pseudonym, who, why, rows per table) in the same transaction as the erasure, so the
+audit row exists iff the rows are gone.
 
 Aggregates (KPI and funnel windows) hold counts, not user keys: erasure leaves them as they are
 (see NOTES.md).
@@ -104,7 +106,7 @@ def _cmd_pseudonym(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    pg = PostgresSettings.from_env()
+    pg = PostgresSettings.from_env(role="eraser")
     pseudonym = _pseudonym(args)
     rows = export_rows(pg, pseudonym)
     with connect(pg) as conn, conn.transaction():
@@ -116,7 +118,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_erase(args: argparse.Namespace) -> int:
     pseudonym = _pseudonym(args)
-    deleted = erase_rows(PostgresSettings.from_env(), pseudonym, _requester(args), args.reason)
+    deleted = erase_rows(PostgresSettings.from_env(role="eraser"), pseudonym, _requester(args), args.reason)
     counts = ", ".join(f"{table} {n}" for table, n in deleted.items())
     print(f"erased {pseudonym}: {counts} row(s) deleted; recorded in {tables.PRIVACY_REQUESTS}")
     return 0

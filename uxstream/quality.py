@@ -538,7 +538,7 @@ def _snake(class_name: str) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    pg = PostgresSettings.from_env()
+    pg = PostgresSettings.from_env(role="reader")
     tables = args.tables or list(t.SESSIONIZE_TABLES)
     report = validate(pg, tables, cross_table=not args.no_cross_table)
     print(report.render())

@@ -84,7 +84,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     started = time.monotonic()
     job.run(job.settings_from_args(job.parse_args(["--bounded"])))
     print(f"job finished in {time.monotonic() - started:.1f}s; rows in {pg.describe()} table {job.PG_TABLE}:")
-    rows = summarize(pg, job.PG_TABLE)
+    rows = summarize(pg.as_role("reader"), job.PG_TABLE)
     print(f"  {'path':<12} {'views':>6} {'users':>6}")
     for path, views, users in rows:
         print(f"  {path:<12} {views:>6} {users:>6}")

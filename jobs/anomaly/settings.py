@@ -105,7 +105,7 @@ class AnomalySettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {
             "kafka": KafkaSettings.from_env(env),
-            "postgres": PostgresSettings.from_env(env),
+            "postgres": PostgresSettings.from_env(env, "writer"),
             "flink": FlinkSettings.from_env(env),
             "detector": detector_from_env(env),
             "kpi_topic": env_str(env, PREFIX + "KPI_TOPIC", cls.kpi_topic),

@@ -6,10 +6,13 @@ clauses from typed settings, so connection details and security settings are wri
 
 from __future__ import annotations
 
+import atexit
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.common.settings import KafkaSettings, PostgresSettings
+from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 
 
 def sql_literal(value: str) -> str:
@@ -116,7 +119,12 @@ shutting the TaskExecutor down (jvm/udf io.uxstream.sink.ResilientJdbcTableFacto
 
 
 def jdbc_upsert_options(pg: PostgresSettings, table: str, flush_rows: int = 500) -> dict[str, str]:
-    """JDBC sink options; with a PRIMARY KEY in the DDL Flink writes `INSERT … ON CONFLICT DO UPDATE`."""
+    """JDBC sink options; with a PRIMARY KEY in the DDL Flink writes `INSERT … ON CONFLICT DO UPDATE`.
+
+    The password never travels in the options (Flink shows table options in plans, the job configuration
+    and logs): `password-file` names the file the connector reads in the JVM when it creates the sink
+    (jvm/udf io.uxstream.sink.ResilientJdbcTableFactory). A password given by value (UXSTREAM_PG_…_PASSWORD
+    instead of _FILE) is first written to a private temporary file of this process."""
     # Flink wants both username and password or neither; without a password (trust/cert auth) the user
     # travels in the URL instead.
     options = {
@@ -129,8 +137,23 @@ def jdbc_upsert_options(pg: PostgresSettings, table: str, flush_rows: int = 500)
     }
     if pg.password is not None:
         options["username"] = pg.user
-        options["password"] = pg.password.reveal()
+        options["password-file"] = pg.password_file or _password_file(pg.password)
     return options
+
+
+_PASSWORD_FILES: dict[str, str] = {}
+
+
+def _password_file(password: Secret) -> str:
+    """A 0600 temporary file holding `password`, one per password, removed when the process exits."""
+    value = password.reveal()
+    if value not in _PASSWORD_FILES:
+        fd, path = tempfile.mkstemp(prefix="uxstream-pg-", suffix=".password")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value)
+        atexit.register(Path(path).unlink, missing_ok=True)
+        _PASSWORD_FILES[value] = path
+    return _PASSWORD_FILES[value]
 
 
 def render_sql(path: Path, **params: str) -> list[str]:

@@ -20,6 +20,19 @@ def connect(pg: PostgresSettings, **kwargs: Any) -> Any:
     except psycopg.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {pg.describe()}: {first_line} "
-            "(start the local one with `make up`, or set UXSTREAM_PG_* to an external server)"
+            f"cannot connect to PostgreSQL at {pg.describe()}: {first_line} ({hint(pg, first_line)})"
         ) from None
+
+
+def hint(pg: PostgresSettings, error: str) -> str:
+    """What to do about a connection error."""
+    if "certificate verify failed" in error:
+        return (
+            f"the server's certificate is not signed by the CA in {pg.sslrootcert} "
+            "(UXSTREAM_PG_SSLROOTCERT), or does not name the host: point UXSTREAM_PG_SSLROOTCERT at the CA "
+            "of the server"
+        )
+    if "password authentication failed" in error or "no password supplied" in error:
+        variable = "UXSTREAM_PG_PASSWORD" if pg.role == "admin" else f"UXSTREAM_PG_{pg.role.upper()}_PASSWORD"
+        return f"check the password of role {pg.role} ({variable} or {variable}_FILE)"
+    return "start the local one with `make up`, or set UXSTREAM_PG_* to an external server"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final, Literal
 from urllib.parse import quote
 
 # Local service ports: non-default so a developer's own Kafka/PostgreSQL keep working beside ours.
@@ -182,9 +183,35 @@ class KafkaSettings:
         return props
 
 
+PgRole = Literal["admin", "migrator", "writer", "reader", "eraser"]
+"""Who connects (README "Security: PostgreSQL roles and TLS"): `admin` is the server's superuser (the local
+server's setup, tests creating databases); the others are the roles the migrations create and grant."""
+PG_ROLES: Final[tuple[PgRole, ...]] = ("admin", "migrator", "writer", "reader", "eraser")
+PG_ROLE_NAMES: Final[Mapping[PgRole, str]] = {
+    "admin": LOCAL_PG_USER,
+    "migrator": "uxstream_migrator",
+    "writer": "uxstream_writer",
+    "reader": "uxstream_reader",
+    "eraser": "uxstream_eraser",
+}
+"""The database role of each; the migrations grant to the last four (migrations/V0007__roles.sql)."""
+PG_CA_FILE: Final = "ca.crt"
+"""The CA certificate in a PostgreSQL secrets folder (UXSTREAM_PG_SECRETS_DIR)."""
+
+
+def local_pg_secrets_dir(env: Mapping[str, str]) -> Path:
+    """Where the local server's setup keeps the role passwords and the CA: `.local/secrets/postgres`."""
+    local = env_str(env, "UXSTREAM_LOCAL_DIR") or str(Path(__file__).resolve().parents[2] / ".local")
+    return Path(local) / "secrets" / "postgres"
+
+
+def pg_password_file(secrets_dir: Path | str, role: PgRole) -> Path:
+    return Path(secrets_dir) / f"{role}.password"
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
-    """How jobs and tools reach PostgreSQL/TimescaleDB."""
+    """How jobs and tools reach PostgreSQL/TimescaleDB, as one role."""
 
     host: str = "127.0.0.1"
     port: int = LOCAL_PG_PORT
@@ -195,24 +222,63 @@ class PostgresSettings:
     sslrootcert: str | None = None
     external: bool = False
     """True when the host came from the environment: `make up` then starts no local server."""
+    role: PgRole = "admin"
+    password_file: str | None = None
+    """The file the password was read from, if any: the JDBC sink reads it in the JVM (the value never
+    travels in the job's SQL options)."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PostgresSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None, role: PgRole = "admin") -> PostgresSettings:
+        """The settings of `role`. For the local server (no UXSTREAM_PG_HOST) and whenever
+        UXSTREAM_PG_SECRETS_DIR is set, the defaults come from the secrets folder: user `uxstream_<role>`,
+        password file `<role>.password`, `sslmode=verify-full` with its `ca.crt`. For an external server
+        without one, every role defaults to UXSTREAM_PG_USER / UXSTREAM_PG_PASSWORD (one account, as
+        before). UXSTREAM_PG_<ROLE>_USER / _PASSWORD / _PASSWORD_FILE win over both."""
         env = os.environ if env is None else env
         host = env_str(env, "UXSTREAM_PG_HOST")
-        sslmode = env_str(env, "UXSTREAM_PG_SSLMODE", "prefer") or "prefer"
+        folder = env_str(env, "UXSTREAM_PG_SECRETS_DIR")
+        secrets_dir = Path(folder) if folder else (None if host is not None else local_pg_secrets_dir(env))
+        default_mode = "verify-full" if secrets_dir is not None else "prefer"
+        sslmode = env_str(env, "UXSTREAM_PG_SSLMODE", default_mode) or default_mode
         modes = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
         if sslmode not in modes:
             raise SettingsError(f"UXSTREAM_PG_SSLMODE={sslmode!r} is not one of {', '.join(modes)}")
+        default_ca = str(secrets_dir / PG_CA_FILE) if secrets_dir is not None else None
+        prefix = "UXSTREAM_PG" if role == "admin" else f"UXSTREAM_PG_{role.upper()}"
+        user = env_str(env, f"{prefix}_USER")
+        if user is None:
+            user = (
+                PG_ROLE_NAMES[role]
+                if secrets_dir is not None
+                else env_str(env, "UXSTREAM_PG_USER", cls.user) or cls.user
+            )
+        password, password_file = _pg_password(env, f"{prefix}_PASSWORD")
+        if password is None and secrets_dir is not None:
+            path = pg_password_file(secrets_dir, role)
+            if path.is_file():
+                password, password_file = _pg_password(
+                    {f"{prefix}_PASSWORD_FILE": str(path)}, f"{prefix}_PASSWORD"
+                )
+        elif password is None and role != "admin":
+            password, password_file = _pg_password(env, "UXSTREAM_PG_PASSWORD")
         return cls(
             host=host or cls.host,
             port=env_int(env, "UXSTREAM_PG_PORT", cls.port),
             dbname=env_str(env, "UXSTREAM_PG_DB", cls.dbname) or cls.dbname,
-            user=env_str(env, "UXSTREAM_PG_USER", cls.user) or cls.user,
-            password=env_secret(env, "UXSTREAM_PG_PASSWORD"),
+            user=user,
+            password=password,
             sslmode=sslmode,
-            sslrootcert=env_str(env, "UXSTREAM_PG_SSLROOTCERT"),
+            sslrootcert=env_str(env, "UXSTREAM_PG_SSLROOTCERT", default_ca),
             external=host is not None,
+            role=role,
+            password_file=password_file,
+        )
+
+    def as_role(self, role: PgRole, env: Mapping[str, str] | None = None) -> PostgresSettings:
+        """The same server and database, as another role (its user and password from the environment)."""
+        other = PostgresSettings.from_env(env, role)
+        return replace(
+            self, role=role, user=other.user, password=other.password, password_file=other.password_file
         )
 
     def conninfo(self) -> str:
@@ -244,3 +310,9 @@ class PostgresSettings:
     def describe(self) -> str:
         """Where this points, without the password."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+
+def _pg_password(env: Mapping[str, str], name: str) -> tuple[Secret | None, str | None]:
+    """(the secret, the file it came from) of `name` / `name_FILE`."""
+    secret = env_secret(env, name)
+    return secret, (env_str(env, f"{name}_FILE") if secret is not None else None)

@@ -69,7 +69,7 @@ class FunnelsSettings:
         p = "UXSTREAM_FUNNELS_"
         values: dict[str, object] = {
             "kafka": KafkaSettings.from_env(env),
-            "postgres": PostgresSettings.from_env(env),
+            "postgres": PostgresSettings.from_env(env, "writer"),
             "flink": FlinkSettings.from_env(env),
             "config_path": Path(env_str(env, p + "CONFIG", str(DEFAULT_CONFIG)) or DEFAULT_CONFIG),
             "input_topic": env_str(env, p + "INPUT_TOPIC", cls.input_topic),

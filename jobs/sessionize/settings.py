@@ -112,7 +112,7 @@ class SessionizeSettings:
             raise SettingsError(f"{p}SPLIT_AT_MIDNIGHT={midnight!r} is not true or false")
         values: dict[str, object] = {
             "kafka": KafkaSettings.from_env(env),
-            "postgres": PostgresSettings.from_env(env),
+            "postgres": PostgresSettings.from_env(env, "writer"),
             "flink": FlinkSettings.from_env(env),
             "input_topic": env_str(env, p + "INPUT_TOPIC", cls.input_topic),
             "dlq_topic": env_str(env, p + "DLQ_TOPIC", cls.dlq_topic),

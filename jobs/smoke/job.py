@@ -130,7 +130,7 @@ def settings_from_args(args: argparse.Namespace) -> SmokeSettings:
         flink = flink.with_options(checkpoint_interval_ms=args.checkpoint_interval_ms)
     return SmokeSettings(
         kafka=KafkaSettings.from_env(),
-        postgres=PostgresSettings.from_env(),
+        postgres=PostgresSettings.from_env(role="writer"),
         flink=flink,
         input_topic=args.input_topic,
         output_topic=args.output_topic,

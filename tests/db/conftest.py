@@ -7,7 +7,6 @@ database that the jobs and other tests use, and never collide with each other.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jobs.common.settings import PostgresSettings
-from uxstream.db import MIGRATIONS, connect
+from uxstream.db import MIGRATIONS, connect, create_database
 
 MakeDatabase = Callable[[], PostgresSettings]
 
@@ -35,10 +34,9 @@ def make_database(pg_settings: PostgresSettings, request: pytest.FixtureRequest)
 
     def make() -> PostgresSettings:
         name = f"uxstream_test_{module}_{uuid.uuid4().hex[:8]}"
-        with connect(pg_settings, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        pg = create_database(pg_settings, name)
         created.append(name)
-        return dataclasses.replace(pg_settings, dbname=name)
+        return pg
 
     yield make
     with connect(pg_settings, autocommit=True) as conn:

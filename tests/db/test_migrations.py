@@ -103,7 +103,10 @@ SECONDARY_INDEXES = {
     "anomalies_status_idx": (t.ANOMALIES, ["status", "opened_window_start"]),
     "anomalies_series_idx": (t.ANOMALIES, ["metric", "dimension", "dimension_value", "opened_window_start"]),
 }
-TIMESCALE_FILES = ("T0001__hypertables", "T0002__kpi_1h", "T0003__funnels", "T0004__anomaly", "R__policies")
+TIMESCALE_FILES = (
+    "T0001__hypertables", "T0002__kpi_1h", "T0003__funnels", "T0004__anomaly", "T0005__kpi_1h_reader",
+    "R__policies",
+)  # fmt: skip
 EDITED_MESSAGE = (
     "V0002__sessionize.sql was changed after it was applied "
     "(write a new migration instead of editing an applied one)"

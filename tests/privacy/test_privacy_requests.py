@@ -15,7 +15,7 @@ import pytest
 from jobs.common import tables
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import PostgresSettings, Secret
-from uxstream.db import connect, migrate
+from uxstream.db import connect, create_database, migrate
 from uxstream.paths import ROOT
 
 pytestmark = [pytest.mark.services]
@@ -27,9 +27,7 @@ PSEUDONYM = Pseudonymizer(PrivacySettings(Secret(KEY)))
 @pytest.fixture()
 def database(pg_settings: PostgresSettings) -> Iterator[PostgresSettings]:
     name = f"uxstream_test_privacy_{uuid.uuid4().hex[:8]}"
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    pg = dataclasses.replace(pg_settings, dbname=name)
+    pg = create_database(pg_settings, name)
     migrate(pg)
     yield pg
     with connect(pg_settings, autocommit=True) as conn:
@@ -113,8 +111,7 @@ def test_requests_fail_clearly_without_a_migrated_database_or_a_user(
     database: PostgresSettings, pg_settings: PostgresSettings
 ) -> None:
     empty = f"uxstream_test_privacy_empty_{uuid.uuid4().hex[:8]}"
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{empty}"')
+    create_database(pg_settings, empty)
     try:
         done = privacy(dataclasses.replace(pg_settings, dbname=empty), "erase", "--user-id", "usr_1")
         assert done.returncode == 2

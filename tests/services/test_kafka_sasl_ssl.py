@@ -27,7 +27,7 @@ from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected
 from tests.support.kafka import committed_records
-from uxstream.db import connect, migrate
+from uxstream.db import connect, create_database, migrate
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
 from uxstream.services.kafka import LocalKafka, SecureListener, ensure_kafka, stop_kafka
@@ -143,9 +143,7 @@ def test_generator_and_sessionize_work_over_sasl_ssl_and_leak_no_secret(
     assert generated.returncode == 0, generated.stderr[-3000:]
 
     dbname = f"uxstream_test_secure_{suffix}"
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    pg = dataclasses.replace(pg_settings, dbname=dbname)
+    pg = create_database(pg_settings, dbname)
     started = time.time()
     try:
         migrate(pg)

@@ -3,7 +3,6 @@ snapshots, and the one comparison of a table with its oracle."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,14 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from jobs.common.settings import PostgresSettings
-from uxstream.db import connect, migrate
+from uxstream.db import connect, create_database, migrate
 
 
 def fresh_database(pg_settings: PostgresSettings, name: str) -> PostgresSettings:
     """Create the database `name` on the test server and migrate it; its settings."""
-    with connect(pg_settings, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    pg = dataclasses.replace(pg_settings, dbname=name)
+    pg = create_database(pg_settings, name)
     migrate(pg)
     return pg
 

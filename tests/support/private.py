@@ -12,7 +12,7 @@ from pathlib import Path
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from uxstream.services.common import free_port
 from uxstream.services.kafka import LocalKafka, ensure_kafka, stop_kafka
-from uxstream.services.postgres import LocalPostgres, ensure_postgres, stop_postgres
+from uxstream.services.postgres import LocalPostgres, ensure_postgres, ensure_secrets, stop_postgres
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ class PrivatePostgres:
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment that points a job or a `uxstream` command at this server (add UXSTREAM_PG_DB)."""
-        return {"UXSTREAM_PG_HOST": self.settings.host, "UXSTREAM_PG_PORT": str(self.settings.port)}
+        """The environment that points a job or a `uxstream` command at this server (add UXSTREAM_PG_DB):
+        every role, over TLS verified against the local CA."""
+        return self.local.env
 
     def stop(self) -> None:
         stop_postgres(local=self.local, out=io.StringIO())
@@ -65,7 +66,8 @@ def private_kafka(folder: Path) -> Iterator[PrivateKafka]:
 def private_postgres(folder: Path) -> Iterator[PrivatePostgres]:
     """A PostgreSQL server of the test's own (free port), stopped at the end."""
     local = LocalPostgres(home=folder / "postgres", port=free_port())
-    server = PrivatePostgres(local, PostgresSettings(host=local.host, port=local.port, external=True))
+    ensure_secrets(local)
+    server = PrivatePostgres(local, local.settings("admin"))
     server.start()
     try:
         yield server

@@ -36,7 +36,7 @@ from uxstream.bench.monitor import (
     processing_span,
     vertex_load,
 )
-from uxstream.db import connect, migrate
+from uxstream.db import connect, create_database, migrate
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
 
@@ -50,8 +50,7 @@ def fresh_database(admin: PostgresSettings, name: str) -> Iterator[PostgresSetti
     """A new, migrated database `name` on the server of `admin`; dropped afterwards."""
     with connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    pg = dataclasses.replace(admin, dbname=name)
+    pg = create_database(admin, name)
     try:
         migrate(pg)
         yield pg

@@ -55,7 +55,7 @@ def build_dashboard(no_realtime: bool, poll: float = 2.0, dlq_topic: str | None 
     from uxstream.services.redis import RedisSettings
 
     return Dashboard(
-        pg=PostgresSettings.from_env(),
+        pg=PostgresSettings.from_env(role="reader"),
         redis=None if no_realtime else RedisSettings.from_env(),
         token=env_secret(os.environ, TOKEN_ENV),
         poll_s=poll,

