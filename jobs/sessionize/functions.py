@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Final, cast
 
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, TableFunction, udf, udtf
@@ -16,9 +17,13 @@ from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
     KPI_METRICS,
     SessionRules,
+    SplitReason,
     kpi_window_record,
     split_gap_session,
 )
+
+END_REASONS: Final = frozenset({"gap", "midnight", "max_duration"})
+"""The reasons session_events (jvm/udf io.uxstream.udf.SessionEvents) gives for the end of what it emits."""
 
 SESSION_ROW_TYPES = [
     DataTypes.STRING(),  # session_id
@@ -60,12 +65,15 @@ class SplitSessions(TableFunction):  # type: ignore[misc]
         # The key is read where the function runs (a TaskManager), never shipped inside the job graph.
         self.pseudonym = Pseudonymizer(PrivacySettings.from_env())
 
-    def eval(self, user_key: str, packed: str) -> Iterator[tuple[object, ...]]:
+    def eval(self, user_key: str, packed: str, end_reason: str) -> Iterator[tuple[object, ...]]:
         if self.chaos is None:
             self.chaos = FailOnce()  # reads the environment of the worker, not the client
         self.chaos("sessionize.split_sessions")
         assert self.pseudonym is not None
-        for row in split_gap_session(self.pseudonym(user_key), self.rules, packed):
+        if end_reason not in END_REASONS:
+            raise ValueError(f"session_events sent an unknown end reason {end_reason!r}")
+        reason = cast(SplitReason, end_reason)
+        for row in split_gap_session(self.pseudonym(user_key), self.rules, packed, reason):
             yield (
                 row.session_id,
                 row.user_key,

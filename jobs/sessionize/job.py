@@ -7,7 +7,8 @@ Topology (all per-event work in Flink's JVM operators; Python sees one record pe
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
 KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets; hop 5 min/1 min and
 cumulate 1 day/5 min cascaded from the minute rows) and
-gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user) ─►
+gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user;
+a user who never goes idle is emitted session by session at midnight / max-duration splits) ─►
 Python UDTF (midnight / max-duration splits, session rows).
 """
 
@@ -156,12 +157,14 @@ FROM session_events(
   input => TABLE session_input PARTITION BY user_key,
   on_time => DESCRIPTOR(event_time),
   gap_ms => CAST({settings.session_gap_ms} AS BIGINT),
+  max_duration_ms => CAST({settings.max_session_duration_ms} AS BIGINT),
+  timezone => {connectors.sql_literal(settings.session_timezone if settings.split_at_midnight else "")},
   uid => '{SESSIONS_UID}'
 ) AS g,
-LATERAL TABLE(split_sessions(g.user_key, g.packed)) AS s(session_id, user_key, session_start, session_end,
-  duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer, utm_source,
-  utm_medium, utm_campaign, device_type, browser, country, error_count, conversions, engaged, bounce,
-  split_reason, is_final)
+LATERAL TABLE(split_sessions(g.user_key, g.packed, g.end_reason)) AS s(session_id, user_key, session_start,
+  session_end, duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer,
+  utm_source, utm_medium, utm_campaign, device_type, browser, country, error_count, conversions, engaged,
+  bounce, split_reason, is_final)
 WHERE count_when('{counters.SESSIONS_CLOSED}', s.is_final)""",
     ]
     if settings.kpi_topic:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
@@ -271,13 +271,20 @@ def events_from_json(packed: str) -> list[SessionEvent]:
     return [SessionEvent(*values) for values in json.loads(packed)]
 
 
-def split_gap_session(user_key: str, rules: SessionRules, packed: str) -> list[SessionRow]:
-    """Final sessions of one gap-session (all of a user's events between two gaps > session gap).
+def split_gap_session(
+    user_key: str, rules: SessionRules, packed: str, end_reason: SplitReason = "gap"
+) -> list[SessionRow]:
+    """Final sessions of a run of a user's events that the JVM closed (`session_events`).
 
-    The JVM already applied the gap rule; this applies midnight and max-duration splits and computes the
-    rows. The last session ends with reason `gap`, the others with the reason the next one started.
+    The JVM emits either everything between two gaps > session gap (`end_reason` `gap`) or one session it
+    closed early by a midnight or max-duration split (`end_reason` says which: the state bound of a user
+    who never goes idle). This applies the midnight and max-duration splits and computes the rows; the
+    last session ends with `end_reason`, the others with the reason the next one started.
     """
-    return sessionize_batch(user_key, rules, events_from_json(packed))
+    rows = sessionize_batch(user_key, rules, events_from_json(packed))
+    if rows and end_reason != rows[-1].split_reason:
+        rows[-1] = replace(rows[-1], split_reason=end_reason)
+    return rows
 
 
 # ------------------------------------------------------------------ KPI windows on Kafka (kpi_window.v1)

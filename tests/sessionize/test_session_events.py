@@ -1,55 +1,236 @@
-"""The gap rule in the JVM (`session_events`, jvm/udf io.uxstream.udf.SessionEvents): a process table
+"""The session rules in the JVM (`session_events`, jvm/udf io.uxstream.udf.SessionEvents): a process table
 function with keyed state and one event-time timer per user, run from PyFlink SQL on a MiniCluster
-(tests/support/session_events.py). SEMANTICS.md, Sessions: a new session starts when the gap since the
-user's previous event is greater than the session gap; a gap of exactly the session gap stays in the
-session, whatever the watermark did in between."""
+(tests/support/session_events.py), then the Python finaliser (jobs/sessionize/logic.py
+`split_gap_session`), against the rules applied to each user's whole timeline (`sessionize_batch`).
+
+SEMANTICS.md, Sessions: a new session starts when the gap since the user's previous event is greater than
+the session gap (a gap of exactly the session gap stays, whatever the watermark did in between), at local
+midnight, and when the session would exceed the max duration. A user who never goes idle is emitted
+session by session while still active, so its state holds about one day of events, not all of them."""
 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 
+from jobs.sessionize.logic import (
+    SESSION_EVENT_FIELDS,
+    SessionEvent,
+    SessionRow,
+    SessionRules,
+    sessionize_batch,
+    split_gap_session,
+)
 from uxstream.paths import ROOT
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
-GAP = 30 * 60_000
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+GAP = 30 * MINUTE
 BOUND = 5_000
+T0 = int(datetime(2026, 10, 24, 20, 0, tzinfo=UTC).timestamp() * 1000)
+"""Saturday evening before Europe/Berlin leaves daylight saving time (a 25-hour local day follows)."""
 
 
-def emitted(rows: list[tuple[str, int, int]], folder: Path) -> list[tuple[str, list[Any]]]:
+@dataclass(frozen=True)
+class Call:
+    """One call of the function in the run: its max duration and midnight time zone ('' = none)."""
+
+    name: str
+    max_duration_ms: int
+    timezone: str
+
+    @property
+    def rules(self) -> SessionRules:
+        return SessionRules(
+            gap_ms=GAP,
+            timezone=self.timezone or "UTC",
+            split_at_midnight=bool(self.timezone),
+            max_duration_ms=self.max_duration_ms,
+        )
+
+
+@dataclass(frozen=True)
+class Emitted:
+    call: str
+    user: str
+    events: list[int]
+    end_reason: str
+    at: int
+    """The row's time (epoch ms): the timer's time, or the event whose arrival let a walk close sessions."""
+
+
+def event(user: str, number: int, ts: int) -> SessionEvent:
+    """Event `number` of `user`: a page view of one of seven pages, every fifth one an error."""
+    kind = "error" if number % 5 == 4 else "page_view"
+    values: dict[str, Any] = dict.fromkeys(SESSION_EVENT_FIELDS)
+    values.update(ts=ts, event_id=f"{user}-{number:05d}", event_type=kind, event_name=kind,
+                  page_path=f"/p{number % 7}", country="DE", device_type="desktop")  # fmt: skip
+    return SessionEvent(**values)
+
+
+def run(rows: list[tuple[str, int, int]], calls: list[Call], folder: Path) -> list[Emitted]:
+    """Rows (user, ts, event number) in arrival order through every call of the function."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "spec.json"
+    spec.write_text(json.dumps({
+        "rows": rows, "gap_ms": GAP, "bound_ms": BOUND,
+        "calls": [{"name": c.name, "max_duration_ms": c.max_duration_ms, "timezone": c.timezone}
+                  for c in calls],
+    }))  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.support.session_events", json.dumps(rows), str(GAP), str(BOUND),
-         str(folder)],
+        [sys.executable, "-m", "tests.support.session_events", str(spec), str(folder)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-5000:]
-    return sorted((user, events) for user, events in map(json.loads, proc.stdout.splitlines()))
+    return [Emitted(*json.loads(line)) for line in proc.stdout.splitlines()]
+
+
+def finalised(
+    emitted: list[Emitted], call: Call, events: dict[tuple[str, int], SessionEvent]
+) -> dict[str, list[SessionRow]]:
+    """The session rows the job writes: the finaliser applied to each emitted row of `call`."""
+    rows: dict[str, list[SessionRow]] = defaultdict(list)
+    for e in emitted:
+        if e.call == call.name:
+            packed = json.dumps(
+                [[getattr(events[e.user, n], f) for f in SESSION_EVENT_FIELDS] for n in e.events]
+            )
+            rows[e.user].extend(split_gap_session(e.user, call.rules, packed, e.end_reason))  # type: ignore[arg-type]
+    return {user: sorted(found, key=lambda r: r.session_start) for user, found in rows.items()}
+
+
+def expected(call: Call, events: dict[tuple[str, int], SessionEvent]) -> dict[str, list[SessionRow]]:
+    """The rules applied to each user's whole timeline."""
+    timelines: dict[str, list[SessionEvent]] = defaultdict(list)
+    for (user, _), e in events.items():
+        timelines[user].append(e)
+    return {user: sessionize_batch(user, call.rules, timeline) for user, timeline in timelines.items()}
 
 
 def test_gap_sessions_follow_the_gap_rule_exactly_whatever_the_watermark_did_in_between(
     tmp_path: Path,
 ) -> None:
+    gap_only = Call("gap_only", 30 * DAY, "")
+    utc = Call("utc", DAY, "UTC")
+    midnight_1, midnight_2 = T0 + 4 * HOUR + DAY, T0 + 4 * HOUR + 2 * DAY  # 2026-10-26 and -27 00:00 UTC
+    # A bot active for 48 hours without a gap: from 2026-10-25 06:00 UTC, one event every 10 minutes.
+    bot_every_10_min = [("bot", midnight_1 - 18 * HOUR + n * 10 * MINUTE, n) for n in range(6 * 48)]
     rows = [
-        ("exact", 0, 1),
+        ("exact", T0, 1),
         # Another user moves the watermark to one millisecond before `exact`'s session could close ...
-        ("other", GAP - 1 + BOUND, 9),
+        ("other", T0 + GAP - 1 + BOUND, 9),
         # ... and `exact`'s next event, exactly one gap later, still belongs to the session.
-        ("exact", GAP, 2),
-        ("exact", 2 * GAP + 1, 3),  # one millisecond more than a gap: a new session
+        ("exact", T0 + GAP, 2),
+        ("exact", T0 + 2 * GAP + 1, 3),  # one millisecond more than a gap: a new session
         # Out of order within the bound: one session, its events in event-time order.
-        ("shuffled", 3 * GAP + 10_000, 5),
-        ("shuffled", 3 * GAP + 6_000, 4),
-        ("shuffled", 3 * GAP + 10_000 + GAP, 6),
+        ("shuffled", T0 + 3 * GAP + 10_000, 5),
+        ("shuffled", T0 + 3 * GAP + 6_000, 4),
+        ("shuffled", T0 + 3 * GAP + 10_000 + GAP, 6),
     ]
-    assert emitted(rows, tmp_path) == [
-        ("exact", [1, 2]),
-        ("exact", [3]),
-        ("other", [9]),
-        ("shuffled", [4, 5, 6]),
+    emitted = run(rows + bot_every_10_min, [gap_only, utc], tmp_path)
+
+    assert sorted((e.user, e.events, e.end_reason) for e in emitted if e.call == "gap_only") == [
+        ("bot", [n for *_, n in bot_every_10_min], "gap"),
+        ("exact", [1, 2], "gap"),
+        ("exact", [3], "gap"),
+        ("other", [9], "gap"),
+        ("shuffled", [4, 5, 6], "gap"),
     ]
+    # With midnight splits the bot's first two days are emitted while it is still active, one session each
+    # (closed by midnight), within minutes of the watermark passing midnight; the last part when it goes
+    # idle. So its state never holds more than a day of events.
+    bot = [e for e in emitted if e.call == "utc" and e.user == "bot"]
+    last = bot_every_10_min[-1][1]
+    assert [(e.end_reason, len(e.events)) for e in bot] == [("midnight", 108), ("midnight", 144), ("gap", 36)]
+    assert midnight_1 < bot[0].at < midnight_1 + GAP
+    assert midnight_2 < bot[1].at < midnight_2 + GAP
+    assert bot[2].at == last + GAP
+    events = {(user, n): event(user, n, ts) for user, ts, n in rows + bot_every_10_min}
+    for call in (gap_only, utc):
+        assert finalised(emitted, call, events) == expected(call, events)
+
+
+SPECIAL_DELTAS = (0, 1, 1_000, GAP - 1, GAP, GAP + 1, 2 * HOUR)
+"""Gaps that matter: ties, exactly one session gap and one millisecond either side, a long pause."""
+
+
+def timelines(rng: random.Random, users: int) -> list[tuple[int, list[int]]]:
+    """Per user a start within two days and up to 150 gaps: one in ten from SPECIAL_DELTAS, the others
+    uniform up to 20 minutes (so hours pass without a gap of more than 30 minutes)."""
+    return [
+        (rng.randrange(2 * DAY), [
+            rng.choice(SPECIAL_DELTAS) if rng.random() < 0.1 else rng.randrange(1, 20 * MINUTE)
+            for _ in range(rng.randrange(1, 150))
+        ])
+        for _ in range(users)
+    ]  # fmt: skip
+
+
+# Two examples (one Flink job each: a fixed seed and one drawn) of 40 users. The seed drives the timelines
+# and the arrival order; no shrinking (a job run per step is too slow): the failure message names the user
+# and the first session that differs instead.
+@settings(max_examples=1, deadline=None, derandomize=True, database=None,
+          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
+@example(seed=20261205)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_sessions_equal_the_rules_for_any_timeline_and_arrival_order_within_the_bound(
+    tmp_path_factory: pytest.TempPathFactory, seed: int
+) -> None:
+    """Random timelines (gaps of exactly the session gap and one more, midnights of a 25-hour local day,
+    days of activity without a gap) in a random arrival order within the out-of-orderness bound, through
+    two calls: midnight splits in Europe/Berlin with a 3-hour max duration, and no midnight splits with a
+    2-hour one."""
+    rng = random.Random(seed)
+    events: dict[tuple[str, int], SessionEvent] = {}
+    arrivals = []
+    for u, (offset, deltas) in enumerate(timelines(rng, 40)):
+        user, ts = f"u{u:02d}", T0 + offset
+        for n, delta in enumerate(deltas):
+            ts += delta
+            events[user, n] = event(user, n, ts)
+            arrivals.append((ts + rng.randrange(BOUND), rng.random(), user, ts, n))  # never late
+    rows = [(user, ts, n) for *_, user, ts, n in sorted(arrivals)]
+    calls = [Call("berlin", 3 * HOUR, "Europe/Berlin"), Call("no_midnight", 2 * HOUR, "")]
+    emitted = run(rows, calls, tmp_path_factory.mktemp("session-events"))
+    for call in calls:
+        want = expected(call, events)
+        reasons = {r.split_reason for rows_ in want.values() for r in rows_}
+        assert reasons >= {"gap", "max_duration"} | ({"midnight"} if call.timezone else set()), reasons
+        got = finalised(emitted, call, events)
+        for user in sorted(want):
+            rows_ = [e for e in emitted if e.call == call.name and e.user == user]
+            timeline = [(ts, n) for (u, n), ts in ((k, v.ts) for k, v in events.items()) if u == user]
+            assert got.get(user) == want[user], first_difference(
+                call, user, got.get(user, []), want[user], rows_, timeline
+            )
+        assert set(got) == set(want)
+
+
+def first_difference(
+    call: Call,
+    user: str,
+    got: list[SessionRow],
+    want: list[SessionRow],
+    emitted: list[Emitted],
+    timeline: list[tuple[int, int]],
+) -> str:
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
+        if g != w:
+            rows = [(e.events, e.end_reason, e.at) for e in emitted]
+            return f"{call.name} {user}: session {i}: got {g}\nwant {w}\nemitted {rows}\ntimeline {timeline}"
+    rows = [(e.events, e.end_reason, e.at) for e in emitted]
+    return f"{call.name} {user}: {len(got)} sessions, want {len(want)}; emitted {rows}"

@@ -98,10 +98,16 @@ def _python_workers(process_group: int) -> list[int]:
     ]
 
 
-def _wait_for_python_workers(process_group: int, timeout_s: float) -> list[int]:
+def _wait_for_python_workers(process_group: int, timeout_s: float, log_dir: Path | None = None) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while not (workers := _python_workers(process_group)):
-        assert time.monotonic() < deadline, f"no Python worker came back within {timeout_s} s"
+        if time.monotonic() >= deadline:
+            states = [line[-300:] for line in flink_log(log_dir).splitlines() if "switched from" in line or
+                      "will be restarted" in line] if log_dir else []  # fmt: skip
+            raise AssertionError(
+                f"no Python worker came back within {timeout_s} s; the job's last state changes:\n"
+                + "\n".join(states[-15:])
+            )
         time.sleep(0.1)
     return workers
 
@@ -126,14 +132,14 @@ def test_t16_t17_python_workers_killed_five_times_at_random_intervals_the_job_re
 
     def kill_python_workers_five_times(process_group: int) -> None:
         for _ in range(KILLS):
-            workers = _wait_for_python_workers(process_group, 120)
+            workers = _wait_for_python_workers(process_group, 120, log_dir)
             time.sleep(pause.uniform(0, 6))
             for pid in workers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             killed.append(workers)
         last = time.monotonic()
-        _wait_for_python_workers(process_group, HEALTHY_WITHIN_S)
+        _wait_for_python_workers(process_group, HEALTHY_WITHIN_S, log_dir)
         healthy_after_s.append(time.monotonic() - last)
 
     try:

@@ -1,5 +1,7 @@
 package io.uxstream.udf;
 
+import java.time.Instant;
+import java.time.ZoneId;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.flink.table.annotation.ArgumentHint;
@@ -13,31 +15,51 @@ import org.apache.flink.types.Row;
 
 /**
  * {@code session_events(input => TABLE t PARTITION BY user_key, on_time => DESCRIPTOR(event_time),
- * gap_ms => 1800000, uid => '…')}: one row {@code (user_key, packed, rowtime)} per gap-session of a user,
- * where {@code packed} is the JSON array {@code [e1, e2, …]} of the {@code packed} column (one JSON value per
- * event) of the session's events, in event-time order (ties in arrival order; the Python finaliser orders
- * them by time and event id).
+ * gap_ms => 1800000, max_duration_ms => 86400000, timezone => 'Europe/Berlin', uid => '…')}: rows
+ * {@code (user_key, packed, end_reason, rowtime)}, each holding events of one user in event-time order as
+ * the JSON array {@code [e1, e2, …]} of the {@code packed} column (ties in arrival order; the Python
+ * finaliser orders them by time and event id), and the reason the last session of the row ended.
  *
- * <p>The gap rule of SEMANTICS.md, exactly: a session ends when the next event of the user comes more than
- * {@code gap_ms} after its last one (a gap of exactly {@code gap_ms} stays in the session). The function
- * keeps the user's events and one timer at (latest event time + gap); the timer fires once the watermark
- * reaches that time, when no on-time event can still join (an event at or below the watermark is late and
- * never reaches this function), and emits every gap-session of the buffer. A session window TVF closes at
- * (last + gap − 1 ms) instead, which splits off an event exactly one gap later if the watermark passes
- * that instant before the event arrives.
+ * <p>The session rules of SEMANTICS.md, exactly, applied to the events in time order: a new session starts
+ * when the next event comes more than {@code gap_ms} after the previous one (a gap of exactly
+ * {@code gap_ms} stays), falls on a later local day in {@code timezone} ({@code ''}: no midnight splits), or
+ * comes more than {@code max_duration_ms} after the session's start.
  *
- * <p>State per user: the buffered events (a ListView: one list entry per event in RocksDB) and the latest
- * event time; both are cleared when the sessions are emitted, with the timer.
+ * <p>Two ways out, both decided only by events at or below the watermark (an on-time event is above it,
+ * so nothing that arrives later can change them):
+ *
+ * <ul>
+ *   <li><b>Gap</b>: one timer per user at (latest event time + gap). When the watermark reaches it no event
+ *       can join any more, and the whole buffer is emitted, split at gaps (the finaliser applies midnight
+ *       and max-duration splits inside it); {@code end_reason} {@code gap}. A SESSION window TVF closes at
+ *       (last + gap − 1 ms) instead, which splits off an event exactly one gap later if the watermark
+ *       passes that instant before the event arrives.
+ *   <li><b>Midnight and max duration</b> (the state bound of a user who never goes idle): once the watermark
+ *       passes the first instant at which a split other than a gap could happen (the next local midnight
+ *       after the open session's start, or start + max duration), the buffer is walked in time order and
+ *       every session closed by a split event at or below the watermark is emitted, one row each, with the
+ *       rule that closed it as {@code end_reason}; only the open session stays in state. So a user's state
+ *       holds at most one day (or one max duration) of events plus the out-of-orderness bound.
+ * </ul>
  */
-@FunctionHint(output = @DataTypeHint("ROW<packed STRING>"))
+@FunctionHint(output = @DataTypeHint("ROW<packed STRING, end_reason STRING>"))
 public class SessionEvents extends ProcessTableFunction<Row> {
   private static final long serialVersionUID = 1L;
   private static final String CLOSE = "close";
+  static final String GAP = "gap";
+  static final String MIDNIGHT = "midnight";
+  static final String MAX_DURATION = "max_duration";
 
-  /** The latest event time in the buffer (null: empty) and the gap the timer was set with. */
+  /**
+   * The latest event time in the buffer (null: empty), the gap the timer was set with, the open session's
+   * start (the earliest event time in the buffer) and the watermark at or after which a walk may close a
+   * session by midnight or max duration.
+   */
   public static class Latest {
     public Long ts;
     public Long gapMs;
+    public Long start;
+    public Long boundary;
   }
 
   public void eval(
@@ -48,11 +70,18 @@ public class SessionEvents extends ProcessTableFunction<Row> {
               name = "input",
               value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
           Row input,
-      @ArgumentHint(name = "gap_ms", type = @DataTypeHint("BIGINT")) Long gapMs)
+      @ArgumentHint(name = "gap_ms", type = @DataTypeHint("BIGINT")) Long gapMs,
+      @ArgumentHint(name = "max_duration_ms", type = @DataTypeHint("BIGINT")) Long maxDurationMs,
+      @ArgumentHint(name = "timezone", type = @DataTypeHint("STRING")) String timezone)
       throws Exception {
     if (gapMs == null || gapMs < 0) {
       throw new IllegalArgumentException("session_events: gap_ms must be a non-negative BIGINT, got " + gapMs);
     }
+    if (maxDurationMs == null || maxDurationMs <= 0) {
+      throw new IllegalArgumentException(
+          "session_events: max_duration_ms must be a positive BIGINT, got " + maxDurationMs);
+    }
+    ZoneId zone = timezone == null || timezone.isEmpty() ? null : ZoneId.of(timezone);
     TimeContext<Long> time = ctx.timeContext(Long.class);
     long ts = time.time();
     String packed = input.getFieldAs("packed");
@@ -62,6 +91,14 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       latest.ts = ts;
       time.registerOnTime(CLOSE, ts + gapMs); // replaces the previous timer of this user
     }
+    if (latest.start == null || ts < latest.start) {
+      latest.start = ts;
+      latest.boundary = firstNonGapSplit(ts, maxDurationMs, zone);
+    }
+    Long watermark = time.currentWatermark();
+    if (watermark != null && watermark >= latest.boundary) {
+      walk(latest, events, watermark, gapMs, maxDurationMs, zone);
+    }
   }
 
   public void onTimer(
@@ -69,32 +106,124 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       Latest latest,
       @StateHint(type = @DataTypeHint("ARRAY<STRING>")) ListView<String> events)
       throws Exception {
-    List<long[]> times = new ArrayList<>();
-    List<String> values = new ArrayList<>();
     long gap = latest.gapMs;
-    for (String entry : events.get()) {
-      int colon = entry.indexOf(':');
-      times.add(new long[] {Long.parseLong(entry.substring(0, colon)), values.size()});
-      values.add(entry.substring(colon + 1));
-    }
-    // Stable order by time: ties keep arrival order.
-    times.sort((a, b) -> Long.compare(a[0], b[0]));
     StringBuilder session = new StringBuilder("[");
     long previous = Long.MIN_VALUE;
-    for (long[] t : times) {
-      if (previous != Long.MIN_VALUE && t[0] - previous > gap) {
-        collect(Row.of(session.append(']').toString()));
+    for (Event e : sorted(events)) {
+      if (previous != Long.MIN_VALUE && e.ts - previous > gap) {
+        collect(Row.of(session.append(']').toString(), GAP));
         session = new StringBuilder("[");
       }
       if (session.length() > 1) {
         session.append(',');
       }
-      session.append(values.get((int) t[1]));
-      previous = t[0];
+      session.append(e.packed);
+      previous = e.ts;
     }
     if (session.length() > 1) {
-      collect(Row.of(session.append(']').toString()));
+      collect(Row.of(session.append(']').toString(), GAP));
     }
     ctx.clearAll();
+  }
+
+  /**
+   * Emit every session closed by a split event at or below the watermark, keep the rest. Sets the next
+   * boundary: the open session's first possible non-gap split, or (when a split is pending on an event
+   * above the watermark) that event's time.
+   */
+  private void walk(
+      Latest latest, ListView<String> events, long watermark, long gap, long maxDuration, ZoneId zone)
+      throws Exception {
+    List<Event> all = sorted(events);
+    int start = 0; // index of the open session's first event
+    long sessionStart = all.get(0).ts;
+    long midnight = zone == null ? Long.MAX_VALUE : nextMidnight(sessionStart, zone);
+    Long pending = null;
+    for (int i = 1; i < all.size(); i++) {
+      Event e = all.get(i);
+      String reason = null;
+      if (e.ts - all.get(i - 1).ts > gap) {
+        reason = GAP;
+      } else if (e.ts >= midnight) {
+        reason = MIDNIGHT;
+      } else if (e.ts - sessionStart > maxDuration) {
+        reason = MAX_DURATION;
+      }
+      if (reason == null) {
+        continue;
+      }
+      if (e.ts > watermark) {
+        pending = e.ts; // an earlier event may still arrive: decide once the watermark passes this one
+        break;
+      }
+      StringBuilder session = new StringBuilder("[");
+      for (int j = start; j < i; j++) {
+        if (j > start) {
+          session.append(',');
+        }
+        session.append(all.get(j).packed);
+      }
+      collect(Row.of(session.append(']').toString(), reason));
+      start = i;
+      sessionStart = e.ts;
+      midnight = zone == null ? Long.MAX_VALUE : nextMidnight(sessionStart, zone);
+    }
+    if (start > 0) {
+      List<String> rest = new ArrayList<>(all.size() - start);
+      for (int j = start; j < all.size(); j++) {
+        rest.add(all.get(j).entry);
+      }
+      events.clear();
+      events.addAll(rest);
+      latest.start = sessionStart;
+    }
+    if (pending != null) {
+      latest.boundary = pending;
+    } else {
+      long next = firstNonGapSplit(sessionStart, maxDuration, zone);
+      // Past it already, but no event beyond it yet: the next event is one; look again when it is below.
+      latest.boundary = next <= watermark ? watermark + 1 : next;
+    }
+  }
+
+  /** The first event time at which a session starting at {@code start} can split other than by a gap. */
+  static long firstNonGapSplit(long start, long maxDuration, ZoneId zone) {
+    long byDuration = start + maxDuration + 1;
+    return zone == null ? byDuration : Math.min(byDuration, nextMidnight(start, zone));
+  }
+
+  /** Epoch ms of the first local midnight after {@code ts} in {@code zone} (the start of the next day). */
+  static long nextMidnight(long ts, ZoneId zone) {
+    return Instant.ofEpochMilli(ts)
+        .atZone(zone)
+        .toLocalDate()
+        .plusDays(1)
+        .atStartOfDay(zone)
+        .toInstant()
+        .toEpochMilli();
+  }
+
+  /** One buffered event: its time, the packed JSON value and the state entry it came from. */
+  private static final class Event {
+    final long ts;
+    final String packed;
+    final String entry;
+
+    Event(String entry) {
+      int colon = entry.indexOf(':');
+      this.ts = Long.parseLong(entry.substring(0, colon));
+      this.packed = entry.substring(colon + 1);
+      this.entry = entry;
+    }
+  }
+
+  /** The buffered events in time order; ties keep arrival order (a stable sort). */
+  private static List<Event> sorted(ListView<String> events) throws Exception {
+    List<Event> all = new ArrayList<>();
+    for (String entry : events.get()) {
+      all.add(new Event(entry));
+    }
+    all.sort((a, b) -> Long.compare(a.ts, b.ts));
+    return all;
   }
 }
