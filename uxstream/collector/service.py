@@ -79,6 +79,10 @@ class Collector:
         self._header = header(settings.schema_id)
         self._limits_lock = threading.Lock()  # the gRPC endpoint runs on another thread
 
+    def now(self) -> float:
+        """The collector's clock (epoch seconds): the received_at of a batch."""
+        return self._clock()
+
     # ------------------------------------------------------------------------------------- auth
 
     def authenticate(self, credential: str | None) -> Principal | Refusal:
