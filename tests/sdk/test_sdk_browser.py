@@ -211,8 +211,13 @@ def scripted_visit(site: str, collector_url: str) -> list[Sent]:
         page = context.new_page()
         started = time.monotonic()
 
+        ended: list[bool] = []
+
         def refuse_at_first(route: Any) -> None:
             request = route.request
+            if ended:  # the visit's requests are all recorded: what the closing page sends is not sent
+                route.abort()
+                return
             if request.method == "OPTIONS" or time.monotonic() - started > REFUSE_S:
                 route.continue_()
                 return
@@ -245,6 +250,7 @@ def scripted_visit(site: str, collector_url: str) -> list[Sent]:
             headers = {"content-type": content_type} if content_type else {}
             query = dict(parse_qsl(parts.query))
             sent.append(Sent("POST", parts.path, query, headers, base64.b64decode(body), 200))
+        ended.append(True)  # posthog-js sends another $pageleave when the page closes
         context.close()
         browser.close()
     return sent
