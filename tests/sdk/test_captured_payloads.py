@@ -121,6 +121,19 @@ def test_snowplow_fields_from_the_real_tracker() -> None:
 
 
 def test_snippet_numbers_its_events_per_page_load_without_gaps() -> None:
-    events = native_events()
+    """Refused batches were sent again with the same events: same ids, same numbers."""
+    events = {e["event_id"]: e for e in native_events()}.values()
     assert len({e["properties"]["uxs_load"] for e in events}) == 1
     assert sorted(int(e["properties"]["uxs_seq"]) for e in events) == list(range(1, len(events) + 1))
+
+
+def test_captured_visit_includes_refused_requests_sent_again() -> None:
+    statuses: dict[str, set[int]] = {entry["client"]: set() for entry in map(_entry, CAPTURED)}
+    for entry in map(_entry, CAPTURED):
+        statuses[entry["client"]].add(entry["status"])
+    assert statuses == {"posthog": {503, 200}, "snowplow": {429, 200}, "uxstream": {429, 200}}
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return entry

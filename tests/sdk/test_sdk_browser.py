@@ -294,7 +294,7 @@ def save_fixtures(sent: list[Sent]) -> None:
     for n, request in enumerate(r for r in sent if r.method in ("POST", "GET") and sent_event_ids(r)):
         entry = {
             "client": client_of(request), "method": request.method, "path": request.path,
-            "query": request.query,
+            "query": request.query, "status": request.status,
             "content_type": request.headers.get("content-type"),
             "content_encoding": request.headers.get("content-encoding"),
             "body_base64": base64.b64encode(request.body).decode(),
