@@ -153,3 +153,44 @@ def test_rate_limit_is_503_for_posthog_and_429_for_snowplow_both_with_retry_afte
         assert int(second.headers["retry-after"]) >= 1
         assert end_offset(kafka_settings, limited.topic) == 0
     assert WRITE_KEY in (folder / "write-keys.json").read_text()
+
+
+def metric(collector: RunningCollector, name: str) -> float:
+    """A counter's value from the collector's /metrics (0 when it has no sample yet)."""
+    for line in httpx.get(f"{collector.url}/metrics", timeout=30).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_resends_count_as_duplicates_and_snippet_sequence_gaps_are_counted_until_filled(
+    kafka_settings: KafkaSettings, collector: RunningCollector
+) -> None:
+    def native(n: int) -> dict[str, Any]:
+        return {
+            "event_id": f"seq-{n}", "event_type": "heartbeat", "event_name": "heartbeat",
+            "anonymous_id": "anon-seq", "ts": 1_764_928_800_000 + n,
+            "properties": {"uxs_load": "load-1", "uxs_seq": str(n)},
+        }  # fmt: skip
+
+    def send(*numbers: int) -> None:
+        response = httpx.post(
+            f"{collector.url}/v1/batch", json=[native(n) for n in numbers],
+            headers={"Authorization": f"Bearer {WRITE_KEY}"}, timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200 and response.json()["accepted"] == len(numbers)
+
+    names = ("duplicate_events_total", "sequence_gaps_total", "sequence_filled_total")
+    before = [metric(collector, f"uxstream_collector_{name}") for name in names]
+
+    def delta() -> list[float]:
+        return [metric(collector, f"uxstream_collector_{n}") - b for n, b in zip(names, before, strict=True)]
+
+    send(1, 2, 5)
+    assert delta() == [0, 2, 0]  # 3 and 4 missing
+    send(4)
+    assert delta() == [0, 2, 1]
+    send(4, 5)  # a resend
+    assert delta() == [2, 2, 1]
+    send(3, 6)
+    assert delta() == [2, 2, 2]  # nothing missing any more: gaps - filled = 0
