@@ -245,12 +245,15 @@ def scripted_visit(site: str, collector_url: str) -> list[Sent]:
         # clients flush their queues with sendBeacon, posthog-js sends $pageleave, web-vitals reports.
         page.evaluate(HIDE_PAGE)
         page.wait_for_timeout(3000)
+        # The visit ends here: closing the page would make posthog-js send a second $pageleave, by a
+        # beacon that can no longer be read (the route's abort below does not always catch it).
+        page.evaluate("() => window.posthog.set_config({ capture_pageleave: false })")
         for url, content_type, body in page.evaluate(READ_BEACONS):
             parts = urlsplit(url)
             headers = {"content-type": content_type} if content_type else {}
             query = dict(parse_qsl(parts.query))
             sent.append(Sent("POST", parts.path, query, headers, base64.b64decode(body), 200))
-        ended.append(True)  # posthog-js sends another $pageleave when the page closes
+        ended.append(True)
         context.close()
         browser.close()
     return sent
