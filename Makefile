@@ -19,6 +19,8 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 DASHBOARD_WEB := uxstream/dashboard/web
 WEB_STAMP := $(DASHBOARD_WEB)/node_modules/.uxstream-installed
+SDK := sdk
+SDK_STAMP := $(SDK)/node_modules/.uxstream-installed
 SYSTEM_PACKAGES := chromium redis-server
 
 export PYTHONDONTWRITEBYTECODE := 1
@@ -30,7 +32,7 @@ help: ## List the targets
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) $(JARS_STAMP) system-packages $(WEB_STAMP) ## Install everything: Python venv (.venv), Flink/Kafka jars (.cache/jars), chromium + redis-server, the dashboard's uPlot
+setup: $(STAMP) $(JARS_STAMP) system-packages $(WEB_STAMP) $(SDK_STAMP) ## Install everything: Python venv (.venv), Flink/Kafka jars (.cache/jars), chromium + redis-server, the dashboard's uPlot, the SDKs the browser tests load
 
 # The dashboard (issue 20): Debian's chromium (browser tests, Playwright drives it) and redis-server (the
 # "right now" tier `uxstream up` starts), installed from apt only when missing; uPlot from npm, pinned by
@@ -52,6 +54,14 @@ $(WEB_STAMP): $(DASHBOARD_WEB)/package.json $(DASHBOARD_WEB)/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: the dashboard's uPlot comes from npm (e.g. apt-get install npm)"; exit 2; }
 	@echo "==> installing the dashboard's browser assets (npm ci: uPlot pinned by package-lock.json)"
 	@cd $(DASHBOARD_WEB) && npm ci --no-audit --no-fund --ignore-scripts --silent
+	@touch $@
+
+# Issue 19: the third-party SDKs the browser tests load (posthog-js, @snowplow/browser-tracker, web-vitals),
+# pinned by sdk/package-lock.json, into the ignored sdk/node_modules/ (served to the test page locally).
+$(SDK_STAMP): $(SDK)/package.json $(SDK)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: the browser tests load posthog-js, the Snowplow tracker and web-vitals from npm (e.g. apt-get install npm)"; exit 2; }
+	@echo "==> installing the SDKs for the browser tests (npm ci: pinned by sdk/package-lock.json)"
+	@cd $(SDK) && npm ci --no-audit --no-fund --ignore-scripts --silent
 	@touch $@
 
 $(UV):

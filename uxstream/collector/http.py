@@ -252,6 +252,9 @@ def create_app(collector: Collector) -> Starlette:
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
     ]
+    from uxstream.collector.sdk_http import sdk_routes  # it imports this module's helpers
+
+    routes += sdk_routes(endpoints)
     if collector.settings.metrics:
         routes.append(Route("/metrics", endpoints.metrics_endpoint, methods=["GET"]))
     return Starlette(routes=routes)

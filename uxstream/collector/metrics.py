@@ -22,6 +22,22 @@ class Metrics:
             ["result", "reason"],
             registry=self.registry,
         )
+        self.duplicates = Counter(
+            "uxstream_collector_duplicate_events",
+            "Accepted events whose event_id this collector acknowledged recently (client resends; the jobs "
+            "drop them)",
+            registry=self.registry,
+        )
+        self.sequence_gaps = Counter(
+            "uxstream_collector_sequence_gaps",
+            "uxstream.js events skipped in a page load's sequence numbers when a later one arrived",
+            registry=self.registry,
+        )
+        self.sequence_filled = Counter(
+            "uxstream_collector_sequence_filled",
+            "uxstream.js events that arrived after a later one (filling a counted gap)",
+            registry=self.registry,
+        )
         self.produce_latency = Histogram(
             "uxstream_collector_produce_latency_seconds",
             "From the first record of a batch produced to the last delivery report",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jobs.common.contract import header
+from uxstream.collector.completeness import Completeness
 from uxstream.collector.logic import (
     Accepted,
     RateLimiter,
@@ -78,6 +79,12 @@ class Collector:
         self._ip_limits = RateLimiter(settings.ip_limit)
         self._header = header(settings.schema_id)
         self._limits_lock = threading.Lock()  # the gRPC endpoint runs on another thread
+        self._completeness = Completeness()
+        self._completeness_lock = threading.Lock()
+
+    def now(self) -> float:
+        """The collector's clock (epoch seconds): the received_at of a batch."""
+        return self._clock()
 
     # ------------------------------------------------------------------------------------- auth
 
@@ -166,6 +173,7 @@ class Collector:
         dnt = do_not_track and self.settings.honor_dnt
         results: list[dict[str, str]] = []
         delivery = Delivery(asyncio.get_running_loop())
+        written: list[dict[str, Any]] = []
         produced = rejected = skipped = 0
         events_metric = self.metrics.events
         try:
@@ -179,6 +187,7 @@ class Collector:
                     too_big = size_problem(value)
                     if too_big is None:
                         self.sink.produce(delivery, prepared.key, value, received_at)
+                        written.append(prepared.record)
                         produced += 1
                         results.append({"status": "accepted", "event_id": prepared.event_id})
                         continue
@@ -207,4 +216,12 @@ class Collector:
             return Refusal(503, "not_delivered", detail, QUEUE_FULL_RETRY_S)
         if produced:
             events_metric.labels("accepted", "").inc(produced)
+            with self._completeness_lock:
+                seen = self._completeness.observe(written)
+            if seen.duplicates:
+                self.metrics.duplicates.inc(seen.duplicates)
+            if seen.gaps:
+                self.metrics.sequence_gaps.inc(seen.gaps)
+            if seen.filled:
+                self.metrics.sequence_filled.inc(seen.filled)
         return Outcome(results, produced, rejected, skipped)

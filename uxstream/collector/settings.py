@@ -136,6 +136,9 @@ class CollectorSettings:
     certfile: Path | None = None
     keyfile: Path | None = None
     metrics: bool = True
+    snowplow_ping_interval_ms: int = 10_000
+    """The engaged time of one Snowplow page ping (a heartbeat): the tracker's
+    `enableActivityTracking({heartbeatDelay})` in ms, which the tracker does not send."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema_id", load_catalog().latest(EVENT_SUBJECT).id)
@@ -148,6 +151,7 @@ class CollectorSettings:
             ("MAX_DECOMPRESSED_BYTES", self.body.max_decompressed_bytes),
             ("MAX_GZIP_RATIO", self.body.max_ratio),
             ("MAX_BATCH_EVENTS", self.body.max_batch_events),
+            ("SNOWPLOW_PING_INTERVAL_MS", self.snowplow_ping_interval_ms),
         ):
             if value <= 0:
                 raise SettingsError(f"{PREFIX}{name}={value} must be positive")
@@ -200,6 +204,7 @@ class CollectorSettings:
             "stream_credits": env_int(env, f"{PREFIX}STREAM_CREDITS", 8),
             "honor_dnt": _bool(env, f"{PREFIX}HONOR_DNT", True),
             "trusted_proxies": _list(env, f"{PREFIX}TRUSTED_PROXIES"),
+            "snowplow_ping_interval_ms": env_int(env, f"{PREFIX}SNOWPLOW_PING_INTERVAL_MS", 10_000),
         }
         values.update(overrides)
         return cls(**values)
