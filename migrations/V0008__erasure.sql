@@ -25,3 +25,26 @@ ALTER TABLE privacy_requests ADD COLUMN pseudonyms TEXT[];
 GRANT SELECT, DELETE ON late_events, smoke_events TO uxstream_eraser;
 GRANT SELECT, INSERT ON erased_pseudonyms TO uxstream_eraser;
 GRANT SELECT ON erased_pseudonyms TO uxstream_reader;
+
+-- 5. The database keeps an erased user erased whatever writes: a row keyed by an erased pseudonym is not
+--    stored (the INSERT, or the upsert, of that row does nothing). The jobs already drop the events of
+--    erased users before any state; this guard covers the rows that come out of state restored from a
+--    checkpoint or savepoint taken before the erase (open sessions, funnel attempts in flight), and any
+--    writer that runs without the lookup. SECURITY DEFINER: the writer role needs no access to the list.
+CREATE FUNCTION skip_erased_user_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF NEW.user_key IS NOT NULL AND EXISTS (SELECT 1 FROM erased_pseudonyms WHERE pseudonym = NEW.user_key) THEN
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION skip_erased_user_rows() FROM PUBLIC;
+
+CREATE TRIGGER sessions_skip_erased BEFORE INSERT ON sessions
+  FOR EACH ROW EXECUTE FUNCTION skip_erased_user_rows();
+CREATE TRIGGER funnel_attempts_skip_erased BEFORE INSERT ON funnel_attempts
+  FOR EACH ROW EXECUTE FUNCTION skip_erased_user_rows();
+CREATE TRIGGER late_events_skip_erased BEFORE INSERT ON late_events
+  FOR EACH ROW EXECUTE FUNCTION skip_erased_user_rows();
