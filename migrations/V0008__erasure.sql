@@ -4,7 +4,7 @@
 --    and funnel_attempts, so `uxstream privacy erase` reaches late rows too. Rows written before this
 --    migration have no user_key (NULL): they age out with the retention policy.
 ALTER TABLE late_events ADD COLUMN user_key TEXT;
-CREATE INDEX late_events_user_key_idx ON late_events (user_key);
+CREATE INDEX late_events_user_key_idx ON late_events (user_key, event_time);
 
 -- 2. The erased-pseudonym list: every pseudonym an erase request covered (each id of the user under each
 --    non-retired key). The jobs load it (io.uxstream.udf.ErasedUser, as the reader role) and drop the
