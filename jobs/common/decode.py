@@ -92,6 +92,8 @@ FUNCTIONS: Final = {
 }
 """SQL name → Java class of the uxstream-udf functions."""
 
+USER_KEY: Final = "COALESCE(NULLIF(user_id, ''), anonymous_id)"
+"""The user key of an event (SEMANTICS.md): its user_id, else its anonymous_id (sql/classify.sql)."""
 KAFKA_COLUMNS: Final = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 INVALID_COLUMNS: Final = ("kafka_key", "payload", *KAFKA_COLUMNS, "reason", "detail", "schema_id")
 
@@ -337,19 +339,20 @@ def classify_statements(
     relevant: str = "TRUE",
     erasure: ErasureLookup | None = None,
 ) -> list[str]:
-    """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_future and its
-    partition's watermark at arrival), `classified` (those where the SQL condition `relevant` holds and
-    whose user is not erased, with watermark_ms, watermark_at_arrival and is_late), `ledger` (late and
-    future arrivals, with `user_pseudonym`), `on_time` (neither) and `numbered` (on-time events with their
-    `occurrence` number per event_id), and the table `late_sink` (the late_events table in `postgres`) the
-    job writes its ledger rows to (sql/classify.sql). `erasure`: where the erased list is (default: the
-    reader role of `postgres`, the keys of the environment)."""
+    """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_erased,
+    is_future and its partition's watermark at arrival), `classified` (those where the SQL condition
+    `relevant` holds and whose user is not erased, with watermark_ms, watermark_at_arrival and is_late),
+    `ledger` (late and future arrivals, with `user_pseudonym`), `on_time` (neither) and `numbered`
+    (on-time events with their `occurrence` number per event_id), and the table `late_sink` (the
+    late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql). `erasure`:
+    where the erased list is (default: the reader role of `postgres`, the keys of the environment)."""
     erasure = erasure or ErasureLookup.from_env(postgres)
     return render_sql(
         CLASSIFY_SQL,
         source=source,
         relevant=relevant,
-        erased=erasure.erased("user_key"),
+        user_key=USER_KEY,
+        erased=erasure.erased(USER_KEY),
         pseudonym=erasure.pseudonym("user_key"),
         max_future_skew=sql_interval(max_future_skew_ms),
         out_of_orderness_ms=str(int(out_of_orderness_ms)),

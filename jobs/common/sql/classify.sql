@@ -15,16 +15,19 @@
 -- partition behind it is late too, so that no window ever drops an event silently.
 -- Future events (more than max_future_skew ahead of the broker receive time) never move either watermark.
 --
--- Erased users (README "Privacy"): {erased} is TRUE for an event whose user key's pseudonym, under any key
+-- Erased users (README "Privacy"): is_erased is TRUE for an event whose user key's pseudonym, under any key
 -- of the ring, is on the erased-pseudonym list (io.uxstream.udf.ErasedUser, reloaded while the job runs; it
 -- counts them: uxstream.erased_events). `classified` drops those events, so they reach no ledger row, no
 -- dedup or window state, no session or funnel state and no table. They still move the partition watermark
 -- (whose state holds one number per partition): the classification of everyone else's events stays a
--- function of the input log alone, whatever was erased when.
+-- function of the input log alone, whatever was erased when. The flag is computed below the partition
+-- watermark's OVER aggregate, so the lookup runs once per event (above it, the planner would copy it into the
+-- Calc of each branch that reads `classified`: the ledger and the on-time events).
 CREATE TEMPORARY VIEW arrived AS
 SELECT
   *,
-  COALESCE(NULLIF(user_id, ''), anonymous_id) AS user_key,
+  {user_key} AS user_key,
+  {erased} AS is_erased,
   event_time > kafka_timestamp + {max_future_skew} AS is_future,
   UNIX_TIMESTAMP(CAST(CURRENT_WATERMARK(event_time) AS STRING)) * 1000
     + EXTRACT(MILLISECOND FROM CURRENT_WATERMARK(event_time)) AS runtime_watermark_ms,
@@ -57,7 +60,7 @@ FROM (
     END AS watermark_ms
   FROM watermarked
 )
-WHERE NOT {erased} AND {relevant};
+WHERE NOT is_erased AND {relevant};
 
 CREATE TEMPORARY VIEW on_time AS
 SELECT *
