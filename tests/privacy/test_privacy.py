@@ -14,6 +14,7 @@ from jobs.common import privacy
 from jobs.common.privacy import PrivacySettings, Pseudonymizer, ensure_key, truncate_ip
 from jobs.common.settings import Secret, SettingsError
 from tests.decode.support import jvm_classpath
+from uxstream.paths import CACHE
 
 KEY = "0123456789abcdef-test-key"
 
@@ -184,3 +185,20 @@ def test_the_jvm_key_ring_computes_the_python_pseudonyms(tmp_path: Path) -> None
     )  # fmt: skip
     settings = PrivacySettings.from_env(env)
     assert done.stdout.splitlines() == ["\t".join(privacy.all_pseudonyms(settings, u)) for u in users]
+
+
+def test_the_jvm_lookup_fails_clearly_when_it_cannot_load_the_erased_list() -> None:
+    """A job never runs without the list: the first load fails the task, naming what it read, as whom and
+    where (no password: it stays in its file)."""
+    driver = sorted((CACHE / "jars" / "flink-lib").glob("postgresql-*.jar"))
+    assert driver, "the PostgreSQL JDBC driver is missing: run `make jars`"
+    url = "jdbc:postgresql://127.0.0.1:9/nodb?sslmode=disable"
+    done = subprocess.run(
+        ["java", "-cp", f"{jvm_classpath()}:{driver[0]}", "io.uxstream.udf.ErasedList", url, "reader", "", "200"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        "IllegalStateException: erased-pseudonym list: cannot read SELECT pseudonym FROM erased_pseudonyms "
+        f"as reader at {url}: Connection to 127.0.0.1:9 refused." in done.stderr
+    )

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -197,3 +198,38 @@ def test_the_database_stores_no_new_row_of_an_erased_user_whoever_writes_it(
         tables.LATE_EVENTS: [],
         tables.FUNNEL_ATTEMPTS: [],
     }
+
+
+def test_a_running_lookup_sees_an_erase_within_its_refresh_period_without_a_restart(
+    database: PostgresSettings,
+) -> None:
+    """The JVM side of the jobs' lookup (io.uxstream.udf.ErasedList, as the reader role with its password
+    file, over verified TLS): loaded once, then reloaded by its own thread; an erase shows up without a
+    restart, within the refresh period."""
+    from jobs.common.connectors import password_file_of
+    from tests.decode.support import jvm_classpath
+    from uxstream.paths import CACHE
+
+    reader = database.as_role("reader")
+    driver = sorted((CACHE / "jars" / "flink-lib").glob("postgresql-*.jar"))
+    assert driver, "the PostgreSQL JDBC driver is missing: run `make jars`"
+    command = [
+        "java", "-cp", ":".join([jvm_classpath(), str(driver[0])]), "io.uxstream.udf.ErasedList",
+        reader.jdbc_url(), reader.user, password_file_of(reader) or "", "200",
+    ]  # fmt: skip
+    lookup = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert lookup.stdout is not None
+        assert lookup.stdout.readline() == "\n"  # the empty list, loaded at start
+        started = time.monotonic()
+        done = privacy(database, "erase", "--user-id", "usr_1", "--anonymous-id", "anon_a")
+        assert done.returncode == 0, done.stderr
+        line = lookup.stdout.readline()
+        elapsed = time.monotonic() - started
+        assert line == ",".join(sorted([PSEUDONYM("usr_1"), PSEUDONYM("anon_a")])) + "\n"
+        assert lookup.poll() is None, "the lookup restarted or died"
+        print(f"erase visible to the running lookup after {elapsed:.2f} s (refresh 0.2 s, incl. the CLI)")
+    finally:
+        assert lookup.stdin is not None
+        lookup.stdin.close()
+        lookup.wait(timeout=30)

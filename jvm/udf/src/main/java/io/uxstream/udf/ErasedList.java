@@ -101,6 +101,39 @@ final class ErasedList {
     }
   }
 
+  /**
+   * {@code java -cp … io.uxstream.udf.ErasedList <jdbc url> <user> <password file> <refresh ms>}: loads the
+   * list like a job does and prints it (sorted, comma-separated) at start and whenever a reload changes it,
+   * until stdin closes (the refresh test, tests/privacy/test_privacy_requests.py).
+   */
+  public static void main(String[] args) throws Exception {
+    ErasedList list = acquire(args[0], args[1], args[2], Long.parseLong(args[3]));
+    Thread watcher =
+        new Thread(
+            () -> {
+              try {
+                while (System.in.read() >= 0) {
+                  // wait for EOF
+                }
+              } catch (java.io.IOException e) {
+                // stdin gone: stop too
+              }
+              System.exit(0);
+            });
+    watcher.setDaemon(true);
+    watcher.start();
+    Set<String> printed = null;
+    while (true) {
+      Set<String> now = list.snapshot().pseudonyms;
+      if (!now.equals(printed)) {
+        System.out.println(String.join(",", new java.util.TreeSet<>(now)));
+        System.out.flush();
+        printed = now;
+      }
+      Thread.sleep(20);
+    }
+  }
+
   Snapshot snapshot() {
     return snapshot;
   }
