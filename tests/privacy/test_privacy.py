@@ -193,8 +193,9 @@ def test_the_jvm_lookup_fails_clearly_when_it_cannot_load_the_erased_list() -> N
     driver = sorted((CACHE / "jars" / "flink-lib").glob("postgresql-*.jar"))
     assert driver, "the PostgreSQL JDBC driver is missing: run `make jars`"
     url = "jdbc:postgresql://127.0.0.1:9/nodb?sslmode=disable"
+    classpath = f"{jvm_classpath()}:{driver[0]}"
     done = subprocess.run(
-        ["java", "-cp", f"{jvm_classpath()}:{driver[0]}", "io.uxstream.udf.ErasedList", url, "reader", "", "200"],
+        ["java", "-cp", classpath, "io.uxstream.udf.ErasedList", url, "reader", "", "200"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1
