@@ -24,7 +24,7 @@ import pytest
 
 from jobs.common import tables
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
-from jobs.common.settings import PostgresSettings, Secret
+from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
 from jobs.sessionize.oracle import expected
 from tests.support.db import normalize
 from tests.support.jobs import flink_log, restarts
@@ -110,8 +110,8 @@ def late_rows_by_user(run: Run) -> Counter[str]:
 
 
 def seed(pg: PostgresSettings, scenario_ids: tuple[str, str], bystander: str) -> dict[str, list[str]]:
-    """Rows of the user made before the key rotation (k1) and rows in the tables no job here writes; one
-    k1 session of the bystander, which must survive."""
+    """Rows of the user made before the key rotation (k1) and rows in the tables no job here writes; a k1
+    session, an attempt and a smoke row of the bystander, which must survive."""
     user_id, anonymous_id = scenario_ids
     seeded: dict[str, list[str]] = {tables.SESSIONS: [], tables.FUNNEL_ATTEMPTS: [], tables.LATE_EVENTS: []}
     with connect(pg) as conn:
@@ -128,7 +128,7 @@ def seed(pg: PostgresSettings, scenario_ids: tuple[str, str], bystander: str) ->
             )
             if who != bystander:
                 seeded[tables.SESSIONS].append(session_id)
-        for i, key in enumerate([K2(user_id), K1(anonymous_id)]):
+        for i, key in enumerate([K2(user_id), K1(anonymous_id), K2(bystander)]):
             attempt_id = f"seeded-attempt-{i}"
             conn.execute(
                 f"INSERT INTO {tables.FUNNEL_ATTEMPTS} (attempt_id, funnel, user_key, entered_at, ended_at, "
@@ -137,7 +137,8 @@ def seed(pg: PostgresSettings, scenario_ids: tuple[str, str], bystander: str) ->
                 "'[1709287200000, null, null]', '{}')",
                 (attempt_id, key),
             )
-            seeded[tables.FUNNEL_ATTEMPTS].append(attempt_id)
+            if i < 2:
+                seeded[tables.FUNNEL_ATTEMPTS].append(attempt_id)
         conn.execute(
             f"INSERT INTO {tables.LATE_EVENTS} (job, event_id, event_time, received_at, reason, "
             "source_partition, source_offset, user_key) VALUES ('funnels', 'seeded-late-0', "
@@ -156,8 +157,11 @@ def seed(pg: PostgresSettings, scenario_ids: tuple[str, str], bystander: str) ->
 
 
 @pytest.fixture(scope="module")
-def scenario(pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    """First run, seeding, export, erase, replay: each stage's observations are kept for the tests."""
+def scenario(
+    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scenario]:
+    """First run, seeding, export, erase, replay: each stage's observations are kept for the tests (the
+    broker must answer: `kafka_settings`)."""
     folder = tmp_path_factory.mktemp("erasure")
     run = prepare(pg_settings, folder, GENERATOR_ARGS)
     k1_file = folder / "k1.key"
