@@ -78,6 +78,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("received_at", TS, NOT_NULL), ("watermark", TS, NULL), ("lateness_ms", BIGINT, NULL),
         ("reason", TEXT, NOT_NULL), ("source_partition", INT, NOT_NULL), ("source_offset", BIGINT, NOT_NULL),
         ("page_path", TEXT, NULL), ("country", TEXT, NULL), ("device_type", TEXT, NULL),
+        ("user_key", TEXT, NULL),  # V0008: the pseudonym of the event's user (erasure)
     ],
 }  # fmt: skip
 
