@@ -1,18 +1,21 @@
 """`uxstream privacy …`: data-subject requests over the output tables (SEMANTICS.md "Privacy").
 
     uxstream privacy pseudonym --user-id usr_42       # what the tables store for this user
-    uxstream privacy export --user-id usr_42 > usr_42.json
-    uxstream privacy erase --user-id usr_42 --by alice --reason TICKET-7
+    uxstream privacy export --user-id usr_42 --anonymous-id anon_7 > usr_42.json
+    uxstream privacy erase --user-id usr_42 --anonymous-id anon_7 --by alice --reason TICKET-7
 
-The user is named by the raw `user_id` (or `anonymous_id`); the command derives the pseudonym with the
-jobs' key (UXSTREAM_PSEUDONYM_KEY / _FILE, else the local key file) and works on every table of
-`jobs.common.tables.USER_KEYED_TABLES`, connected as the eraser role (`uxstream_eraser`: SELECT and
-DELETE on those tables, INSERT on the audit table; README "Security"). Each request is recorded in
-`privacy_requests` (pseudonym, who, why, rows per table) in the same transaction as the erasure, so the
-audit row exists iff the rows are gone.
+The user is named by the raw `user_id` and/or every `anonymous_id` it used (`--anonymous-id`, repeatable:
+the jobs key an event by its user_id, else its anonymous_id). The command derives the pseudonyms of every
+id under the current key (UXSTREAM_PSEUDONYM_KEY / _FILE, else the local key file) and under every earlier
+key not retired yet (UXSTREAM_PSEUDONYM_PREVIOUS_KEYS), and works on every table of
+`jobs.common.tables.USER_KEYED_TABLES` (and the raw ids on `RAW_USER_KEYED_TABLES`), connected as the
+eraser role (`uxstream_eraser`; README "Security"). Erase also adds every pseudonym to the erased list
+(`erased_pseudonyms`) the running jobs consult, so replays and restores do not bring the user back. Each
+request is recorded in `privacy_requests` (pseudonyms, who, why, rows per table) in the same transaction as
+the erasure, so the audit row exists iff the rows are gone.
 
 Aggregates (KPI and funnel windows) hold counts, not user keys: erasure leaves them as they are
-(see NOTES.md).
+(README "Privacy").
 """
 
 from __future__ import annotations
@@ -21,37 +24,76 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from jobs.common import tables
-from jobs.common.privacy import PrivacySettings, Pseudonymizer
+from jobs.common.privacy import PrivacySettings, Pseudonymizer, all_pseudonyms
 from jobs.common.settings import PostgresSettings
 from uxstream.db import connect
 from uxstream.errors import UserError
 
 
+@dataclass(frozen=True)
+class Subject:
+    """The user of a request: its raw ids and their pseudonyms under every key of the ring."""
+
+    ids: tuple[str, ...]
+    pseudonyms: tuple[str, ...]
+    """The first is the first id under the current key (what `pseudonym` prints)."""
+
+
+def subject(user_id: str | None, anonymous_ids: Sequence[str], settings: PrivacySettings) -> Subject:
+    ids: list[str] = []
+    if user_id is not None:
+        if not user_id.strip():
+            raise UserError("--user-id must not be empty")
+        ids.append(user_id.strip())
+    for anonymous_id in anonymous_ids:
+        if not anonymous_id.strip():
+            raise UserError("--anonymous-id must not be empty")
+        ids.append(anonymous_id.strip())
+    if not ids:
+        raise UserError("name the user with --user-id and/or --anonymous-id")
+    ids = list(dict.fromkeys(ids))
+    pseudonyms = [p for user_key in ids for p in all_pseudonyms(settings, user_key)]
+    return Subject(tuple(ids), tuple(dict.fromkeys(pseudonyms)))
+
+
+def _subject(args: argparse.Namespace) -> Subject:
+    return subject(args.user_id, getattr(args, "anonymous_id", None) or (), PrivacySettings.from_env())
+
+
 def _pseudonym(args: argparse.Namespace) -> str:
-    user_id = args.user_id.strip()
+    user_id = (args.user_id or "").strip()
     if not user_id:
         raise UserError("--user-id must not be empty")
     return Pseudonymizer(PrivacySettings.from_env())(user_id)
 
 
-def _existing_tables(conn: Any) -> list[tuple[str, str, str]]:
-    """The user-keyed tables this database has (a job's migrations may not be applied yet)."""
+def _present(conn: Any) -> set[str]:
     present = {
         row[0]
         for row in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         )
     }
-    if tables.PRIVACY_REQUESTS not in present:
-        raise UserError(
-            f"table {tables.PRIVACY_REQUESTS} is missing: run `uxstream db migrate` on this database first"
-        )
-    return [entry for entry in tables.USER_KEYED_TABLES if entry[0] in present]
+    for needed in (tables.PRIVACY_REQUESTS, tables.ERASED_PSEUDONYMS):
+        if needed not in present:
+            raise UserError(f"table {needed} is missing: run `uxstream db migrate` on this database first")
+    return present
+
+
+def _existing_tables(conn: Any, who: Subject) -> list[tuple[str, str, str, list[str]]]:
+    """(table, key column, time column, the values of the user in it) of the user-keyed tables this
+    database has (a job's migrations may not be applied yet)."""
+    present = _present(conn)
+    keyed = [(t, k, c, list(who.pseudonyms)) for t, k, c in tables.USER_KEYED_TABLES if t in present]
+    raw = [(t, k, c, list(who.ids)) for t, k, c in tables.RAW_USER_KEYED_TABLES if t in present]
+    return keyed + raw
 
 
 def _json_value(value: Any) -> Any:
@@ -62,37 +104,52 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def export_rows(pg: PostgresSettings, pseudonym: str) -> dict[str, list[dict[str, Any]]]:
-    """Every stored row of the user, per table, ordered by time."""
+def _rows(cursor: Any) -> list[dict[str, Any]]:
+    names = [c.name for c in cursor.description]
+    return [{n: _json_value(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def export_rows(pg: PostgresSettings, who: Subject) -> dict[str, list[dict[str, Any]]]:
+    """Every stored row of the user, per table, ordered by time (and the user's erased-list entries)."""
     out: dict[str, list[dict[str, Any]]] = {}
     with connect(pg) as conn:
-        for table, key, time_column in _existing_tables(conn):
-            cursor = conn.execute(
-                f"SELECT * FROM {table} WHERE {key} = %s ORDER BY {time_column}", (pseudonym,)
+        for table, key, time_column, values in _existing_tables(conn, who):
+            out[table] = _rows(
+                conn.execute(
+                    f"SELECT * FROM {table} WHERE {key} = ANY(%s) ORDER BY {time_column}, {key}", (values,)
+                )
             )
-            names = [c.name for c in cursor.description]
-            out[table] = [
-                {n: _json_value(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()
-            ]
+        out[tables.ERASED_PSEUDONYMS] = _rows(
+            conn.execute(
+                f"SELECT * FROM {tables.ERASED_PSEUDONYMS} WHERE pseudonym = ANY(%s) ORDER BY pseudonym",
+                (list(who.pseudonyms),),
+            )
+        )
     return out
 
 
-def record(conn: Any, kind: str, pseudonym: str, by: str, reason: str | None, rows: dict[str, int]) -> None:
+def record(conn: Any, kind: str, who: Subject, by: str, reason: str | None, rows: dict[str, int]) -> None:
     conn.execute(
-        f"INSERT INTO {tables.PRIVACY_REQUESTS} (kind, pseudonym, requested_by, reason, rows) "
-        "VALUES (%s, %s, %s, %s, %s::jsonb)",
-        (kind, pseudonym, by, reason, json.dumps(rows, sort_keys=True)),
+        f"INSERT INTO {tables.PRIVACY_REQUESTS} (kind, pseudonym, pseudonyms, requested_by, reason, rows) "
+        "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+        (kind, who.pseudonyms[0], list(who.pseudonyms), by, reason, json.dumps(rows, sort_keys=True)),
     )
 
 
-def erase_rows(pg: PostgresSettings, pseudonym: str, by: str, reason: str | None) -> dict[str, int]:
-    """Delete the user's rows from every user-keyed table and record the request, in one transaction."""
+def erase_rows(pg: PostgresSettings, who: Subject, by: str, reason: str | None) -> dict[str, int]:
+    """Delete the user's rows from every user-keyed table, add its pseudonyms to the erased list and record
+    the request, in one transaction. Returns the rows deleted per table."""
     with connect(pg) as conn, conn.transaction():
         deleted = {
-            table: conn.execute(f"DELETE FROM {table} WHERE {key} = %s", (pseudonym,)).rowcount
-            for table, key, _ in _existing_tables(conn)
+            table: conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (values,)).rowcount
+            for table, key, _, values in _existing_tables(conn, who)
         }
-        record(conn, "erase", pseudonym, by, reason, deleted)
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {tables.ERASED_PSEUDONYMS} (pseudonym) VALUES (%s) ON CONFLICT DO NOTHING",
+                [(p,) for p in who.pseudonyms],
+            )
+        record(conn, "erase", who, by, reason, deleted)
     return deleted
 
 
@@ -107,20 +164,24 @@ def _cmd_pseudonym(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     pg = PostgresSettings.from_env(role="eraser")
-    pseudonym = _pseudonym(args)
-    rows = export_rows(pg, pseudonym)
+    who = _subject(args)
+    rows = export_rows(pg, who)
     with connect(pg) as conn, conn.transaction():
-        record(conn, "export", pseudonym, _requester(args), args.reason, {t: len(r) for t, r in rows.items()})
-    json.dump({"pseudonym": pseudonym, "tables": rows}, sys.stdout, indent=2, sort_keys=True)
+        record(conn, "export", who, _requester(args), args.reason, {t: len(r) for t, r in rows.items()})
+    document = {"pseudonym": who.pseudonyms[0], "pseudonyms": list(who.pseudonyms), "tables": rows}
+    json.dump(document, sys.stdout, indent=2, sort_keys=True)
     print()
     return 0
 
 
 def _cmd_erase(args: argparse.Namespace) -> int:
-    pseudonym = _pseudonym(args)
-    deleted = erase_rows(PostgresSettings.from_env(role="eraser"), pseudonym, _requester(args), args.reason)
+    who = _subject(args)
+    deleted = erase_rows(PostgresSettings.from_env(role="eraser"), who, _requester(args), args.reason)
     counts = ", ".join(f"{table} {n}" for table, n in deleted.items())
-    print(f"erased {pseudonym}: {counts} row(s) deleted; recorded in {tables.PRIVACY_REQUESTS}")
+    print(
+        f"erased {who.pseudonyms[0]}: {counts} row(s) deleted; {len(who.pseudonyms)} pseudonym(s) on the "
+        f"erased list {tables.ERASED_PSEUDONYMS}; recorded in {tables.PRIVACY_REQUESTS}"
+    )
     return 0
 
 
@@ -138,8 +199,16 @@ def register(subparsers: Any) -> None:
         ("erase", _cmd_erase, "delete every stored row of a user (audited)"),
     ):
         q = sub.add_parser(name, help=text, description=text)
-        q.add_argument("--user-id", required=True, help="the raw user_id (or anonymous_id) of the user")
+        q.add_argument(
+            "--user-id", required=name == "pseudonym", help="the raw user_id (or anonymous_id) of the user"
+        )
         if name != "pseudonym":
+            q.add_argument(
+                "--anonymous-id",
+                action="append",
+                default=[],
+                help="an anonymous_id the user's events carried (repeatable)",
+            )
             q.add_argument("--by", default=None, help="who asks (default: the OS user)")
             q.add_argument("--reason", default=None, help="e.g. the ticket of the request")
         q.set_defaults(handler=handler)

@@ -137,8 +137,16 @@ def jdbc_upsert_options(pg: PostgresSettings, table: str, flush_rows: int = 500)
     }
     if pg.password is not None:
         options["username"] = pg.user
-        options["password-file"] = pg.password_file or _password_file(pg.password)
+        options["password-file"] = password_file_of(pg) or ""
     return options
+
+
+def password_file_of(pg: PostgresSettings) -> str | None:
+    """The file holding `pg`'s password, for a JVM reader (a password given by value is first written to a
+    private temporary file of this process); None without a password."""
+    if pg.password is None:
+        return None
+    return pg.password_file or _password_file(pg.password)
 
 
 _PASSWORD_FILES: dict[str, str] = {}

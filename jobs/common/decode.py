@@ -57,13 +57,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
-from jobs.common import counters, tables, topics
+from jobs.common import counters, privacy, tables, topics
 from jobs.common.connectors import (
     KafkaSourceSpec,
     StopOffsets,
     jdbc_upsert_options,
     kafka_exactly_once_sink_options,
     kafka_source_options,
+    password_file_of,
     render_sql,
     sql_interval,
     sql_literal,
@@ -86,9 +87,13 @@ FUNCTIONS: Final = {
     "count_when": "io.uxstream.udf.CountWhen",
     "occurrence_count": "io.uxstream.udf.OccurrenceCount",
     "partition_watermark": "io.uxstream.udf.PartitionWatermark",
+    "erased_user": "io.uxstream.udf.ErasedUser",
+    "ux_pseudonym": "io.uxstream.udf.Pseudonym",
 }
 """SQL name → Java class of the uxstream-udf functions."""
 
+USER_KEY: Final = "COALESCE(NULLIF(user_id, ''), anonymous_id)"
+"""The user key of an event (SEMANTICS.md): its user_id, else its anonymous_id (sql/classify.sql)."""
 KAFKA_COLUMNS: Final = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 INVALID_COLUMNS: Final = ("kafka_key", "payload", *KAFKA_COLUMNS, "reason", "detail", "schema_id")
 
@@ -289,23 +294,66 @@ def event_time_spec(
     )
 
 
+@dataclass(frozen=True)
+class ErasureLookup:
+    """Where the jobs' JVM functions find the erased-pseudonym list and the pseudonym keys (no secret: the
+    password and the keys stay in their files; README "Privacy")."""
+
+    jdbc_url: str
+    user: str
+    password_file: str
+    """Empty when the role has no password (trust or certificate auth)."""
+    key_files: str
+    """`<key id>=<file>,…`, the current key first (jobs.common.privacy.key_files)."""
+    refresh_ms: int
+
+    @classmethod
+    def from_env(cls, postgres: PostgresSettings, env: Mapping[str, str] | None = None) -> ErasureLookup:
+        """The list as the reader role of `postgres`'s server and database, the keys of the environment."""
+        reader = postgres.as_role("reader", env)
+        return cls(
+            jdbc_url=reader.jdbc_url(),
+            user=reader.user,
+            password_file=password_file_of(reader) or "",
+            key_files=privacy.key_files(env),
+            refresh_ms=privacy.erased_refresh_ms(env),
+        )
+
+    def erased(self, user_key: str) -> str:
+        """SQL: TRUE when `user_key` is an erased user's (io.uxstream.udf.ErasedUser; counts them)."""
+        arguments = (self.jdbc_url, self.user, self.password_file, self.key_files)
+        literals = ", ".join(sql_literal(a) for a in arguments)
+        counter = sql_literal(counters.ERASED_EVENTS)
+        return f"erased_user({counter}, {user_key}, {literals}, CAST({int(self.refresh_ms)} AS BIGINT))"
+
+    def pseudonym(self, user_key: str) -> str:
+        """SQL: the pseudonym of `user_key` under the current key (io.uxstream.udf.Pseudonym)."""
+        return f"ux_pseudonym({user_key}, {sql_literal(self.key_files)})"
+
+
 def classify_statements(
     source: str,
     max_future_skew_ms: int,
     out_of_orderness_ms: int,
     postgres: PostgresSettings,
     relevant: str = "TRUE",
+    erasure: ErasureLookup | None = None,
 ) -> list[str]:
-    """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_future and its
-    partition's watermark at arrival), `classified` (those where the SQL condition `relevant` holds, with
-    watermark_ms, watermark_at_arrival and is_late), `ledger` (late and future arrivals), `on_time`
-    (neither) and `numbered` (on-time events with their `occurrence` number per event_id), and the table
-    `late_sink` (the late_events table in `postgres`) the job writes its ledger rows to
-    (sql/classify.sql)."""
+    """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_erased,
+    is_future and its partition's watermark at arrival), `classified` (those where the SQL condition
+    `relevant` holds and whose user is not erased, with watermark_ms, watermark_at_arrival and is_late),
+    `ledger` (late and future arrivals, with `user_pseudonym`), `on_time` (neither) and `numbered`
+    (on-time events with their `occurrence` number per event_id), and the table `late_sink` (the
+    late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql). `erasure`:
+    where the erased list is (default: the reader role of `postgres`, the keys of the environment)."""
+    erasure = erasure or ErasureLookup.from_env(postgres)
     return render_sql(
         CLASSIFY_SQL,
         source=source,
         relevant=relevant,
+        user_key=USER_KEY,
+        erased=erasure.erased(USER_KEY),
+        pseudonym=erasure.pseudonym("user_key"),
         max_future_skew=sql_interval(max_future_skew_ms),
         out_of_orderness_ms=str(int(out_of_orderness_ms)),
         duplicates_counter=counters.DUPLICATES,
@@ -342,11 +390,14 @@ def classify_step(
     out_of_orderness_ms: int,
     postgres: PostgresSettings,
     relevant: str = "TRUE",
+    erasure: ErasureLookup | None = None,
 ) -> Step:
     """The arrival classification of the events of the view `source` (`classify_statements`)."""
     return Step(
         "classify",
-        tuple(classify_statements(source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant)),
+        tuple(
+            classify_statements(source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant, erasure)
+        ),
     )
 
 

@@ -74,9 +74,17 @@ ANOMALIES: Final = "anomalies"
 # --- privacy (migrations/V0005__privacy.sql) ---
 PRIVACY_REQUESTS: Final = "privacy_requests"
 """Audit trail of erase and export requests (by pseudonym); key request_id."""
+ERASED_PSEUDONYMS: Final = "erased_pseudonyms"
+"""The erased-pseudonym list (migrations/V0008__erasure.sql): written by `uxstream privacy erase`, read by the
+jobs' lookup (io.uxstream.udf.ErasedUser) so the erased users' events are dropped; key pseudonym."""
+SMOKE_EVENTS: Final = "smoke_events"
+"""Output of the smoke pipeline (jobs/smoke): one row per event with the demo's raw user_id."""
 USER_KEYED_TABLES: Final = (
     (SESSIONS, "user_key", "session_start"),
     (FUNNEL_ATTEMPTS, "user_key", "entered_at"),
+    (LATE_EVENTS, "user_key", "event_time"),
 )
 """(table, pseudonymised user key column, time column) of every table that holds rows of one user: what
 `uxstream privacy erase` deletes and `export` returns."""
+RAW_USER_KEYED_TABLES: Final = ((SMOKE_EVENTS, "user_id", "event_time"),)
+"""The same for tables that hold the raw user id (the smoke demo only): erased and exported by raw id."""

@@ -50,7 +50,8 @@ SELECT 'late', '', CAST(0 AS BIGINT), event_id, event_name{attribute_nulls},
     'country' VALUE country,
     'device_type' VALUE device_type,
     'partition' VALUE kafka_partition,
-    'offset' VALUE kafka_offset
+    'offset' VALUE kafka_offset,
+    'user_key' VALUE user_pseudonym
     NULL ON NULL),
   CAST(NULL AS BYTES), CAST(NULL AS BYTES), CAST(0 AS BIGINT)
 FROM ledger

@@ -101,7 +101,8 @@ SELECT '{tables.LATE_JOB_FUNNELS}', event_id,
   {_late_field("country")},
   {_late_field("device_type")},
   {_late_field("partition", "INT")},
-  {_late_field("offset", "BIGINT")}
+  {_late_field("offset", "BIGINT")},
+  {_late_field("user_key")}
 FROM routed_rows
 WHERE kind = 'late' AND {counters.ledger_counters(_late_field("reason"))}"""
 

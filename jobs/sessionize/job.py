@@ -135,7 +135,7 @@ GROUP BY window_start, window_end, dimension, dimension_value"""
 SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(received_at, 3)),
   to_utc(watermark_at_arrival),
   lateness_ms, reason,
-  page_path, country, device_type, kafka_partition, kafka_offset
+  page_path, country, device_type, kafka_partition, kafka_offset, user_pseudonym
 FROM ledger
 WHERE {counters.ledger_counters("reason")}""",
         f"CREATE TEMPORARY VIEW kpi_minutes AS\n{minutes}",

@@ -78,6 +78,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("received_at", TS, NOT_NULL), ("watermark", TS, NULL), ("lateness_ms", BIGINT, NULL),
         ("reason", TEXT, NOT_NULL), ("source_partition", INT, NOT_NULL), ("source_offset", BIGINT, NOT_NULL),
         ("page_path", TEXT, NULL), ("country", TEXT, NULL), ("device_type", TEXT, NULL),
+        ("user_key", TEXT, NULL),  # V0008: the pseudonym of the event's user (erasure)
     ],
 }  # fmt: skip
 
@@ -96,6 +97,7 @@ SECONDARY_INDEXES = {
     "sessions_user_key_start_idx": (t.SESSIONS, ["user_key", "session_start"]),
     "sessions_start_idx": (t.SESSIONS, ["session_start"]),
     "late_events_event_time_idx": (t.LATE_EVENTS, ["event_time"]),
+    "late_events_user_key_idx": (t.LATE_EVENTS, ["user_key", "event_time"]),
     "funnel_attempts_funnel_entered_idx": (t.FUNNEL_ATTEMPTS, ["funnel", "entered_at"]),
     "funnel_attempts_user_key_idx": (t.FUNNEL_ATTEMPTS, ["user_key", "entered_at"]),
     "funnel_windows_start_idx": (t.FUNNEL_WINDOWS, ["window_start"]),

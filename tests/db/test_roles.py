@@ -33,7 +33,7 @@ WRITER_TABLES = (
 )  # fmt: skip
 """The jobs' output tables."""
 VIEWS = (tables.SESSIONS_STARTED_1M, tables.LATE_EVENTS_1M, tables.KPI_1M_FULL)
-USER_TABLES = tuple(table for table, _, _ in tables.USER_KEYED_TABLES)
+USER_TABLES = tuple(table for table, _, _ in (*tables.USER_KEYED_TABLES, *tables.RAW_USER_KEYED_TABLES))
 MIGRATION_TABLES = ("uxstream_schema_migrations", "uxstream_timescaledb_migrations")
 
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -51,6 +51,8 @@ def expected_privileges() -> dict[str, dict[PgRole, set[str]]]:
     for table in USER_TABLES:
         spec[table]["eraser"] = {"SELECT", "DELETE"}
     spec[tables.PRIVACY_REQUESTS] = {"writer": set(), "reader": set(), "eraser": {"INSERT"}}
+    # The erase command adds to the list (export reads it); the jobs' lookup reads it as the reader.
+    spec[tables.ERASED_PSEUDONYMS] = {"writer": set(), "reader": {"SELECT"}, "eraser": {"SELECT", "INSERT"}}
     for table in MIGRATION_TABLES:
         spec[table] = {"writer": set(), "reader": set(), "eraser": set()}
     return spec
@@ -169,6 +171,11 @@ def test_the_eraser_deletes_user_rows_and_writes_the_audit_row_only(pg: Postgres
     )
     assert attempt(pg, "eraser", "DELETE FROM sessions WHERE user_key = 'k1_x'", audit) == "ok"
     assert attempt(pg, "eraser", "DELETE FROM funnel_attempts WHERE user_key = 'k1_x'") == "ok"
+    assert attempt(pg, "eraser", "DELETE FROM late_events WHERE user_key = 'k1_x'") == "ok"
+    assert attempt(pg, "eraser", "INSERT INTO erased_pseudonyms (pseudonym) VALUES ('k1_x')") == "ok"
+    assert attempt(pg, "eraser", "DELETE FROM erased_pseudonyms") == (
+        "permission denied for table erased_pseudonyms"
+    )
     assert attempt(pg, "eraser", "SELECT * FROM privacy_requests") == (
         "permission denied for table privacy_requests"
     )

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -125,3 +126,110 @@ def test_requests_fail_clearly_without_a_migrated_database_or_a_user(
     blank = privacy(database, "export", "--user-id", " ")
     assert blank.returncode == 2
     assert blank.stderr == "uxstream privacy: error: --user-id must not be empty\n"
+
+
+def add_late_event(pg: PostgresSettings, user: str, event_id: str) -> None:
+    with connect(pg) as conn:
+        conn.execute(
+            f"INSERT INTO {tables.LATE_EVENTS} (job, event_id, event_time, received_at, reason, "
+            "source_partition, source_offset, user_key) VALUES ('sessionize', %s, '2025-01-06T10:00:00Z', "
+            "'2025-01-06T10:00:09Z', 'late', 0, 1, %s)",
+            (event_id, PSEUDONYM(user)),
+        )
+
+
+def test_erase_by_user_id_and_anonymous_ids_reaches_every_id_and_the_late_ledger(
+    database: PostgresSettings,
+) -> None:
+    add_session(database, "usr_1", "2025-01-06T10:00:00Z")
+    add_session(database, "anon_a", "2025-01-05T10:00:00Z")
+    add_session(database, "anon_b", "2025-01-04T10:00:00Z")
+    add_session(database, "usr_2", "2025-01-06T10:00:00Z")
+    add_late_event(database, "anon_a", "e-1")
+    add_late_event(database, "usr_2", "e-2")
+    done = privacy(
+        database, "erase", "--user-id", "usr_1", "--anonymous-id", "anon_a", "--anonymous-id", "anon_b"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"erased {PSEUDONYM('usr_1')}: sessions 3, funnel_attempts 0, late_events 1, smoke_events 0 row(s) "
+        "deleted; 3 pseudonym(s) on the erased list erased_pseudonyms; recorded in privacy_requests\n"
+    )
+    with connect(database) as conn:
+        sessions = conn.execute(f"SELECT user_key FROM {tables.SESSIONS}").fetchall()
+        late = conn.execute(f"SELECT event_id FROM {tables.LATE_EVENTS}").fetchall()
+        erased = conn.execute(f"SELECT pseudonym FROM {tables.ERASED_PSEUDONYMS} ORDER BY 1").fetchall()
+        audit = conn.execute(f"SELECT pseudonyms FROM {tables.PRIVACY_REQUESTS}").fetchall()
+    assert sessions == [(PSEUDONYM("usr_2"),)] and late == [("e-2",)]
+    want = [PSEUDONYM("usr_1"), PSEUDONYM("anon_a"), PSEUDONYM("anon_b")]
+    assert erased == [(p,) for p in sorted(want)]
+    assert audit == [(want,)]
+    neither = privacy(database, "erase", "--by", "alice")
+    assert neither.returncode == 2
+    assert neither.stderr == "uxstream privacy: error: name the user with --user-id and/or --anonymous-id\n"
+
+
+def test_the_database_stores_no_new_row_of_an_erased_user_whoever_writes_it(
+    database: PostgresSettings,
+) -> None:
+    """The guard behind the jobs' lookup (V0008): rows that come out of state restored from a checkpoint
+    taken before the erase are not stored, even written by the writer role with an upsert."""
+    done = privacy(database, "erase", "--user-id", "usr_1")
+    assert done.returncode == 0, done.stderr
+    writer = database.as_role("writer")
+    add_session(writer, "usr_1", "2025-01-06T10:00:00Z")
+    add_session(writer, "usr_2", "2025-01-06T10:00:00Z")
+    add_late_event(writer, "usr_1", "e-1")
+    with connect(writer) as conn:
+        conn.execute(
+            f"INSERT INTO {tables.FUNNEL_ATTEMPTS} (attempt_id, funnel, user_key, entered_at, ended_at, "
+            "status, furthest_step, steps, step_times, breakdown) VALUES ('a-1', 'checkout', %s, "
+            "'2025-01-06T10:00:00Z', '2025-01-06T10:30:00Z', 'dropped', 1, 3, '[1, null, null]', '{}') "
+            "ON CONFLICT (attempt_id, entered_at) DO UPDATE SET status = EXCLUDED.status",
+            (PSEUDONYM("usr_1"),),
+        )
+    with connect(database) as conn:
+        counts = {
+            t: conn.execute(f"SELECT user_key FROM {t}").fetchall()
+            for t in (tables.SESSIONS, tables.LATE_EVENTS, tables.FUNNEL_ATTEMPTS)
+        }
+    assert counts == {
+        tables.SESSIONS: [(PSEUDONYM("usr_2"),)],
+        tables.LATE_EVENTS: [],
+        tables.FUNNEL_ATTEMPTS: [],
+    }
+
+
+def test_a_running_lookup_sees_an_erase_within_its_refresh_period_without_a_restart(
+    database: PostgresSettings,
+) -> None:
+    """The JVM side of the jobs' lookup (io.uxstream.udf.ErasedList, as the reader role with its password
+    file, over verified TLS): loaded once, then reloaded by its own thread; an erase shows up without a
+    restart, within the refresh period."""
+    from jobs.common.connectors import password_file_of
+    from tests.decode.support import jvm_classpath
+    from uxstream.paths import CACHE
+
+    reader = database.as_role("reader")
+    driver = sorted((CACHE / "jars" / "flink-lib").glob("postgresql-*.jar"))
+    assert driver, "the PostgreSQL JDBC driver is missing: run `make jars`"
+    command = [
+        "java", "-cp", ":".join([jvm_classpath(), str(driver[0])]), "io.uxstream.udf.ErasedList",
+        reader.jdbc_url(), reader.user, password_file_of(reader) or "", "200",
+    ]  # fmt: skip
+    lookup = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert lookup.stdout is not None
+        assert lookup.stdout.readline() == "\n"  # the empty list, loaded at start
+        started = time.monotonic()
+        done = privacy(database, "erase", "--user-id", "usr_1", "--anonymous-id", "anon_a")
+        assert done.returncode == 0, done.stderr
+        line = lookup.stdout.readline()
+        elapsed = time.monotonic() - started
+        assert line == ",".join(sorted([PSEUDONYM("usr_1"), PSEUDONYM("anon_a")])) + "\n"
+        assert lookup.poll() is None, "the lookup restarted or died"
+        print(f"erase visible to the running lookup after {elapsed:.2f} s (refresh 0.2 s, incl. the CLI)")
+    finally:
+        assert lookup.stdin is not None
+        lookup.stdin.close()
+        lookup.wait(timeout=30)

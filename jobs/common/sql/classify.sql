@@ -14,10 +14,20 @@
 -- happens once a partition was idle for the idle timeout and the others moved it: then an event of that
 -- partition behind it is late too, so that no window ever drops an event silently.
 -- Future events (more than max_future_skew ahead of the broker receive time) never move either watermark.
+--
+-- Erased users (README "Privacy"): is_erased is TRUE for an event whose user key's pseudonym, under any key
+-- of the ring, is on the erased-pseudonym list (io.uxstream.udf.ErasedUser, reloaded while the job runs; it
+-- counts them: uxstream.erased_events). `classified` drops those events, so they reach no ledger row, no
+-- dedup or window state, no session or funnel state and no table. They still move the partition watermark
+-- (whose state holds one number per partition): the classification of everyone else's events stays a
+-- function of the input log alone, whatever was erased when. The flag is computed below the partition
+-- watermark's OVER aggregate, so the lookup runs once per event (above it, the planner would copy it into the
+-- Calc of each branch that reads `classified`: the ledger and the on-time events).
 CREATE TEMPORARY VIEW arrived AS
 SELECT
   *,
-  COALESCE(NULLIF(user_id, ''), anonymous_id) AS user_key,
+  {user_key} AS user_key,
+  {erased} AS is_erased,
   event_time > kafka_timestamp + {max_future_skew} AS is_future,
   UNIX_TIMESTAMP(CAST(CURRENT_WATERMARK(event_time) AS STRING)) * 1000
     + EXTRACT(MILLISECOND FROM CURRENT_WATERMARK(event_time)) AS runtime_watermark_ms,
@@ -50,7 +60,7 @@ FROM (
     END AS watermark_ms
   FROM watermarked
 )
-WHERE {relevant};
+WHERE NOT is_erased AND {relevant};
 
 CREATE TEMPORARY VIEW on_time AS
 SELECT *
@@ -59,10 +69,12 @@ WHERE NOT is_future AND NOT is_late;
 
 -- The late ledger: late and future arrivals, and the table the job writes them to (late_events; each job
 -- counts them in its INSERT, jobs.common.counters.ledger_counters).
--- Its columns beside `classified`'s: reason and lateness_ms (NULL for a future event).
+-- Its columns beside `classified`'s: reason, lateness_ms (NULL for a future event) and user_pseudonym (the
+-- pseudonym of user_key, what late_events.user_key stores so that erasure reaches the ledger).
 CREATE TEMPORARY VIEW ledger AS
 SELECT
   *,
+  {pseudonym} AS user_pseudonym,
   CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END AS reason,
   CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE watermark_ms - ts END AS lateness_ms
 FROM classified
@@ -81,6 +93,7 @@ CREATE TEMPORARY TABLE late_sink (
   device_type STRING,
   source_partition INT,
   source_offset BIGINT,
+  user_key STRING,
   PRIMARY KEY (job, event_id, event_time) NOT ENFORCED
 ) WITH (
   {late_sink_options}

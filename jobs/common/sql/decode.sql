@@ -16,6 +16,11 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_count AS 'io.uxstream.
 -- partition_watermark(ts, out_of_orderness_ms) OVER (PARTITION BY kafka_partition …) → the arrival watermark
 -- of the row in epoch ms, from the partition's earlier rows (sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS partition_watermark AS 'io.uxstream.udf.PartitionWatermark' LANGUAGE JAVA;
+-- erased_user(counter, user_key, jdbc_url, user, password_file, key_files, refresh_ms) → TRUE for an erased user's key
+-- (the erased-pseudonym list, reloaded while the job runs); ux_pseudonym(user_key, key_files) → the pseudonym
+-- the tables store (sql/classify.sql).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS erased_user AS 'io.uxstream.udf.ErasedUser' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ux_pseudonym AS 'io.uxstream.udf.Pseudonym' LANGUAGE JAVA;
 
 -- The topic as bytes: value and key uninterpreted (raw), Kafka coordinates as metadata. event_time is
 -- computed here because Flink SQL only accepts a WATERMARK on a table's own columns: a job that needs
