@@ -24,6 +24,7 @@ _FLOAT_FIELDS = (
     "mad_floor_absolute",
     "ewma_alpha",
     "anomalous_learning",
+    "fast_open_z",
 )
 _INT_FIELDS = (
     "open_after",
@@ -34,6 +35,7 @@ _INT_FIELDS = (
     "seasonal_min_samples",
     "seasonal_max_samples",
     "max_gap_fill",
+    "baseline_hold",
 )
 
 
