@@ -158,9 +158,22 @@ def kpi_windows(events: Iterable[Mapping[str, Any]], *, disorder_ms: int = 5_000
 # ---------------------------------------------------------------------------------- scenario
 
 
-def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1) -> list[str]:
-    """Anomaly specs (`KIND:SEGMENT:AT:FOR`) for the generator: `per_day` on each day from `first_day`
-    in distinct hours, cycling through the kinds, on random segments, 20–45 minutes long."""
+GRADED: Final = {
+    "error_spike": (3.0, 5.0, 10.0),
+    "traffic_drop": (0.5, 0.3, 0.2),
+    "latency_spike": (1.5, 2.0, 3.0),
+}
+"""Magnitudes of the `graded` mix, cycled per kind (generator magnitudes: error probability factor,
+share of traffic kept, latency factor); the default mix uses the generator's (×10, keep 20 %, ×3)."""
+MIXES: Final = ("default", "graded")
+
+
+def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1, mix: str = "default") -> list[str]:
+    """Anomaly specs (`KIND:SEGMENT:AT:FOR[:MAGNITUDE]`) for the generator: `per_day` on each day from
+    `first_day` in distinct hours, cycling through the kinds, on random segments, 20–45 minutes long. The
+    `graded` mix has the same times and segments, with weaker magnitudes in the cycle (GRADED)."""
+    if mix not in MIXES:
+        raise ValueError(f"mix {mix!r}: expected one of {', '.join(MIXES)}")
     rng = random.Random(seed)
     kinds = list(KIND_METRICS)
     specs: list[str] = []
@@ -169,7 +182,11 @@ def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1) -> list
             kind = kinds[len(specs) % len(kinds)]
             segment = SEGMENTS[rng.randrange(len(SEGMENTS))]
             minute = day * 1440 + hour * 60 + rng.randrange(0, 15)
-            specs.append(f"{kind}:{segment}:{minute}m:{rng.randrange(20, 46)}m")
+            spec = f"{kind}:{segment}:{minute}m:{rng.randrange(20, 46)}m"
+            if mix == "graded":
+                grades = GRADED[kind]
+                spec += f":{grades[(len(specs) // len(kinds)) % len(grades)]:g}"
+            specs.append(spec)
     return specs
 
 
@@ -379,7 +396,7 @@ class Traffic:
     injected: list[Injected]
     windows: list[tuple[Any, ...]]
     key: tuple[int, ...] = ()
-    """(days, events_per_day, seed, per_day) of the simulation (the cache key)."""
+    """(days, events_per_day, seed, per_day[, 1 for the graded mix]) of the simulation (the cache key)."""
 
     def records(self) -> Iterator[dict[str, Any]]:
         for values in self.windows:
@@ -398,12 +415,14 @@ def simulate(
     daily_amplitude: float = 0.6,
     weekend_factor: float = 0.6,
     cache: Path | None = None,
+    mix: str = "default",
 ) -> Traffic:
     """Generate the traffic and its KPI windows (or load them from `cache`, written on first use)."""
     from uxstream.contract.generator import Anomaly, Generator, GeneratorConfig, parse_time_ms
 
     start_ms = parse_time_ms("2025-01-06T00:00:00Z")
-    anomalies = tuple(Anomaly.parse(spec, start_ms) for spec in scenario(days, seed, per_day))
+    anomalies = tuple(Anomaly.parse(spec, start_ms) for spec in scenario(days, seed, per_day, mix=mix))
+    key = (days, events_per_day, seed, per_day) + ((1,) if mix == "graded" else ())
     injected = [
         Injected(a.kind, a.dimension, a.value or "(all)", a.start_ms, a.end_ms, a.magnitude)
         for a in anomalies
@@ -411,7 +430,7 @@ def simulate(
     if cache is not None and cache.exists():
         with cache.open("rb") as handle:
             cached = pickle.load(handle)
-        if isinstance(cached, Traffic) and cached.key == (days, events_per_day, seed, per_day):
+        if isinstance(cached, Traffic) and cached.key == key:
             return replace(cached, injected=injected)  # the scenario is a function of the key
     base = GeneratorConfig(daily_amplitude=daily_amplitude, weekend_factor=weekend_factor)
     # events_per_day is the mean over a week. The generator sizes its (flat) session rate as events /
@@ -441,7 +460,7 @@ def simulate(
                 yield json.loads("{" + truth)["event"]
 
     windows = [tuple(row[f] for f in COMPACT_FIELDS) for row in kpi_windows(events())]
-    traffic = Traffic(start_ms, days, counter[0], injected, windows, (days, events_per_day, seed, per_day))
+    traffic = Traffic(start_ms, days, counter[0], injected, windows, key)
     if cache is not None:
         with cache.open("wb") as output:
             pickle.dump(traffic, output)
@@ -482,7 +501,10 @@ def evaluate(
     per_day: int = 2,
     settings: DetectorSettings | None = None,
     cache: Path | None = None,
+    mix: str = "default",
 ) -> Report:
     """Generate, aggregate, detect and score (see the module docstring)."""
-    traffic = simulate(days=days, events_per_day=events_per_day, seed=seed, per_day=per_day, cache=cache)
+    traffic = simulate(
+        days=days, events_per_day=events_per_day, seed=seed, per_day=per_day, cache=cache, mix=mix
+    )
     return detect(traffic, settings)
