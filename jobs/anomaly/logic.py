@@ -24,8 +24,10 @@ Scoring a window (value x, window [start, end)):
   least `min_volume` — for count metrics (page views, active users, …) the floor applies to the
   *expected* count b instead, so a traffic drop to zero is still scored; and a window is anomalous only
   when |x − b| ≥ `min_relative_change` · |b| as well as |z| ≥ `threshold` (in the metric's direction).
-- History (**baseline protection**, issue 21): the windows of an incident — an anomalous window, and
-  every window while an alert is open (the resolving ones included) — do not feed the baseline at all
+- History (**baseline protection**, issue 21): the windows of an incident — an anomalous or *suspect*
+  window (|z| ≥ `cusum_k` in the metric's direction, with the relative change: a drop that is half-way
+  there must not drag the baseline down after it), and every window while an alert is open (the resolving
+  ones included) — do not feed the baseline at all
   (EWMA, residuals, seasonal slots), for at most `baseline_hold` windows in a row (`SeriesState.held`;
   a normal window outside an alert ends the incident and resets it). So the alert is judged, and
   resolves, against the pre-incident baseline: a 15-minute spike cannot become its own baseline. Every
@@ -38,18 +40,23 @@ Scoring a window (value x, window [start, end)):
   zero-count windows
   (sessionize emits no row for a segment without events); up to `max_gap_fill` of them are scored.
 
+Optional **CUSUM** (`cusum_h` > 0; off by default, see NOTES.md for the measured trade-off): one-sided sums
+of |z| − `cusum_k` over suspect windows (a non-suspect window subtracts `cusum_k`, floored at 0) also open
+an alert when a suspect window brings one to `cusum_h`; its id uses the first window of that sum's run.
+
 Lifecycle: an alert **opens** when `open_after` consecutive scored windows are anomalous (outside the
 cooldown) — or at once (**fast open**, issue 21) on an anomalous window with |z| ≥ `fast_open_z`, for count
 and proportion metrics only (their spread is floored at the Poisson / binomial sampling noise, so one
 window's z is calibrated; a p75 of a few samples has single-window outliers beyond any z); its id is a hash
 of (source, metric, window kind, dimension, dimension value, start of the first window of that run). Each
 further anomalous window in the same direction while open is an **update**; after `resolve_after`
-consecutive non-anomalous scored windows it is **resolved** (windows that are not scored count neither way),
-and the same series cannot open again until `cooldown_ms` of event time after the end of the resolving
-window. Severity: `critical` when |z| ≥ `critical_z`, else `warning` (the alert keeps the highest severity
-and the z of its most extreme window). Every message carries what the alert looked like when it opened
-(`opened_baseline`, `opened_z`) and at its worst (`peak_value`, `peak_z`: the window of highest |z| from the
-opening one on), so the resolved row still reads "peak vs baseline".
+consecutive normal scored windows (neither anomalous nor suspect in the alert's direction) it is
+**resolved** (windows that are not scored count neither way), and the same series cannot open again until
+`cooldown_ms` of event time after the end of the resolving window. Severity: `critical` when |z| ≥
+`critical_z`, else `warning` (the alert keeps the highest severity and the z of its most extreme window).
+Every message carries what the alert looked like when it opened (`opened_baseline`, `opened_z`) and at its
+worst (`peak_value`, `peak_z`: the window of highest |z| from the opening one on), so the resolved row still
+reads "peak vs baseline".
 """
 
 from __future__ import annotations
@@ -147,6 +154,13 @@ class DetectorSettings:
     open_after: int = 3
     fast_open_z: float = 8.0
     """A window this extreme (|z| ≥ it, plus the relative change and direction) opens at once."""
+    cusum_k: float = 3.0
+    """A window beyond this |z|, in the metric's direction and with the relative change, is *suspect*: kept
+    out of the baseline (like an anomalous one) and, while an alert is open, not a normal window either.
+    Also the CUSUM allowance: a suspect window adds |z| − k to the series' CUSUM of its direction."""
+    cusum_h: float = 0.0
+    """CUSUM decision level: a suspect window that brings the CUSUM to it opens an alert. 0 (default): off —
+    measured (NOTES.md) it catches more weak anomalies but costs false alerts on small segments at night."""
     resolve_after: int = 5
     cooldown_ms: int = 30 * MINUTE_MS
     min_volume: float = 10.0
@@ -186,6 +200,8 @@ class DetectorSettings:
             "mad_floor_relative",
             "max_gap_fill",
             "baseline_hold",
+            "cusum_k",
+            "cusum_h",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -258,6 +274,12 @@ class SeriesState:
     run_start: int = 0
     normal_run: int = 0
     cooldown_until: int = -(2**62)
+    cusum_up: float = 0.0
+    cusum_down: float = 0.0
+    cusum_up_start: int = 0
+    cusum_down_start: int = 0
+    """One-sided CUSUMs of z (see `DetectorSettings.cusum_k`) and the first window of their current run
+    (class defaults: states pickled before them load with 0)."""
     held: int = 0
     """Windows kept out of the baseline in a row (the incident's; see `DetectorSettings.baseline_hold`).
     A class default, so states pickled before it existed load with 0."""
@@ -284,6 +306,8 @@ class Score:
     anomalous: bool
     scored: bool = True
     """False below the volume floor: the baseline still clips what the window teaches the EWMA."""
+    suspect: bool = False
+    """|z| ≥ cusum_k in the metric's direction, with the relative change: kept out of the baseline."""
 
 
 @dataclass(frozen=True)
@@ -436,15 +460,16 @@ class Detector:
             or (self.spec.direction == "up" and z > 0)
             or (self.spec.direction == "down" and z < 0)
         )
-        anomalous = direction_ok and abs(z) >= s.threshold and change >= s.min_relative_change * abs(baseline)
-        return Score(baseline, mad, method, z, anomalous)
+        large = direction_ok and change >= s.min_relative_change * abs(baseline)
+        anomalous = large and abs(z) >= s.threshold
+        return Score(baseline, mad, method, z, anomalous, suspect=large and abs(z) >= s.cusum_k)
 
     def holds(self, state: SeriesState, score: Score | None) -> bool:
         """Whether the window is kept out of the baseline: it belongs to an incident (it is anomalous, or
         an alert is open) and the incident has held fewer than `baseline_hold` windows so far."""
         if score is None or state.held >= self.settings.baseline_hold:
             return False
-        return state.alert is not None or score.anomalous
+        return state.alert is not None or score.anomalous or score.suspect
 
     def _learn(self, state: SeriesState, slots: Slots, window: Window, score: Score | None) -> None:
         s = self.settings
@@ -453,7 +478,7 @@ class Detector:
         if self.holds(state, score):
             state.held += 1
             return
-        if state.alert is None and (score is None or not score.anomalous):
+        if state.alert is None and (score is None or not (score.anomalous or score.suspect)):
             state.held = 0  # a normal window outside an alert ends the incident
         if window.value is None:
             return
@@ -524,28 +549,36 @@ class Detector:
             return []  # not scored (warming up, no value, below the volume floor): no evidence either way
         anomalous = score.anomalous
         if state.alert is None:
-            if not anomalous or window.start < state.cooldown_until:
+            cusum_start = self._cusum(state, window, score)
+            if window.start < state.cooldown_until:
                 state.run = 0
                 return []
-            state.run += 1
-            if state.run == 1:
-                state.run_start = window.start
+            if anomalous:
+                state.run += 1
+                if state.run == 1:
+                    state.run_start = window.start
+            else:
+                state.run = 0
             abs_z = abs(score.z)
-            if state.run < s.open_after and not (self.fast_open and abs_z >= s.fast_open_z):
+            by_run = anomalous and (state.run >= s.open_after or (self.fast_open and abs_z >= s.fast_open_z))
+            if not by_run and cusum_start is None:
                 return []
+            start = state.run_start if by_run else cusum_start
+            assert start is not None
             state.normal_run = 0
+            state.cusum_up = state.cusum_down = 0.0
             state.alert = {
-                "alert_id": alert_id(key, state.run_start),
-                "opened_window_start": state.run_start,
+                "alert_id": alert_id(key, start),
+                "opened_window_start": start,
                 "opened_at": window.end,
                 "peak_z": score.z,
                 "peak_value": _value(window),
                 "opened_baseline": score.baseline,
                 "opened_z": score.z,
                 "severity": severity(abs_z, s),
-                "anomalous_windows": state.run,
+                "anomalous_windows": max(1, state.run),
             }
-            return [self._message(key, state, window, score, OPEN, state.run)]
+            return [self._message(key, state, window, score, OPEN, max(1, state.run))]
         alert = state.alert
         if anomalous and (score.z > 0) != (alert["peak_z"] > 0):
             anomalous = False  # the other direction (e.g. the rebound after a drop) is not the same anomaly
@@ -558,6 +591,9 @@ class Detector:
             if severity(abs(score.z), s) == CRITICAL:
                 alert["severity"] = CRITICAL
             return [self._message(key, state, window, score, UPDATE, alert["anomalous_windows"])]
+        if score.suspect and (score.z > 0) == (alert["peak_z"] > 0):
+            state.normal_run = 0  # not anomalous, but not back to normal either
+            return []
         state.normal_run += 1
         if state.normal_run < s.resolve_after:
             return []
@@ -567,6 +603,34 @@ class Detector:
         state.normal_run = 0
         state.cooldown_until = window.end + s.cooldown_ms
         return [message]
+
+    def _cusum(self, state: SeriesState, window: Window, score: Score) -> int | None:
+        """Update the CUSUMs with a scored window (no alert open); the start of the run that reaches
+        `cusum_h` on a suspect window, or None."""
+        s = self.settings
+        if s.cusum_h <= 0:
+            return None
+        up = self.spec.direction in ("up", "both")
+        down = self.spec.direction in ("down", "both")
+        excess = abs(score.z) - s.cusum_k if score.suspect else -s.cusum_k
+        rising = score.z > 0
+        if up:
+            grown = max(0.0, state.cusum_up + (excess if rising else -s.cusum_k))
+            if state.cusum_up == 0.0 and grown > 0.0:
+                state.cusum_up_start = window.start
+            state.cusum_up = grown
+        if down:
+            grown = max(0.0, state.cusum_down + (excess if not rising else -s.cusum_k))
+            if state.cusum_down == 0.0 and grown > 0.0:
+                state.cusum_down_start = window.start
+            state.cusum_down = grown
+        if not score.suspect:
+            return None
+        if rising and up and state.cusum_up >= s.cusum_h:
+            return state.cusum_up_start
+        if not rising and down and state.cusum_down >= s.cusum_h:
+            return state.cusum_down_start
+        return None
 
     def _message(
         self, key: SeriesKey, state: SeriesState, window: Window, score: Score, status: str, consecutive: int

@@ -25,6 +25,8 @@ _FLOAT_FIELDS = (
     "ewma_alpha",
     "anomalous_learning",
     "fast_open_z",
+    "cusum_k",
+    "cusum_h",
 )
 _INT_FIELDS = (
     "open_after",

@@ -337,6 +337,36 @@ def test_a_lasting_level_shift_is_learnt_after_baseline_hold_windows_and_the_ale
     assert series.state.ewma is not None and baseline is not None and series.state.ewma > baseline
 
 
+def test_a_suspect_window_is_kept_out_of_the_baseline_and_does_not_resolve_the_alert() -> None:
+    """|z| ≥ cusum_k (3) in the alert's direction: not anomalous (< 4), but not back to normal either."""
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    before = series.state.ewma
+    suspect = series.score(0.052, volume=1000)
+    assert suspect is not None and suspect.suspect and not suspect.anomalous
+    assert series.feed(0.052, volume=1000) == [] and series.state.ewma == before  # outside an alert too
+    assert statuses(series.feed(0.3, volume=1000)) == [OPEN]
+    assert series.feed(0.052, 0.052, 0.052, volume=1000) == []
+    assert series.state.normal_run == 0
+    assert statuses(series.feed(0.025, 0.025, volume=1000)) == [RESOLVED]
+
+
+def test_with_a_cusum_level_a_lasting_moderate_shift_opens_from_the_first_window_of_its_run() -> None:
+    settings = replace(SETTINGS, cusum_k=2.0, cusum_h=4.0, open_after=5)
+    series = Series(ERRORS, settings=settings)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    score = series.score(0.052, volume=1000)
+    assert score is not None and settings.cusum_k + 1 < score.z < settings.threshold
+    first = series.next
+    assert series.feed(0.052, 0.052, volume=1000) == []  # CUSUM 2 · (z − 2) < 4 ≤ 3 · (z − 2)
+    opened = series.feed(0.052, volume=1000)
+    assert statuses(opened) == [OPEN] and opened[0].opened_window_start == first
+    assert opened[0].opened_at == first + 3 * MINUTE and opened[0].anomalous_windows == 1
+    off = Series(ERRORS, settings=replace(settings, cusum_h=0.0))
+    off.feed(*([0.02, 0.03] * 10), volume=1000)
+    assert off.feed(*([0.052] * 10), volume=1000) == [], "cusum_h 0 (the default): no CUSUM"
+
+
 def test_the_resolved_alert_keeps_its_peak_and_the_baseline_and_z_it_opened_with() -> None:
     series = Series(ERRORS)
     series.feed(*([0.02, 0.03] * 10), volume=1000)
