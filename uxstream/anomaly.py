@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.common import tables
 from jobs.common.settings import PostgresSettings
 from uxstream.errors import UserError
+
+if TYPE_CHECKING:
+    from jobs.anomaly.logic import DetectorSettings
 
 ALERT_COLUMNS = (
     "status",
@@ -21,11 +25,17 @@ ALERT_COLUMNS = (
     "dimension",
     "dimension_value",
     "opened_window_start",
+    "opened_at",
     "resolved_at",
+    "last_window_end",
     "value",
     "baseline",
     "baseline_method",
+    "z_score",
     "peak_z",
+    "peak_value",
+    "opened_baseline",
+    "opened_z",
     "anomalous_windows",
     "alert_id",
 )
@@ -63,10 +73,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _duration(row: Mapping[str, Any]) -> str:
+    """From the start of the first anomalous window to the end of the resolving (or latest) window."""
+    end = row["resolved_at"] or row["last_window_end"]
+    minutes = round((end - row["opened_window_start"]).total_seconds() / 60)
+    return f"{minutes} min"
+
+
+def _z(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def format_alerts(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per alert: its worst window against the pre-incident baseline, and how it went.
+
+    `peak` is the value of the most extreme window, `baseline` the expectation when the alert opened,
+    `z open/peak` the robust z of the opening and of the most extreme window, `last` the latest window's
+    value and baseline (for a resolved alert: the window that resolved it). Rows written before the
+    opening columns existed show the latest baseline instead and '-' for what they lack."""
     if not rows:
         return ["no open or recent alerts"]
-    shown = ("status", "severity", "metric", "segment", "opened (UTC)", "resolved", "value", "baseline", "z")
+    shown = (
+        "status", "severity", "metric", "segment", "opened (UTC)", "resolved", "duration", "peak",
+        "baseline", "z open/peak", "last (baseline)",
+    )  # fmt: skip
     table = [
         [
             r["status"],
@@ -75,9 +105,12 @@ def format_alerts(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['dimension']}={r['dimension_value']}",
             _cell(r["opened_window_start"]),
             _cell(r["resolved_at"]),
-            _cell(r["value"]),
-            f"{_cell(r['baseline'])} ({r['baseline_method']})",
-            f"{r['peak_z']:.1f}",
+            _duration(r),
+            _cell(r["peak_value"]),
+            f"{_cell(r['baseline'] if r['opened_baseline'] is None else r['opened_baseline'])} "
+            f"({r['baseline_method']})",
+            f"{_z(r['opened_z'])}/{_z(r['peak_z'])}",
+            f"{_cell(r['value'])} ({_cell(r['baseline'])})",
         ]
         for r in rows
     ]
@@ -97,6 +130,27 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_detector_overrides(settings: DetectorSettings, assignments: list[str]) -> DetectorSettings:
+    """`NAME=VALUE` assignments of numeric DetectorSettings fields (to compare settings on a cache)."""
+    from jobs.anomaly.logic import DetectorError, DetectorSettings
+
+    numeric = {f.name: f.type for f in fields(DetectorSettings) if f.name != "metrics"}
+    changes: dict[str, Any] = {}
+    for text in assignments:
+        name, sep, raw = text.partition("=")
+        if not sep or name not in numeric:
+            names = ", ".join(sorted(numeric))
+            raise UserError(f"--set {text!r}: expected NAME=VALUE with NAME one of {names}")
+        try:
+            changes[name] = int(raw) if numeric[name] in ("int", int) else float(raw)
+        except ValueError:
+            raise UserError(f"--set {text!r}: {raw!r} is not a number") from None
+    try:
+        return replace(settings, **changes)
+    except DetectorError as exc:
+        raise UserError(f"--set: {exc}") from None
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from jobs.anomaly.logic import DetectorSettings
     from uxstream.anomaly_eval import evaluate
@@ -104,6 +158,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     settings = DetectorSettings()
     if args.threshold is not None:
         settings = replace(settings, threshold=args.threshold)
+    settings = with_detector_overrides(settings, args.set)
     report = evaluate(
         days=args.days,
         events_per_day=args.events_per_day,
@@ -111,6 +166,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         per_day=args.anomalies_per_day,
         settings=settings,
         cache=args.cache,
+        mix=args.mix,
     )
     for line in report.lines():
         print(line)
@@ -139,6 +195,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--anomalies-per-day", type=int, default=6, help="from the second day, in distinct hours")
     p.add_argument("--threshold", type=float, default=None, help="|z| threshold (default: the detector's)")
+    p.add_argument(
+        "--mix",
+        choices=("default", "graded"),
+        default="default",
+        help="anomaly magnitudes: the generator's (default) or graded "
+        "(error x3/x5/x10, traffic -50/-70/-80 %%, latency x1.5/x2/x3)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a numeric detector setting (repeatable), e.g. --set open_after=2",
+    )
     p.add_argument(
         "--cache",
         type=Path,
@@ -226,10 +296,8 @@ def measure_latency(trials: int, timeout_s: float = 120.0) -> list[float]:
         latencies: list[float] = []
         with connect(scratch, autocommit=True) as conn:
             for n, segment in enumerate(segments):
-                start = t0 + 40 * 60_000
-                send([_kpi_record(start + m * 60_000, segment, 100) for m in range(2)])
-                time.sleep(0.3)
-                send([_kpi_record(start + 2 * 60_000, segment, 100)])  # the window that opens the alert
+                # one window of a 20x error spike opens the alert at once (fast open, |z| ≥ fast_open_z)
+                send([_kpi_record(t0 + 40 * 60_000, segment, 100)])
                 visible = time.monotonic()
                 deadline = visible + (timeout_s if n == 0 else 30.0)
                 query = f"SELECT 1 FROM {tables.ANOMALIES} WHERE dimension_value = %s"

@@ -17,16 +17,27 @@
    An opened alert is **explained** when some injected anomaly of a kind that moves its metric overlaps
    it in that time range (on any segment: a country's error spike also raises the global error rate);
    every other opened alert is a **false alert**, reported per simulated day.
+5. Time to detect (TTD): for every recalled anomaly, the delay from its start to `opened_at` (event time:
+   the end of the window that opened the alert) of the earliest alert that recalls it; median / p90 / max
+   per anomaly kind and magnitude, and for the issue-21 target group (error spikes ≥ 5× and traffic drops
+   ≥ 50 % on global and country segments). A detection before the start counts as 0.
+6. NAB-style score (Numenta Anomaly Benchmark, standard profile) as one number: each anomaly's window is
+   [start, end]; its earliest recalling alert scores A_TP · σ(y) with y = (opened_at − end) / (end −
+   start) ∈ [−1, 0] and σ(y) = 2 / (1 + e^(5y)) − 1 (≈ 0.99 at onset, 0 at the end); no alert opened by the
+   end costs A_FN (a late alert is a miss here, whatever the recall rule says); every false alert costs
+   A_FP. Normalised to 100 · (raw − null) / (perfect − null), null = every anomaly missed, no alert;
+   perfect = every anomaly detected at its start.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,6 +53,15 @@ KIND_METRICS: Final = {
 """Which metrics each injected anomaly kind moves."""
 EARLY_MS: Final = 5 * MINUTE_MS
 LATE_MS: Final = 10 * MINUTE_MS
+NAB_TP: Final = 1.0
+NAB_FP: Final = 0.11
+NAB_FN: Final = 1.0
+"""NAB's standard application profile: weights of a detection, a false alert and a miss."""
+TARGET_KINDS: Final = {"error_spike": (5.0, math.inf), "traffic_drop": (0.0, 0.5)}
+"""Issue 21's time-to-detect target group: error spikes of ≥ 5× and traffic drops to ≤ 50 % (magnitude =
+the generator's: error probability factor, share of traffic kept) ..."""
+TARGET_DIMENSIONS: Final = frozenset({"global", "country"})
+"""... on global and country segments."""
 DIMENSIONS: Final = ("page_path", "country", "device_type")
 CONVERSIONS: Final = ("order_completed", "signup_completed")
 SEGMENTS: Final = (
@@ -138,9 +158,22 @@ def kpi_windows(events: Iterable[Mapping[str, Any]], *, disorder_ms: int = 5_000
 # ---------------------------------------------------------------------------------- scenario
 
 
-def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1) -> list[str]:
-    """Anomaly specs (`KIND:SEGMENT:AT:FOR`) for the generator: `per_day` on each day from `first_day`
-    in distinct hours, cycling through the kinds, on random segments, 20–45 minutes long."""
+GRADED: Final = {
+    "error_spike": (3.0, 5.0, 10.0),
+    "traffic_drop": (0.5, 0.3, 0.2),
+    "latency_spike": (1.5, 2.0, 3.0),
+}
+"""Magnitudes of the `graded` mix, cycled per kind (generator magnitudes: error probability factor,
+share of traffic kept, latency factor); the default mix uses the generator's (×10, keep 20 %, ×3)."""
+MIXES: Final = ("default", "graded")
+
+
+def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1, mix: str = "default") -> list[str]:
+    """Anomaly specs (`KIND:SEGMENT:AT:FOR[:MAGNITUDE]`) for the generator: `per_day` on each day from
+    `first_day` in distinct hours, cycling through the kinds, on random segments, 20–45 minutes long. The
+    `graded` mix has the same times and segments, with weaker magnitudes in the cycle (GRADED)."""
+    if mix not in MIXES:
+        raise ValueError(f"mix {mix!r}: expected one of {', '.join(MIXES)}")
     rng = random.Random(seed)
     kinds = list(KIND_METRICS)
     specs: list[str] = []
@@ -149,7 +182,11 @@ def scenario(days: int, seed: int, per_day: int = 2, first_day: int = 1) -> list
             kind = kinds[len(specs) % len(kinds)]
             segment = SEGMENTS[rng.randrange(len(SEGMENTS))]
             minute = day * 1440 + hour * 60 + rng.randrange(0, 15)
-            specs.append(f"{kind}:{segment}:{minute}m:{rng.randrange(20, 46)}m")
+            spec = f"{kind}:{segment}:{minute}m:{rng.randrange(20, 46)}m"
+            if mix == "graded":
+                grades = GRADED[kind]
+                spec += f":{grades[(len(specs) // len(kinds)) % len(grades)]:g}"
+            specs.append(spec)
     return specs
 
 
@@ -163,6 +200,52 @@ class Injected:
     value: str
     start_ms: int
     end_ms: int
+    magnitude: float = 0.0
+    """The generator's magnitude: error probability factor, share of traffic kept, latency factor."""
+
+    def magnitude_label(self) -> str:
+        if self.kind == "traffic_drop":
+            return f"-{round((1 - self.magnitude) * 100)}%"
+        return f"x{self.magnitude:g}"
+
+    @property
+    def in_target(self) -> bool:
+        low, high = TARGET_KINDS.get(self.kind, (math.inf, math.inf))
+        return low <= self.magnitude <= high and self.dimension in TARGET_DIMENSIONS
+
+
+def nab_sigmoid(y: float) -> float:
+    """NAB's scaled sigmoid: ≈ 0.99 at y = −1 (the window's start), 0 at y = 0 (its end), → −1 after."""
+    return 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
+
+
+def nab_score(injected: list[Injected], detections: list[Alert | None], false_alerts: int) -> float:
+    """Normalised NAB-style score (module docstring, item 6): 100 = all detected at onset, no false alert;
+    0 = nothing detected and no alert."""
+    raw = -NAB_FP * false_alerts
+    for anomaly, alert in zip(injected, detections, strict=True):
+        length = max(1, anomaly.end_ms - anomaly.start_ms)
+        if alert is None or alert.opened_at > anomaly.end_ms:
+            raw -= NAB_FN
+        else:
+            at = max(alert.opened_at, anomaly.start_ms)
+            raw += NAB_TP * nab_sigmoid((at - anomaly.end_ms) / length)
+    null = -NAB_FN * len(injected)
+    perfect = NAB_TP * nab_sigmoid(-1.0) * len(injected)
+    return 100.0 * (raw - null) / (perfect - null) if perfect != null else 100.0
+
+
+def ttd_minutes(anomaly: Injected, alert: Alert) -> float:
+    """Time to detect in minutes of event time (0 when the alert opened before the anomaly started)."""
+    return max(0, alert.opened_at - anomaly.start_ms) / MINUTE_MS
+
+
+def ttd_summary(values: list[float]) -> str:
+    if not values:
+        return "median -    p90 -    max -"
+    p50, p90 = percentile_linear(values, 0.5), percentile_linear(values, 0.9)
+    assert p50 is not None and p90 is not None
+    return f"median {p50:4.1f} p90 {p90:4.1f} max {max(values):4.1f}"
 
 
 @dataclass
@@ -177,6 +260,24 @@ class Report:
     false_alerts: list[Alert]
     false_per_day: list[int]
     methods: dict[str, int]
+    detections: list[Alert | None] = field(default_factory=list)
+    """Per injected anomaly: the earliest-opened alert that recalls it (None: missed)."""
+
+    @property
+    def ttd(self) -> list[float | None]:
+        """Per injected anomaly: minutes from its start to its detection's opened_at (None: missed)."""
+        return [
+            None if alert is None else ttd_minutes(anomaly, alert)
+            for anomaly, alert in zip(self.injected, self.detections, strict=True)
+        ]
+
+    @property
+    def nab(self) -> float:
+        return nab_score(self.injected, self.detections, len(self.false_alerts))
+
+    def target_ttd(self) -> list[float]:
+        """TTDs (minutes) of the recalled anomalies of issue 21's target group."""
+        return [t for a, t in zip(self.injected, self.ttd, strict=True) if a.in_target and t is not None]
 
     @property
     def recall(self) -> float:
@@ -195,14 +296,31 @@ class Report:
             "false alerts per day: " + " ".join(str(n) for n in self.false_per_day),
             "alert messages by baseline method: "
             + ", ".join(f"{k}={v}" for k, v in sorted(self.methods.items())),
+            f"NAB-style score (standard profile, 100 = all at onset): {self.nab:.1f}",
+            "time to detect (minutes from the anomaly's start to opened_at, event time), recalled only:",
         ]
-        for anomaly, hit in zip(self.injected, self.recalled, strict=True):
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, anomaly in enumerate(self.injected):
+            groups[(anomaly.kind, anomaly.magnitude_label())].append(i)
+        ttd = self.ttd
+        for (kind, label), members in sorted(groups.items()):
+            values = [t for t in (ttd[i] for i in members) if t is not None]
+            out.append(
+                f"  {kind:<13} {label:>5}: recalled {len(values)}/{len(members)}  {ttd_summary(values)}"
+            )
+        target = [i for i, a in enumerate(self.injected) if a.in_target]
+        out.append(
+            f"  target (error spikes >= 5x, traffic drops >= 50 %, global and country): recalled "
+            f"{len(self.target_ttd())}/{len(target)}  {ttd_summary(self.target_ttd())}"
+        )
+        for anomaly, hit, minutes in zip(self.injected, self.recalled, ttd, strict=True):
             segment = "global" if anomaly.dimension == "global" else f"{anomaly.dimension}={anomaly.value}"
             day, minute = divmod((anomaly.start_ms - self.start_ms) // MINUTE_MS, 1440)
             out.append(
-                f"  {'recalled' if hit else 'MISSED  '} {anomaly.kind:<13} {segment:<22} "
-                f"day {day} {minute // 60:02d}:{minute % 60:02d} "
+                f"  {'recalled' if hit else 'MISSED  '} {anomaly.kind:<13} {anomaly.magnitude_label():>5} "
+                f"{segment:<22} day {day} {minute // 60:02d}:{minute % 60:02d} "
                 f"for {(anomaly.end_ms - anomaly.start_ms) // MINUTE_MS} min"
+                + ("" if minutes is None else f", detected after {minutes:.0f} min")
             )
         for alert in self.false_alerts:
             out.append(
@@ -216,21 +334,31 @@ def _segment(anomaly: Injected) -> tuple[str, str]:
     return ("global", "(all)") if anomaly.dimension == "global" else (anomaly.dimension, anomaly.value)
 
 
+def near(anomaly: Injected, alert: Alert) -> bool:
+    return anomaly.start_ms - EARLY_MS <= alert.opened_window_start < anomaly.end_ms + LATE_MS
+
+
+def recalls(anomaly: Injected, alert: Alert) -> bool:
+    return (
+        near(anomaly, alert)
+        and alert.metric in KIND_METRICS[anomaly.kind]
+        and (alert.dimension, alert.dimension_value) == _segment(anomaly)
+    )
+
+
+def detections(injected: list[Injected], opened: list[Alert]) -> list[Alert | None]:
+    """Per anomaly, the earliest-opened alert that recalls it (ties: the first opened), or None."""
+    out: list[Alert | None] = []
+    for anomaly in injected:
+        hits = [alert for alert in opened if recalls(anomaly, alert)]
+        out.append(min(hits, key=lambda a: a.opened_at) if hits else None)
+    return out
+
+
 def score(
     injected: list[Injected], opened: list[Alert], start_ms: int, days: int
 ) -> tuple[list[bool], list[Alert], list[int]]:
-    def near(anomaly: Injected, alert: Alert) -> bool:
-        return anomaly.start_ms - EARLY_MS <= alert.opened_window_start < anomaly.end_ms + LATE_MS
-
-    recalled = [
-        any(
-            near(anomaly, alert)
-            and alert.metric in KIND_METRICS[anomaly.kind]
-            and (alert.dimension, alert.dimension_value) == _segment(anomaly)
-            for alert in opened
-        )
-        for anomaly in injected
-    ]
+    recalled = [any(recalls(anomaly, alert) for alert in opened) for anomaly in injected]
     false_alerts = [
         alert
         for alert in opened
@@ -268,7 +396,7 @@ class Traffic:
     injected: list[Injected]
     windows: list[tuple[Any, ...]]
     key: tuple[int, ...] = ()
-    """(days, events_per_day, seed, per_day) of the simulation (the cache key)."""
+    """(days, events_per_day, seed, per_day[, 1 for the graded mix]) of the simulation (the cache key)."""
 
     def records(self) -> Iterator[dict[str, Any]]:
         for values in self.windows:
@@ -287,17 +415,23 @@ def simulate(
     daily_amplitude: float = 0.6,
     weekend_factor: float = 0.6,
     cache: Path | None = None,
+    mix: str = "default",
 ) -> Traffic:
     """Generate the traffic and its KPI windows (or load them from `cache`, written on first use)."""
     from uxstream.contract.generator import Anomaly, Generator, GeneratorConfig, parse_time_ms
 
+    start_ms = parse_time_ms("2025-01-06T00:00:00Z")
+    anomalies = tuple(Anomaly.parse(spec, start_ms) for spec in scenario(days, seed, per_day, mix=mix))
+    key = (days, events_per_day, seed, per_day) + ((1,) if mix == "graded" else ())
+    injected = [
+        Injected(a.kind, a.dimension, a.value or "(all)", a.start_ms, a.end_ms, a.magnitude)
+        for a in anomalies
+    ]
     if cache is not None and cache.exists():
         with cache.open("rb") as handle:
             cached = pickle.load(handle)
-        if isinstance(cached, Traffic) and cached.key == (days, events_per_day, seed, per_day):
-            return cached
-    start_ms = parse_time_ms("2025-01-06T00:00:00Z")
-    anomalies = tuple(Anomaly.parse(spec, start_ms) for spec in scenario(days, seed, per_day))
+        if isinstance(cached, Traffic) and cached.key == key:
+            return replace(cached, injected=injected)  # the scenario is a function of the key
     base = GeneratorConfig(daily_amplitude=daily_amplitude, weekend_factor=weekend_factor)
     # events_per_day is the mean over a week. The generator sizes its (flat) session rate as events /
     # duration and stops after `events` records: give it the season-weighted length of the simulated days
@@ -326,8 +460,7 @@ def simulate(
                 yield json.loads("{" + truth)["event"]
 
     windows = [tuple(row[f] for f in COMPACT_FIELDS) for row in kpi_windows(events())]
-    injected = [Injected(a.kind, a.dimension, a.value or "(all)", a.start_ms, a.end_ms) for a in anomalies]
-    traffic = Traffic(start_ms, days, counter[0], injected, windows, (days, events_per_day, seed, per_day))
+    traffic = Traffic(start_ms, days, counter[0], injected, windows, key)
     if cache is not None:
         with cache.open("wb") as output:
             pickle.dump(traffic, output)
@@ -356,6 +489,7 @@ def detect(traffic: Traffic, settings: DetectorSettings | None = None) -> Report
         false_alerts,
         per_day,
         dict(methods),
+        detections(traffic.injected, opened),
     )
 
 
@@ -367,7 +501,10 @@ def evaluate(
     per_day: int = 2,
     settings: DetectorSettings | None = None,
     cache: Path | None = None,
+    mix: str = "default",
 ) -> Report:
     """Generate, aggregate, detect and score (see the module docstring)."""
-    traffic = simulate(days=days, events_per_day=events_per_day, seed=seed, per_day=per_day, cache=cache)
+    traffic = simulate(
+        days=days, events_per_day=events_per_day, seed=seed, per_day=per_day, cache=cache, mix=mix
+    )
     return detect(traffic, settings)

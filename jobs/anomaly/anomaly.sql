@@ -42,6 +42,9 @@ CREATE TEMPORARY TABLE anomalies_sink (
   threshold DOUBLE NOT NULL,
   severity STRING NOT NULL,
   anomalous_windows INT NOT NULL,
+  peak_value DOUBLE,
+  opened_baseline DOUBLE,
+  opened_z DOUBLE,
   PRIMARY KEY (alert_id, opened_window_start) NOT ENFORCED
 ) WITH (
   {anomalies_options}

@@ -49,8 +49,13 @@ OUTPUT_FIELDS: Final = (
     ("threshold", "DOUBLE"),
     ("severity", "STRING"),
     ("anomalous_windows", "INT"),
+    ("peak_value", "DOUBLE"),
+    ("opened_baseline", "DOUBLE"),
+    ("opened_z", "DOUBLE"),
+    ("has_opening", "BOOLEAN"),
 )
-"""Columns of the detector's output stream (no NULLs: `resolved_at` −1 and `has_value` stand for them)."""
+"""Columns of the detector's output stream (no NULLs: `resolved_at` −1, `has_value` and `has_opening`
+stand for them)."""
 
 
 def output_type() -> TypeInformation:
@@ -78,6 +83,7 @@ def output_values(alert: Alert, schema_id: int) -> list[Any]:
     key = SeriesKey(alert.source, alert.metric, alert.window_kind, alert.dimension, alert.dimension_value)
     row = alert.row()
     has_value = not math.isnan(alert.value)
+    has_opening = not (math.isnan(alert.opened_baseline) or math.isnan(alert.peak_value))
     return [
         key.text(),
         alert.status,
@@ -104,6 +110,10 @@ def output_values(alert: Alert, schema_id: int) -> list[Any]:
         row["threshold"],
         row["severity"],
         row["anomalous_windows"],
+        row["peak_value"] if has_opening else 0.0,
+        row["opened_baseline"] if has_opening else 0.0,
+        row["opened_z"] if has_opening else 0.0,
+        has_opening,
     ]
 
 

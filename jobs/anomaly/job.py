@@ -49,13 +49,17 @@ OUTPUTS = ("kpi_topic", "alerts_topic")
 """Settings fields naming the topics the job uses: ux.kpi is read, but created when missing."""
 
 _TS = "to_utc(TO_TIMESTAMP_LTZ({}, 3))"
+_IF_OPENING = "CASE WHEN has_opening THEN {0} ELSE CAST(NULL AS DOUBLE) END"
+"""The opening columns are NULL for an alert opened before they existed (restored from older state)."""
 ANOMALIES_INSERT = f"""INSERT INTO anomalies_sink
 SELECT alert_id, {_TS.format("opened_window_start")}, {_TS.format("opened_at")},
   CASE WHEN resolved_at < 0 THEN CAST(NULL AS TIMESTAMP(3)) ELSE {_TS.format("resolved_at")} END,
   status, source, metric, window_kind, dimension, dimension_value,
   {_TS.format("last_window_start")}, {_TS.format("last_window_end")},
   CASE WHEN has_value THEN `value` ELSE CAST(NULL AS DOUBLE) END,
-  baseline, baseline_method, mad, z_score, peak_z, threshold, severity, anomalous_windows
+  baseline, baseline_method, mad, z_score, peak_z, threshold, severity, anomalous_windows,
+  {_IF_OPENING.format("peak_value")}, {_IF_OPENING.format("opened_baseline")},
+  {_IF_OPENING.format("opened_z")}
 FROM alert_messages
 WHERE count_when('{counters.ALERTS_OPENED}', message_status = '{OPEN}')
   AND count_when('{counters.ALERTS_RESOLVED}', message_status = '{RESOLVED}')"""

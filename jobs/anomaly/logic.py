@@ -24,22 +24,39 @@ Scoring a window (value x, window [start, end)):
   least `min_volume` — for count metrics (page views, active users, …) the floor applies to the
   *expected* count b instead, so a traffic drop to zero is still scored; and a window is anomalous only
   when |x − b| ≥ `min_relative_change` · |b| as well as |z| ≥ `threshold` (in the metric's direction).
-- History: every window updates the EWMA and the residuals with its value clipped, once the series has
-  a baseline (scored or not), to b ± threshold · 1.4826 · MAD, or b ± `anomalous_learning` · 1.4826 · MAD
-  for an anomalous window: a burst does not drag the baseline along, and a lasting level shift is
-  learnt slowly (the alert resolves once the baseline has caught up); only non-anomalous
-  windows enter the seasonal slot history (at most `seasonal_max_samples` per slot, newest kept).
+- History (**baseline protection**, issue 21): the windows of an incident — an anomalous or *suspect*
+  window (|z| ≥ `cusum_k` in the metric's direction, with the relative change: a drop that is half-way
+  there must not drag the baseline down after it), and every window while an alert is open (the resolving
+  ones included) — do not feed the baseline at all
+  (EWMA, residuals, seasonal slots), for at most `baseline_hold` windows in a row (`SeriesState.held`;
+  a normal window outside an alert ends the incident and resets it). So the alert is judged, and
+  resolves, against the pre-incident baseline: a 15-minute spike cannot become its own baseline. Every
+  other window updates the EWMA and the residuals with its value clipped, once the series has a baseline
+  (scored or not), to b ± threshold · 1.4826 · MAD, or — an anomalous window once the hold is used up —
+  b ± `anomalous_learning` · 1.4826 · MAD: a lasting level shift is learnt slowly after the hold, and
+  its alert resolves once the baseline has caught up; only non-anomalous windows enter the seasonal slot
+  history (at most `seasonal_max_samples` per slot, newest kept).
 - Gaps: for count metrics of tumbling windows, missing windows between two windows of a series are
   zero-count windows
   (sessionize emits no row for a segment without events); up to `max_gap_fill` of them are scored.
 
+Optional **CUSUM** (`cusum_h` > 0; off by default, see NOTES.md for the measured trade-off): one-sided sums
+of |z| − `cusum_k` over suspect windows (a non-suspect window subtracts `cusum_k`, floored at 0) also open
+an alert when a suspect window brings one to `cusum_h`; its id uses the first window of that sum's run.
+
 Lifecycle: an alert **opens** when `open_after` consecutive scored windows are anomalous (outside the
-cooldown); its id is a hash of (source, metric, window kind, dimension, dimension value, start of the first
-window of that run). Each further anomalous window in the same direction while open is an **update**;
-after `resolve_after` consecutive non-anomalous scored windows it is **resolved** (windows that are not
-scored count neither way), and the same series cannot open again until `cooldown_ms` of event time after
-the end of the resolving window. Severity: `critical` when |z| ≥ `critical_z`, else `warning` (the alert
-keeps the highest severity and the z of its most extreme window).
+cooldown) — or at once (**fast open**, issue 21) on an anomalous window with |z| ≥ `fast_open_z`, for count
+and proportion metrics only (their spread is floored at the Poisson / binomial sampling noise, so one
+window's z is calibrated; a p75 of a few samples has single-window outliers beyond any z); its id is a hash
+of (source, metric, window kind, dimension, dimension value, start of the first window of that run). Each
+further anomalous window in the same direction while open is an **update**; after `resolve_after`
+consecutive normal scored windows (neither anomalous nor suspect in the alert's direction) it is
+**resolved** (windows that are not scored count neither way), and the same series cannot open again until
+`cooldown_ms` of event time after the end of the resolving window. Severity: `critical` when |z| ≥
+`critical_z`, else `warning` (the alert keeps the highest severity and the z of its most extreme window).
+Every message carries what the alert looked like when it opened (`opened_baseline`, `opened_z`) and at its
+worst (`peak_value`, `peak_z`: the window of highest |z| from the opening one on), so the resolved row still
+reads "peak vs baseline".
 """
 
 from __future__ import annotations
@@ -135,6 +152,15 @@ class DetectorSettings:
     threshold: float = 4.0
     critical_z: float = 8.0
     open_after: int = 3
+    fast_open_z: float = 8.0
+    """A window this extreme (|z| ≥ it, plus the relative change and direction) opens at once."""
+    cusum_k: float = 3.0
+    """A window beyond this |z|, in the metric's direction and with the relative change, is *suspect*: kept
+    out of the baseline (like an anomalous one) and, while an alert is open, not a normal window either.
+    Also the CUSUM allowance: a suspect window adds |z| − k to the series' CUSUM of its direction."""
+    cusum_h: float = 0.0
+    """CUSUM decision level: a suspect window that brings the CUSUM to it opens an alert. 0 (default): off —
+    measured (NOTES.md) it catches more weak anomalies but costs false alerts on small segments at night."""
     resolve_after: int = 5
     cooldown_ms: int = 30 * MINUTE_MS
     min_volume: float = 10.0
@@ -143,7 +169,11 @@ class DetectorSettings:
     mad_floor_absolute: float = 1e-6
     ewma_alpha: float = 0.1
     anomalous_learning: float = 1.0
-    """An anomalous window moves the EWMA by at most this many standard deviations (1.4826 · MAD)."""
+    """Once the hold is over, an anomalous window moves the EWMA by at most this many standard deviations
+    (1.4826 · MAD)."""
+    baseline_hold: int = 60
+    """Windows of an incident (anomalous, or any while an alert is open) kept out of the baseline, at most
+    this many in a row; then the series learns again (a lasting level shift is learnt and resolves)."""
     ewma_window: int = 60
     min_history: int = 30
     seasonal_min_samples: int = 30
@@ -151,7 +181,15 @@ class DetectorSettings:
     max_gap_fill: int = 60
 
     def __post_init__(self) -> None:
-        positive = ("threshold", "critical_z", "open_after", "resolve_after", "ewma_window", "min_history")
+        positive = (
+            "threshold",
+            "critical_z",
+            "fast_open_z",
+            "open_after",
+            "resolve_after",
+            "ewma_window",
+            "min_history",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise DetectorError(f"{name} must be positive, got {getattr(self, name)}")
@@ -161,6 +199,9 @@ class DetectorSettings:
             "min_relative_change",
             "mad_floor_relative",
             "max_gap_fill",
+            "baseline_hold",
+            "cusum_k",
+            "cusum_h",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -171,6 +212,8 @@ class DetectorSettings:
             raise DetectorError(f"ewma_alpha must be in (0, 1], got {self.ewma_alpha}")
         if self.critical_z < self.threshold:
             raise DetectorError(f"critical_z {self.critical_z} is below the threshold {self.threshold}")
+        if self.fast_open_z < self.threshold:
+            raise DetectorError(f"fast_open_z {self.fast_open_z} is below the threshold {self.threshold}")
         if not 1 <= self.seasonal_min_samples <= self.seasonal_max_samples:
             raise DetectorError("seasonal_min_samples must be between 1 and seasonal_max_samples")
         if not self.metrics:
@@ -231,6 +274,15 @@ class SeriesState:
     run_start: int = 0
     normal_run: int = 0
     cooldown_until: int = -(2**62)
+    cusum_up: float = 0.0
+    cusum_down: float = 0.0
+    cusum_up_start: int = 0
+    cusum_down_start: int = 0
+    """One-sided CUSUMs of z (see `DetectorSettings.cusum_k`) and the first window of their current run
+    (class defaults: states pickled before them load with 0)."""
+    held: int = 0
+    """Windows kept out of the baseline in a row (the incident's; see `DetectorSettings.baseline_hold`).
+    A class default, so states pickled before it existed load with 0."""
     alert: dict[str, Any] | None = None
     """The open alert's row (see `Alert`), or None."""
 
@@ -254,6 +306,8 @@ class Score:
     anomalous: bool
     scored: bool = True
     """False below the volume floor: the baseline still clips what the window teaches the EWMA."""
+    suspect: bool = False
+    """|z| ≥ cusum_k in the metric's direction, with the relative change: kept out of the baseline."""
 
 
 @dataclass(frozen=True)
@@ -284,6 +338,12 @@ class Alert:
     peak_z: float
     anomalous_windows: int
     resolved_at: int | None
+    peak_value: float = math.nan
+    """Value of the most extreme window (|z|) since the alert opened (NaN: that window had none)."""
+    opened_baseline: float = math.nan
+    """Baseline in force for the window that opened the alert (the pre-incident expectation)."""
+    opened_z: float = math.nan
+    """Robust z of the window that opened the alert."""
 
     @property
     def table_status(self) -> str:
@@ -336,6 +396,9 @@ class Alert:
             "threshold": self.threshold,
             "severity": self.severity,
             "anomalous_windows": self.anomalous_windows,
+            "peak_value": self.peak_value,
+            "opened_baseline": self.opened_baseline,
+            "opened_z": self.opened_z,
         }
 
 
@@ -351,6 +414,9 @@ class Detector:
         self.spec = spec
         self.count_metric = spec.kind == "count"
         self.proportion = spec.metric in PROPORTION_METRICS
+        self.fast_open = self.count_metric or self.proportion
+        """Only where the spread has a sampling-noise floor (Poisson, binomial) is one window's z trusted
+        on its own: a percentile of a few samples (lcp_p75_ms) has single-window outliers of |z| > 8."""
 
     # ---------------------------------------------------------------------------- scoring
 
@@ -394,13 +460,26 @@ class Detector:
             or (self.spec.direction == "up" and z > 0)
             or (self.spec.direction == "down" and z < 0)
         )
-        anomalous = direction_ok and abs(z) >= s.threshold and change >= s.min_relative_change * abs(baseline)
-        return Score(baseline, mad, method, z, anomalous)
+        large = direction_ok and change >= s.min_relative_change * abs(baseline)
+        anomalous = large and abs(z) >= s.threshold
+        return Score(baseline, mad, method, z, anomalous, suspect=large and abs(z) >= s.cusum_k)
+
+    def holds(self, state: SeriesState, score: Score | None) -> bool:
+        """Whether the window is kept out of the baseline: it belongs to an incident (it is anomalous, or
+        an alert is open) and the incident has held fewer than `baseline_hold` windows so far."""
+        if score is None or state.held >= self.settings.baseline_hold:
+            return False
+        return state.alert is not None or score.anomalous or score.suspect
 
     def _learn(self, state: SeriesState, slots: Slots, window: Window, score: Score | None) -> None:
         s = self.settings
         state.seen += 1
         state.last_end = window.end
+        if self.holds(state, score):
+            state.held += 1
+            return
+        if state.alert is None and (score is None or not (score.anomalous or score.suspect)):
+            state.held = 0  # a normal window outside an alert ends the incident
         if window.value is None:
             return
         value = window.value
@@ -470,25 +549,36 @@ class Detector:
             return []  # not scored (warming up, no value, below the volume floor): no evidence either way
         anomalous = score.anomalous
         if state.alert is None:
-            if not anomalous or window.start < state.cooldown_until:
+            cusum_start = self._cusum(state, window, score)
+            if window.start < state.cooldown_until:
                 state.run = 0
                 return []
-            state.run += 1
-            if state.run == 1:
-                state.run_start = window.start
-            if state.run < s.open_after:
-                return []
+            if anomalous:
+                state.run += 1
+                if state.run == 1:
+                    state.run_start = window.start
+            else:
+                state.run = 0
             abs_z = abs(score.z)
+            by_run = anomalous and (state.run >= s.open_after or (self.fast_open and abs_z >= s.fast_open_z))
+            if not by_run and cusum_start is None:
+                return []
+            start = state.run_start if by_run else cusum_start
+            assert start is not None
             state.normal_run = 0
+            state.cusum_up = state.cusum_down = 0.0
             state.alert = {
-                "alert_id": alert_id(key, state.run_start),
-                "opened_window_start": state.run_start,
+                "alert_id": alert_id(key, start),
+                "opened_window_start": start,
                 "opened_at": window.end,
                 "peak_z": score.z,
+                "peak_value": _value(window),
+                "opened_baseline": score.baseline,
+                "opened_z": score.z,
                 "severity": severity(abs_z, s),
-                "anomalous_windows": state.run,
+                "anomalous_windows": max(1, state.run),
             }
-            return [self._message(key, state, window, score, OPEN, state.run)]
+            return [self._message(key, state, window, score, OPEN, max(1, state.run))]
         alert = state.alert
         if anomalous and (score.z > 0) != (alert["peak_z"] > 0):
             anomalous = False  # the other direction (e.g. the rebound after a drop) is not the same anomaly
@@ -497,9 +587,13 @@ class Detector:
             alert["anomalous_windows"] += 1
             if abs(score.z) > abs(alert["peak_z"]):
                 alert["peak_z"] = score.z
+                alert["peak_value"] = _value(window)
             if severity(abs(score.z), s) == CRITICAL:
                 alert["severity"] = CRITICAL
             return [self._message(key, state, window, score, UPDATE, alert["anomalous_windows"])]
+        if score.suspect and (score.z > 0) == (alert["peak_z"] > 0):
+            state.normal_run = 0  # not anomalous, but not back to normal either
+            return []
         state.normal_run += 1
         if state.normal_run < s.resolve_after:
             return []
@@ -509,6 +603,34 @@ class Detector:
         state.normal_run = 0
         state.cooldown_until = window.end + s.cooldown_ms
         return [message]
+
+    def _cusum(self, state: SeriesState, window: Window, score: Score) -> int | None:
+        """Update the CUSUMs with a scored window (no alert open); the start of the run that reaches
+        `cusum_h` on a suspect window, or None."""
+        s = self.settings
+        if s.cusum_h <= 0:
+            return None
+        up = self.spec.direction in ("up", "both")
+        down = self.spec.direction in ("down", "both")
+        excess = abs(score.z) - s.cusum_k if score.suspect else -s.cusum_k
+        rising = score.z > 0
+        if up:
+            grown = max(0.0, state.cusum_up + (excess if rising else -s.cusum_k))
+            if state.cusum_up == 0.0 and grown > 0.0:
+                state.cusum_up_start = window.start
+            state.cusum_up = grown
+        if down:
+            grown = max(0.0, state.cusum_down + (excess if not rising else -s.cusum_k))
+            if state.cusum_down == 0.0 and grown > 0.0:
+                state.cusum_down_start = window.start
+            state.cusum_down = grown
+        if not score.suspect:
+            return None
+        if rising and up and state.cusum_up >= s.cusum_h:
+            return state.cusum_up_start
+        if not rising and down and state.cusum_down >= s.cusum_h:
+            return state.cusum_down_start
+        return None
 
     def _message(
         self, key: SeriesKey, state: SeriesState, window: Window, score: Score, status: str, consecutive: int
@@ -528,7 +650,7 @@ class Detector:
             opened_at=alert["opened_at"],
             window_start=window.start,
             window_end=window.end,
-            value=window.value if window.value is not None else math.nan,  # scored: never None
+            value=_value(window),  # scored: never NaN
             baseline=baseline,
             baseline_method=method,
             mad=mad,
@@ -539,7 +661,14 @@ class Detector:
             peak_z=alert["peak_z"],
             anomalous_windows=alert["anomalous_windows"],
             resolved_at=window.end if status == RESOLVED else None,
+            peak_value=alert.get("peak_value", math.nan),  # .get: alerts opened before these existed
+            opened_baseline=alert.get("opened_baseline", math.nan),
+            opened_z=alert.get("opened_z", math.nan),
         )
+
+
+def _value(window: Window) -> float:
+    return window.value if window.value is not None else math.nan
 
 
 # ------------------------------------------------------------------------- records → windows

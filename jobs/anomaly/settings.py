@@ -24,6 +24,9 @@ _FLOAT_FIELDS = (
     "mad_floor_absolute",
     "ewma_alpha",
     "anomalous_learning",
+    "fast_open_z",
+    "cusum_k",
+    "cusum_h",
 )
 _INT_FIELDS = (
     "open_after",
@@ -34,6 +37,7 @@ _INT_FIELDS = (
     "seasonal_min_samples",
     "seasonal_max_samples",
     "max_gap_fill",
+    "baseline_hold",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -149,8 +150,8 @@ def test_a_count_metric_is_scored_on_its_expected_volume_so_a_drop_to_zero_alert
     series = Series(VIEWS)
     series.calm(20)
     alerts = series.feed(0.0, 0.0, volume=0.0)
-    assert statuses(alerts) == [OPEN]
-    assert alerts[0].z_score < -SETTINGS.threshold
+    assert statuses(alerts) == [OPEN, UPDATE]  # |z| ≥ fast_open_z: open at once
+    assert alerts[0].z_score < -SETTINGS.fast_open_z
 
 
 def test_missing_windows_of_a_count_metric_are_zero_windows() -> None:
@@ -158,7 +159,7 @@ def test_missing_windows_of_a_count_metric_are_zero_windows() -> None:
     series.calm(20)
     series.next += 3 * MINUTE  # three minutes without a row: no page views at all
     alerts = series.feed(100.0)
-    assert statuses(alerts) == [OPEN, UPDATE]
+    assert statuses(alerts) == [OPEN, UPDATE, UPDATE]  # the first zero window opens (fast open)
     assert alerts[0].opened_window_start == series.next - 4 * MINUTE
 
 
@@ -226,7 +227,7 @@ def test_a_single_anomalous_window_between_normal_ones_never_opens() -> None:
 
 
 def test_windows_that_are_not_scored_neither_break_a_run_nor_resolve() -> None:
-    series = Series(ERRORS)
+    series = Series(ERRORS, settings=replace(SETTINGS, fast_open_z=1e9))  # the open_after rule alone
     series.feed(*([0.02, 0.03] * 10), volume=1000)
     assert series.feed(0.5, volume=1000) == []
     assert series.feed(0.5, volume=1) == []  # below the volume floor: no evidence
@@ -263,6 +264,145 @@ def test_severity_is_critical_from_critical_z_and_keeps_the_highest_level() -> N
         (UPDATE, CRITICAL),
     ]
     assert alerts[-1].peak_z == alerts[1].z_score
+
+
+# ---------------------------------------------------------------------------------- fast open
+
+
+def test_one_window_beyond_fast_open_z_opens_at_once_on_a_metric_with_a_noise_floor() -> None:
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    spike = series.next
+    score = series.score(0.3, volume=1000)
+    assert score is not None and score.z >= SETTINGS.fast_open_z
+    opened = series.feed(0.3, volume=1000)
+    assert statuses(opened) == [OPEN]
+    alert = opened[0]
+    assert (alert.opened_window_start, alert.opened_at, alert.anomalous_windows) == (spike, spike + MINUTE, 1)
+    assert alert.alert_id == alert_id(replace(KEY, metric="error_rate"), spike)
+
+
+def test_an_anomalous_window_below_fast_open_z_still_waits_for_open_after_windows() -> None:
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    score = series.score(0.06, volume=1000)
+    assert score is not None and score.anomalous and score.z < SETTINGS.fast_open_z
+    assert series.feed(0.06, volume=1000) == []
+    assert statuses(series.feed(0.06, volume=1000)) == [OPEN]  # open_after = 2
+
+
+def test_a_percentile_metric_never_opens_on_one_window_however_extreme() -> None:
+    """lcp_p75_ms has no sampling-noise floor: a p75 of a few samples has single-window outliers."""
+    series = Series(LCP)
+    series.calm(20)
+    score = series.score(1000.0)
+    assert score is not None and score.z >= 10 * SETTINGS.fast_open_z
+    assert series.feed(1000.0) == []
+    assert statuses(series.feed(1000.0)) == [OPEN]
+
+
+# --------------------------------------------------------------------------- baseline protection
+
+
+def test_the_windows_of_an_incident_do_not_feed_the_baseline() -> None:
+    """Anomalous windows, and every window while an alert is open, leave the EWMA, its residuals and the
+    hour-of-week slots as they were before the incident: the alert resolves against that baseline."""
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    before = (series.state.ewma, list(series.state.residuals), dict(series.slots))
+    opened = series.feed(0.3, volume=1000)
+    middle = series.feed(0.2, 0.035, 0.25, 0.4, 0.2, volume=1000)  # 0.035: not anomalous, still held
+    assert statuses(opened + middle) == [OPEN, UPDATE, UPDATE, UPDATE, UPDATE]
+    assert (series.state.ewma, series.state.residuals, series.slots) == before
+    resolved = series.feed(0.025, 0.025, volume=1000)
+    assert statuses(resolved) == [RESOLVED]
+    assert resolved[0].baseline == opened[0].baseline == before[0]
+    assert (series.state.ewma, series.state.residuals, series.slots) == before, "resolving windows too"
+    series.feed(0.025, volume=1000)  # the first normal window after the alert is learnt again
+    assert series.state.ewma != before[0] and series.state.held == 0
+
+
+def test_a_lasting_level_shift_is_learnt_after_baseline_hold_windows_and_the_alert_resolves() -> None:
+    settings = replace(SETTINGS, baseline_hold=10)
+    series = Series(settings=settings)
+    series.calm(20)
+    baseline = series.state.ewma
+    alerts = series.feed(*([150.0] * 10))  # the new level: 10 windows held (2 opening it, 8 while open)
+    assert statuses(alerts)[0] == OPEN and series.state.ewma == baseline and series.state.held == 10
+    for _ in range(500):
+        alerts = series.feed(150.0)
+        if statuses(alerts) == [RESOLVED]:
+            break
+    assert statuses(alerts) == [RESOLVED], "the baseline catches up with a lasting shift"
+    assert series.state.ewma is not None and baseline is not None and series.state.ewma > baseline
+
+
+def test_a_suspect_window_is_kept_out_of_the_baseline_and_does_not_resolve_the_alert() -> None:
+    """|z| ≥ cusum_k (3) in the alert's direction: not anomalous (< 4), but not back to normal either."""
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    before = series.state.ewma
+    suspect = series.score(0.052, volume=1000)
+    assert suspect is not None and suspect.suspect and not suspect.anomalous
+    assert series.feed(0.052, volume=1000) == [] and series.state.ewma == before  # outside an alert too
+    assert statuses(series.feed(0.3, volume=1000)) == [OPEN]
+    assert series.feed(0.052, 0.052, 0.052, volume=1000) == []
+    assert series.state.normal_run == 0
+    assert statuses(series.feed(0.025, 0.025, volume=1000)) == [RESOLVED]
+
+
+def test_with_a_cusum_level_a_lasting_moderate_shift_opens_from_the_first_window_of_its_run() -> None:
+    settings = replace(SETTINGS, cusum_k=2.0, cusum_h=4.0, open_after=5)
+    series = Series(ERRORS, settings=settings)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    score = series.score(0.052, volume=1000)
+    assert score is not None and settings.cusum_k + 1 < score.z < settings.threshold
+    first = series.next
+    assert series.feed(0.052, 0.052, volume=1000) == []  # CUSUM 2 · (z − 2) < 4 ≤ 3 · (z − 2)
+    opened = series.feed(0.052, volume=1000)
+    assert statuses(opened) == [OPEN] and opened[0].opened_window_start == first
+    assert opened[0].opened_at == first + 3 * MINUTE and opened[0].anomalous_windows == 1
+    off = Series(ERRORS, settings=replace(settings, cusum_h=0.0))
+    off.feed(*([0.02, 0.03] * 10), volume=1000)
+    assert off.feed(*([0.052] * 10), volume=1000) == [], "cusum_h 0 (the default): no CUSUM"
+
+
+def test_the_resolved_alert_keeps_its_peak_and_the_baseline_and_z_it_opened_with() -> None:
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    opened = series.feed(0.3, volume=1000)[0]
+    assert (opened.peak_value, opened.opened_z, opened.peak_z) == (0.3, opened.z_score, opened.z_score)
+    assert opened.opened_baseline == opened.baseline
+    worst = series.feed(0.5, volume=1000)[0]
+    series.feed(0.2, volume=1000)
+    resolved = series.feed(0.025, 0.025, volume=1000)[0]
+    assert resolved.status == RESOLVED and resolved.value == 0.025
+    assert (resolved.peak_value, resolved.peak_z) == (0.5, worst.z_score)
+    assert (resolved.opened_baseline, resolved.opened_z) == (opened.baseline, opened.z_score)
+    row = resolved.row()
+    assert (row["peak_value"], row["opened_baseline"], row["opened_z"]) == (
+        0.5,
+        opened.baseline,
+        opened.z_score,
+    )
+
+
+def test_a_series_state_pickled_before_the_hold_and_the_opening_columns_still_loads() -> None:
+    """Savepoint compatibility: `held` is a class default and older open alerts lack the opening keys."""
+    import pickle
+
+    series = Series(ERRORS)
+    series.feed(*([0.02, 0.03] * 10), volume=1000)
+    series.feed(0.3, volume=1000)
+    state = pickle.loads(pickle.dumps(series.state))
+    del state.__dict__["held"]
+    assert state.alert is not None
+    for name in ("peak_value", "opened_baseline", "opened_z"):
+        del state.alert[name]
+    series.state = state
+    update = series.feed(0.4, volume=1000)[0]
+    assert update.status == UPDATE and state.held == 1
+    assert math.isnan(update.opened_baseline) and update.peak_value == 0.4
 
 
 # ---------------------------------------------------------------------------------- determinism
