@@ -68,8 +68,9 @@ def kafka_settings() -> Iterator[KafkaSettings]:
 def pg_settings() -> Iterator[PostgresSettings]:
     """Settings of a PostgreSQL server that accepts connections (the local one, started if needed)."""
     try:
+        ensure_postgres(PostgresSettings.from_env())
+        # Again: a first start creates the local server's passwords and CA, which the settings read.
         settings = PostgresSettings.from_env()
-        ensure_postgres(settings)
     except (UserError, SettingsError) as exc:
         pytest.fail(f"PostgreSQL is not available: {exc}", pytrace=False)
     yield settings

@@ -558,7 +558,8 @@ def test_uxstream_dashboard_serves_the_page_and_stops_cleanly_on_ctrl_c(
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line == (f"uxstream dashboard on http://127.0.0.1:{port}/ (reading {filled.pg.describe()})\n")
+        reader = filled.pg.as_role("reader")  # the dashboard reads as the read-only role
+        assert line == (f"uxstream dashboard on http://127.0.0.1:{port}/ (reading {reader.describe()})\n")
         deadline = time.monotonic() + 15
         while True:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,11 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=3,
     )
 
+    received: list[int] = []
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            received.append(sig)
             dashboard.stopping = True  # end the event streams first: shutdown then finds no open request
             super().handle_exit(sig, frame)
 
@@ -116,6 +120,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         Server(config).run()
     finally:
         dashboard.close()
+    if signal.SIGINT in received:
+        # uvicorn re-raises a captured SIGINT after shutting down, but not always (seen under load):
+        # report Ctrl-C like every command either way (exit 130).
+        raise KeyboardInterrupt
     return 0
 
 
