@@ -132,7 +132,7 @@ XDIST_ARGS := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgr
 
 test: setup lint ## Lint, then run all tests, every tier (starts the services it needs)
 	@echo "==> running tests ($(if $(XDIST_ARGS),$(TEST_WORKERS) workers,one process))"
-	@$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
+	@$(PY) -m pytest $(XDIST_ARGS) --durations=25 $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
 	@echo "==> ruff"

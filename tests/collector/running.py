@@ -95,8 +95,6 @@ def running_collector(
     of `write_keys_file`, and `env` on top; waits for /readyz (unless `ready` is False), then SIGTERM."""
     if ready:
         ensure_topics(kafka, {topic: partitions})
-    port, grpc_port = free_port(), free_port()
-    log = folder / f"collector-{port}.log"
     full_env = {
         **os.environ,
         "UXSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -104,28 +102,41 @@ def running_collector(
         "UXSTREAM_COLLECTOR_ALLOWED_ORIGINS": ORIGIN,
         **(env or {}),
     }
-    command = [
-        sys.executable, "-m", "uxstream.cli", "collect", "--topic", topic, "--port", str(port),
-        "--grpc-port", str(grpc_port), *args,
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     scheme = "https" if "--certfile" in args else "http"
-    collector = RunningCollector(process, port, grpc_port, topic, log, scheme)
+    verify: Any = True
+    if scheme == "https":
+        verify = ssl.create_default_context(cafile=str(args[args.index("--certfile") + 1]))
+    for attempt in range(3):
+        # free_port picks outside the ephemeral range, but another test can still take the port first:
+        # a start that fails on "address already in use" is retried on new ports.
+        port, grpc_port = free_port(), free_port()
+        log = folder / f"collector-{port}.log"
+        command = [
+            sys.executable, "-m", "uxstream.cli", "collect", "--topic", topic, "--port", str(port),
+            "--grpc-port", str(grpc_port), *args,
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        collector = RunningCollector(process, port, grpc_port, topic, log, scheme)
+        try:
+            collector.wait_ready(ready=ready, verify=verify)
+        except AssertionError:
+            _stop(process)
+            if attempt < 2 and "address already in use" in collector.log_text():
+                continue
+            raise
+        break
     try:
-        verify: Any = True
-        if scheme == "https":
-            verify = ssl.create_default_context(cafile=str(args[args.index("--certfile") + 1]))
-        if ready:
-            collector.wait_ready(verify=verify)
-        else:
-            collector.wait_ready(ready=False, verify=verify)
         yield collector
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        _stop(collector.process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -5,6 +5,7 @@ and shares the `Collector` (one producer, one set of rate limits) with the HTTP 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -198,7 +199,14 @@ class GrpcServer:
         if self._server is None or not self._thread.is_alive():
             return
         future = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
-        future.result(grace + 5)
+        try:
+            future.result(grace + 5)
+        except TimeoutError:
+            # A stop must not hide why the collector is stopping (e.g. the HTTP port was taken): the
+            # thread is a daemon and ends with the process.
+            log = logging.getLogger("uxstream.collector")
+            log.warning("the gRPC server did not stop in %.0f s", grace + 5)
+            return
         self._thread.join(grace + 5)
 
 

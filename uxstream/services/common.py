@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import random
 import signal
 import socket
 import sys
@@ -83,10 +84,33 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it), for a test or benchmark instance."""
+    """A TCP port nothing listens on right now, for a test or benchmark instance.
+
+    Picked at random *below* the kernel's ephemeral range: a port the OS hands out for `bind(0)` can be
+    taken by any outgoing connection (a Kafka client, a browser) before the instance binds it, which
+    failed a CI run with "address already in use". Falls back to the OS's choice."""
+    low, _high = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(64):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        if not port_accepts(host, port, timeout=0.2):
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
