@@ -8,13 +8,10 @@ the malformed records. One partition, so the oracle replays the job's arrival or
 - submitted through `uxstream cluster submit` (`flink run`), bounded: FINISHED, tables = oracle;
 - the TaskManager process SIGKILLed after a completed checkpoint, a new TaskManager started: the job
   restarts from the checkpoint and the tables = oracle (RELIABILITY.md T14);
-- upgrade through a savepoint (T10): the job runs unbounded on the first half of the stream, is stopped
-  with a savepoint (the second half starts with two late records: the restored job must classify them as
-  the first run would have, from its checkpointed partition maximum, not from Flink's watermark), a
-  changed job (Python UDFs in process instead of thread mode, another checkpoint interval; same SQL, so
-  the same operator uids) restores it and reads the second half; the final stop drains (fires every
-  window). Results across the boundary (tables, ledger, DLQ, KPI topic) = oracle; the job's own Prometheus
-  counters count the second half's dead letters.
+- upgrade and rescale through savepoints (T10 + T12, one run in thirds): parallelism 1, then a changed
+  job (process-mode Python UDFs, another checkpoint interval) at parallelism 2, then parallelism 1 again;
+  each restore starts at two late records; results across both boundaries (tables, ledger, DLQ, KPI
+  topic) = oracle; the job's own Prometheus counters count the second third's dead letters.
 """
 
 from __future__ import annotations
@@ -146,62 +143,20 @@ def job_still_active(rest: FlinkRest, name: str) -> bool:
         return False
 
 
-def test_an_upgrade_through_a_savepoint_keeps_state_and_results_across_the_boundary_equal_the_oracle(
+def test_an_upgrade_and_a_rescale_through_savepoints_keep_state_and_every_output_equal_to_the_oracle(
     flink_cluster: LocalCluster,
     kafka_settings: KafkaSettings,
     pg_settings: PostgresSettings,
     tmp_path: Path,
 ) -> None:
-    staging, _ = prepare(
-        pg_settings, tmp_path, GENERATOR_ARGS,
-        rewrite=lambda lines: with_late_records_at(lines, (len(lines) + 2) // 2),
-    )  # fmt: skip
-    run = Run(f"{staging.topic}.live", staging.pg, staging.truth)
-    rest = FlinkRest(flink_cluster.rest_url)
-    total = end_offset(kafka_settings, staging.topic)
-    half = total // 2
-    assert_late_at(run, half)
-    try:
-        copy_records(kafka_settings, staging.topic, run.topic, 0, half)
-        first = submit.submit(
-            flink_cluster, "sessionize", run.job_args(bounded=False, interval_ms=1000), env=run.job_env()
-        )
-        wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
-
-        changed_env = run.job_env({"UXSTREAM_FLINK_PYTHON_MODE": "process"})
-        savepoint, second = submit.upgrade(
-            flink_cluster, "sessionize", run.job_args(bounded=False, interval_ms=700), env=changed_env
-        )
-        assert rest.job_state(first.job_id) == "FINISHED"
-        restored = rest.checkpoints(second.job_id)["latest"]["restored"]
-        assert restored["is_savepoint"] and restored["external_path"] == savepoint
-
-        copy_records(kafka_settings, staging.topic, run.topic, half, total)
-        wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
-        malformed_after_boundary = sum(1 for d in run.truth.dead_letters if d.seq >= half)
-        low, high = flink_cluster.prometheus_ports
-        assert metric_total(range(low, high + 1), counters.prometheus_name(counters.DEAD_LETTERS)) == float(
-            malformed_after_boundary
-        )
-
-        submit.stop(flink_cluster, "sessionize", drain=True)
-        assert restarts(rest, second.job_id) == 0
-        assert_run_equals_oracle(run, kafka_settings)
-    finally:
-        if job_still_active(rest, "sessionize"):
-            submit.stop(flink_cluster, "sessionize")
-        drop_database(pg_settings, run.pg)
-
-
-def test_a_rescale_through_savepoints_from_1_to_2_to_1_keeps_every_table_equal_to_the_oracle(
-    flink_cluster: LocalCluster,
-    kafka_settings: KafkaSettings,
-    pg_settings: PostgresSettings,
-    tmp_path: Path,
-) -> None:
-    """RELIABILITY T12: a third of the stream at parallelism 1, a third at 2, the rest at 1 again, each
-    change a stop-with-savepoint and a restore; the keyed state (dedup, open sessions, windows) is
-    redistributed each time, and the results equal the oracle. Each restore starts at two late records."""
+    """RELIABILITY T10 + T12 in one run (one job start per third instead of two runs): the first third of the
+    stream at parallelism 1; stop with a savepoint and restore a changed job (Python UDFs in process instead
+    of thread mode, another checkpoint interval; same SQL, so the same operator uids) at parallelism 2 for
+    the second third, whose dead letters the job's own Prometheus counters count; stop with a savepoint
+    and restore at parallelism 1 for the rest. Keyed state (dedup, open sessions, windows) is redistributed
+    at each change; each restore starts at two late records, which the restored job must classify as the
+    first run would have (from its checkpointed partition maximum, not from Flink's watermark). The final
+    stop drains (fires every window); every output across both boundaries equals the oracle."""
     staging, _ = prepare(pg_settings, tmp_path, GENERATOR_ARGS, rewrite=late_records_at_both_thirds)
     run = Run(f"{staging.topic}.live", staging.pg, staging.truth)
     rest = FlinkRest(flink_cluster.rest_url)
@@ -209,20 +164,37 @@ def test_a_rescale_through_savepoints_from_1_to_2_to_1_keeps_every_table_equal_t
     cuts = [0, total // 3, 2 * total // 3, total]
     assert_late_at(run, cuts[1])
     assert_late_at(run, cuts[2])
-    args = run.job_args(bounded=False, interval_ms=1000)
+    thread = (run.job_args(bounded=False, interval_ms=1000), run.job_env())
+    changed = (
+        run.job_args(bounded=False, interval_ms=700),
+        run.job_env({"UXSTREAM_FLINK_PYTHON_MODE": "process"}),
+    )
     try:
         copy_records(kafka_settings, staging.topic, run.topic, cuts[0], cuts[1])
-        job = submit.submit(flink_cluster, "sessionize", [*args, "--parallelism", "1"], env=run.job_env())
-        for step, parallelism in enumerate((2, 1), start=1):
+        args, env = thread
+        job = submit.submit(flink_cluster, "sessionize", [*args, "--parallelism", "1"], env=env)
+        for step, (parallelism, (args, env)) in enumerate(((2, changed), (1, thread)), start=1):
             wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
+            before = job.job_id
             savepoint, job = submit.upgrade(
-                flink_cluster, "sessionize", [*args, "--parallelism", str(parallelism)], env=run.job_env()
+                flink_cluster, "sessionize", [*args, "--parallelism", str(parallelism)], env=env
             )
+            assert rest.job_state(before) == "FINISHED"
             restored = rest.checkpoints(job.job_id)["latest"]["restored"]
             assert restored["is_savepoint"] and restored["external_path"] == savepoint
             vertices = rest.job(job.job_id)["vertices"]
             assert {v["parallelism"] for v in vertices if v["name"].startswith("Source")} == {parallelism}
             copy_records(kafka_settings, staging.topic, run.topic, cuts[step], cuts[step + 1])
+            if step == 1:
+                wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
+                malformed = sum(1 for d in run.truth.dead_letters if cuts[1] <= d.seq < cuts[2])
+                assert malformed, (
+                    "no malformed record in the second third: the counter check would prove nothing"
+                )
+                low, high = flink_cluster.prometheus_ports
+                name = counters.prometheus_name(counters.DEAD_LETTERS)
+                assert metric_total(range(low, high + 1), name) == float(malformed)
+            assert restarts(rest, job.job_id) == 0
         wait_until_consumed(kafka_settings, SOURCE_GROUP, run.topic)
         submit.stop(flink_cluster, "sessionize", drain=True)
         assert restarts(rest, job.job_id) == 0

@@ -5,6 +5,7 @@ Every case runs through both implementations; they must agree with each other an
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -466,3 +467,27 @@ def test_only_step_and_exclusion_names_matter_unless_a_funnel_is_strict() -> Non
     assert relevant_event_names([ABC, EXCLUDING]) == frozenset({"A", "B", "C", "X"})
     assert relevant_event_names([ABC, funnel("A", "B", ordering="strict")]) is None
     assert attributes_of([HELD, FUNNELS[-1]]) == ("country", "properties.k", "properties.product_id")
+
+
+def test_a_user_who_enters_every_funnel_thousands_of_times_holds_one_open_attempt_per_funnel() -> None:
+    """Issue 16, state bounds: funnel state per user does not grow with the user's activity. The job (
+    functions.AttemptsFunction) buffers an event until the watermark passes it, then keeps at most one open
+    attempt per funnel with at most one time per step; so a bot looping through the funnels holds
+    (funnels × steps) times plus the events within the out-of-orderness bound, however long it runs."""
+    funnels = [
+        Funnel("signup", (Step("view"), Step("form"), Step("done")), window_ms=30 * MINUTE),
+        Funnel("buy", (Step("view"), Step("cart"), Step("pay")), window_ms=HOUR, ordering="strict"),
+    ]
+    state, ended, sizes = UserFunnels(), 0, []
+    names = ["view", "form", "cart", "view", "done", "pay"]
+    for n in range(30_000):  # an event every 2 s for 16 hours, never idle
+        ts = T0 + n * 2 * SECOND
+        state.add(FunnelEvent(ts=ts, event_id=f"e{n:06d}", name=names[n % len(names)], attrs={}))
+        ended += len(state.advance(funnels, USER, ts - 5 * SECOND))  # the watermark: 5 s bound
+        if n % 1_000 == 999:
+            sizes.append((len(state.buffer), len(state.open), len(pickle.dumps(state))))
+    assert ended > 9_000, "the loop must end thousands of attempts: the test would prove nothing"
+    assert max(b for b, _, _ in sizes) <= 3, sizes  # events within the 5 s bound
+    assert max(o for _, o, _ in sizes) <= len(funnels), sizes
+    # What the job checkpoints for the user (pickled ValueState): the same few hundred bytes at every sample.
+    assert max(p for _, _, p in sizes) <= 2 * min(p for _, _, p in sizes) <= 2_000, sizes

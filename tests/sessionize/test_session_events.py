@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
-from hypothesis import strategies as st
 
 from jobs.sessionize.logic import (
     SESSION_EVENT_FIELDS,
@@ -121,51 +119,37 @@ def expected(call: Call, events: dict[tuple[str, int], SessionEvent]) -> dict[st
     return {user: sessionize_batch(user, call.rules, timeline) for user, timeline in timelines.items()}
 
 
-def test_gap_sessions_follow_the_gap_rule_exactly_whatever_the_watermark_did_in_between(
-    tmp_path: Path,
-) -> None:
-    gap_only = Call("gap_only", 30 * DAY, "")
-    utc = Call("utc", DAY, "UTC")
-    midnight_1, midnight_2 = T0 + 4 * HOUR + DAY, T0 + 4 * HOUR + 2 * DAY  # 2026-10-26 and -27 00:00 UTC
-    # A bot active for 48 hours without a gap: from 2026-10-25 06:00 UTC, one event every 10 minutes.
-    bot_every_10_min = [("bot", midnight_1 - 18 * HOUR + n * 10 * MINUTE, n) for n in range(6 * 48)]
-    rows = [
-        ("exact", T0, 1),
-        # Another user moves the watermark to one millisecond before `exact`'s session could close ...
-        ("other", T0 + GAP - 1 + BOUND, 9),
-        # ... and `exact`'s next event, exactly one gap later, still belongs to the session.
-        ("exact", T0 + GAP, 2),
-        ("exact", T0 + 2 * GAP + 1, 3),  # one millisecond more than a gap: a new session
-        # Out of order within the bound: one session, its events in event-time order.
-        ("shuffled", T0 + 3 * GAP + 10_000, 5),
-        ("shuffled", T0 + 3 * GAP + 6_000, 4),
-        ("shuffled", T0 + 3 * GAP + 10_000 + GAP, 6),
-    ]
-    emitted = run(rows + bot_every_10_min, [gap_only, utc], tmp_path)
+GAP_ONLY, UTC_DAY = Call("gap_only", 30 * DAY, ""), Call("utc", DAY, "UTC")
+BERLIN, NO_MIDNIGHT = Call("berlin", 3 * HOUR, "Europe/Berlin"), Call("no_midnight", 2 * HOUR, "")
+CALLS = [GAP_ONLY, UTC_DAY, BERLIN, NO_MIDNIGHT]
 
-    assert sorted((e.user, e.events, e.end_reason) for e in emitted if e.call == "gap_only") == [
-        ("bot", [n for *_, n in bot_every_10_min], "gap"),
-        ("exact", [1, 2], "gap"),
-        ("exact", [3], "gap"),
-        ("other", [9], "gap"),
-        ("shuffled", [4, 5, 6], "gap"),
-    ]
-    # With midnight splits the bot's first two days are emitted while it is still active, one session each
-    # (closed by midnight), within minutes of the watermark passing midnight; the last part when it goes
-    # idle. So its state never holds more than a day of events.
-    bot = [e for e in emitted if e.call == "utc" and e.user == "bot"]
-    last = bot_every_10_min[-1][1]
-    assert [(e.end_reason, len(e.events)) for e in bot] == [("midnight", 108), ("midnight", 144), ("gap", 36)]
-    assert midnight_1 < bot[0].at < midnight_1 + GAP
-    assert midnight_2 < bot[1].at < midnight_2 + GAP
-    assert bot[2].at == last + GAP
-    events = {(user, n): event(user, n, ts) for user, ts, n in rows + bot_every_10_min}
-    for call in (gap_only, utc):
-        assert finalised(emitted, call, events) == expected(call, events)
-
+SEEDS = (20261205, 4242)
+"""The random scenarios: seed `SEEDS[i]` drives the timelines and the arrival order of 40 users."""
+YEAR_OF_WEEKS = 52 * 7 * DAY
+"""The random scenarios lie one and two years of whole weeks before T0 (Saturday evenings before Europe's
+clocks go back: 2024-10-26 and 2025-10-25), the fixed one at T0: one job run reads all three, one after
+the other in event time, so no scenario moves another's watermark while it runs."""
 
 SPECIAL_DELTAS = (0, 1, 1_000, GAP - 1, GAP, GAP + 1, 2 * HOUR)
 """Gaps that matter: ties, exactly one session gap and one millisecond either side, a long pause."""
+
+# A bot active for 48 hours without a gap: from 2026-10-25 06:00 UTC, one event every 10 minutes.
+MIDNIGHT_1, MIDNIGHT_2 = T0 + 4 * HOUR + DAY, T0 + 4 * HOUR + 2 * DAY  # 2026-10-26 and -27 00:00 UTC
+BOT_EVERY_10_MIN = [("bot", MIDNIGHT_1 - 18 * HOUR + n * 10 * MINUTE, n) for n in range(6 * 48)]
+FIXED_ROWS = [
+    ("exact", T0, 1),
+    # Another user moves the watermark to one millisecond before `exact`'s session could close ...
+    ("other", T0 + GAP - 1 + BOUND, 9),
+    # ... and `exact`'s next event, exactly one gap later, still belongs to the session.
+    ("exact", T0 + GAP, 2),
+    ("exact", T0 + 2 * GAP + 1, 3),  # one millisecond more than a gap: a new session
+    # Out of order within the bound: one session, its events in event-time order.
+    ("shuffled", T0 + 3 * GAP + 10_000, 5),
+    ("shuffled", T0 + 3 * GAP + 6_000, 4),
+    ("shuffled", T0 + 3 * GAP + 10_000 + GAP, 6),
+    *BOT_EVERY_10_MIN,
+]
+FIXED_USERS = {"exact", "other", "shuffled", "bot"}
 
 
 def timelines(rng: random.Random, users: int) -> list[tuple[int, list[int]]]:
@@ -180,33 +164,85 @@ def timelines(rng: random.Random, users: int) -> list[tuple[int, list[int]]]:
     ]  # fmt: skip
 
 
-# Two examples (one Flink job each: a fixed seed and one drawn) of 40 users. The seed drives the timelines
-# and the arrival order; no shrinking (a job run per step is too slow): the failure message names the user
-# and the first session that differs instead.
-@settings(max_examples=1, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
-@example(seed=20261205)
-@given(seed=st.integers(0, 2**32 - 1))
-def test_sessions_equal_the_rules_for_any_timeline_and_arrival_order_within_the_bound(
-    tmp_path_factory: pytest.TempPathFactory, seed: int
-) -> None:
+@dataclass(frozen=True)
+class Scenario:
+    events: dict[tuple[str, int], SessionEvent]
+    rows: list[tuple[str, int, int]]
+    """(user, ts, event number) in arrival order."""
+
+
+def random_scenario(index: int) -> Scenario:
     """Random timelines (gaps of exactly the session gap and one more, midnights of a 25-hour local day,
-    days of activity without a gap) in a random arrival order within the out-of-orderness bound, through
-    two calls: midnight splits in Europe/Berlin with a 3-hour max duration, and no midnight splits with a
-    2-hour one."""
-    rng = random.Random(seed)
+    days of activity without a gap) in a random arrival order within the out-of-orderness bound."""
+    rng = random.Random(SEEDS[index])
+    base = T0 - (len(SEEDS) - index) * YEAR_OF_WEEKS
     events: dict[tuple[str, int], SessionEvent] = {}
     arrivals = []
     for u, (offset, deltas) in enumerate(timelines(rng, 40)):
-        user, ts = f"u{u:02d}", T0 + offset
+        user, ts = f"s{index}u{u:02d}", base + offset
         for n, delta in enumerate(deltas):
             ts += delta
             events[user, n] = event(user, n, ts)
             arrivals.append((ts + rng.randrange(BOUND), rng.random(), user, ts, n))  # never late
-    rows = [(user, ts, n) for *_, user, ts, n in sorted(arrivals)]
-    calls = [Call("berlin", 3 * HOUR, "Europe/Berlin"), Call("no_midnight", 2 * HOUR, "")]
-    emitted = run(rows, calls, tmp_path_factory.mktemp("session-events"))
-    for call in calls:
+    return Scenario(events, [(user, ts, n) for *_, user, ts, n in sorted(arrivals)])
+
+
+@dataclass(frozen=True)
+class Emissions:
+    scenarios: list[Scenario]
+    emitted: list[Emitted]
+
+    def of(self, users: set[str]) -> list[Emitted]:
+        return [e for e in self.emitted if e.user in users]
+
+
+@pytest.fixture(scope="module")
+def emissions(tmp_path_factory: pytest.TempPathFactory) -> Emissions:
+    """ONE job run (a MiniCluster start costs more than the function's work): the random scenarios, then
+    the fixed one, through every call."""
+    scenarios = [random_scenario(i) for i in range(len(SEEDS))]
+    fixed = {(user, n): event(user, n, ts) for user, ts, n in FIXED_ROWS}
+    rows = [row for s in scenarios for row in s.rows] + FIXED_ROWS
+    emitted = run(rows, CALLS, tmp_path_factory.mktemp("session-events"))
+    return Emissions([*scenarios, Scenario(fixed, FIXED_ROWS)], emitted)
+
+
+def test_gap_sessions_follow_the_gap_rule_exactly_whatever_the_watermark_did_in_between(
+    emissions: Emissions,
+) -> None:
+    emitted = emissions.of(FIXED_USERS)
+    assert sorted((e.user, e.events, e.end_reason) for e in emitted if e.call == "gap_only") == [
+        ("bot", [n for *_, n in BOT_EVERY_10_MIN], "gap"),
+        ("exact", [1, 2], "gap"),
+        ("exact", [3], "gap"),
+        ("other", [9], "gap"),
+        ("shuffled", [4, 5, 6], "gap"),
+    ]
+    # With midnight splits the bot's first two days are emitted while it is still active, one session each
+    # (closed by midnight), within minutes of the watermark passing midnight; the last part when it goes
+    # idle. So its state never holds more than a day of events.
+    bot = [e for e in emitted if e.call == "utc" and e.user == "bot"]
+    last = BOT_EVERY_10_MIN[-1][1]
+    assert [(e.end_reason, len(e.events)) for e in bot] == [("midnight", 108), ("midnight", 144), ("gap", 36)]
+    assert MIDNIGHT_1 < bot[0].at < MIDNIGHT_1 + GAP
+    assert MIDNIGHT_2 < bot[1].at < MIDNIGHT_2 + GAP
+    assert bot[2].at == last + GAP
+    events = emissions.scenarios[-1].events
+    for call in (GAP_ONLY, UTC_DAY):
+        assert finalised(emitted, call, events) == expected(call, events)
+
+
+# No shrinking (a job run per step is too slow): the failure message names the user and the first session
+# that differs instead.
+@pytest.mark.parametrize("index", range(len(SEEDS)), ids=[f"seed{s}" for s in SEEDS])
+def test_sessions_equal_the_rules_for_any_timeline_and_arrival_order_within_the_bound(
+    emissions: Emissions, index: int
+) -> None:
+    """Random timelines through two calls: midnight splits in Europe/Berlin with a 3-hour max duration,
+    and no midnight splits with a 2-hour one."""
+    events = emissions.scenarios[index].events
+    emitted = emissions.of({user for user, _ in events})
+    for call in (BERLIN, NO_MIDNIGHT):
         want = expected(call, events)
         reasons = {r.split_reason for rows_ in want.values() for r in rows_}
         assert reasons >= {"gap", "max_duration"} | ({"midnight"} if call.timezone else set()), reasons
