@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jobs.common import sketches
 from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.sessionize.logic import (
     FIRST_REVISION,
@@ -273,8 +274,16 @@ def expected(
     def key(start: int, end: int, dimension: str, value: str) -> dict[str, Any]:
         return {"window_start": start, "window_end": end, "dimension": dimension, "dimension_value": value}
 
+    def users_sketch(members: list[tuple[Mapping[str, Any], int]]) -> bytes:
+        # kpi_1m.users_sketch: the DataSketches HLL bytes of the row's users as stored (their pseudonyms),
+        # keys sorted first: exactly what io.uxstream.udf.UserSketch writes (jobs.common.sketches).
+        users = {user_key_of(e) for e, n in members if n == 1}
+        return sketches.user_sketch_bytes(pseudonym(u) if pseudonym else u for u in users)
+
     tumbling = window_rows(lambda ts: [(_floor(ts, tumble_ms), _floor(ts, tumble_ms) + tumble_ms)])
-    kpi_1m = [{**key(*k), **metrics(v), "revision": 1} for k, v in tumbling.items()]
+    kpi_1m = [
+        {**key(*k), **metrics(v), "revision": 1, "users_sketch": users_sketch(v)} for k, v in tumbling.items()
+    ]
 
     def hop(ts: int) -> list[tuple[int, int]]:
         last_start = _floor(ts, sliding_step_ms)
