@@ -325,6 +325,29 @@ def expected(
     }
 
 
+def window_users(
+    events: Iterable[Any],
+    *,
+    dimensions: tuple[str, ...] = ("page_path", "country", "device_type"),
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+    tumble_ms: int = 60_000,
+) -> dict[tuple[int, str, str], frozenset[str]]:
+    """The exact set of (raw) user keys of each kpi_1m row, by (window_start, dimension, dimension_value):
+    the users `active_users` counts and `users_sketch` sketches (as pseudonyms). The exact unique users of a
+    range and segment is the size of the union of its rows' sets, what merging their sketches estimates."""
+    users: dict[tuple[int, str, str], set[str]] = defaultdict(set)
+    for arrival in arrivals(
+        events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+    ):
+        if arrival.kind != ON_TIME or arrival.occurrence != 1:
+            continue
+        start = _floor(int(arrival.event["ts"]), tumble_ms)
+        for dimension, value in _dims(arrival.event, dimensions):
+            users[(start, dimension, value)].add(user_key_of(arrival.event))
+    return {key: frozenset(keys) for key, keys in users.items()}
+
+
 def expected_kpi_messages(
     rows: Mapping[str, list[dict[str, Any]]], *, tumble_ms: int = 60_000, sliding_size_ms: int = 5 * 60_000
 ) -> list[tuple[str, dict[str, Any]]]:

@@ -69,23 +69,29 @@ public class UserSketch extends ScalarFunction {
   }
 
   /**
-   * {@code java -cp uxstream-udf.jar io.uxstream.udf.UserSketch <lg_k> <hll_type>}: one group of keys per
-   * stdin line (tab-separated; an empty line is an empty group), one line per group on stdout: the hex of
-   * its sketch's bytes, a tab, the estimate (the JVM↔Python parity test, tests/sessionize/test_user_sketch.py).
+   * {@code java -cp uxstream-udf.jar:<Flink table jars> io.uxstream.udf.UserSketch <lg_k> <hll_type>
+   * [<key files>]}: one group of keys per stdin line (tab-separated; an empty line is an empty group), one
+   * line per group on stdout: the hex of its sketch's bytes, a tab, the estimate. With key files the keys
+   * are raw user keys and go through the function itself ({@link #eval}: pseudonyms, then the sketch); the
+   * JVM↔Python parity test, tests/sessionize/test_user_sketch.py.
    */
   public static void main(String[] args) throws IOException {
-    if (args.length != 2) {
-      System.err.println("usage: UserSketch <lg_k> <hll_type>  (groups of keys on stdin, tab-separated)");
+    if (args.length != 2 && args.length != 3) {
+      System.err.println("usage: UserSketch <lg_k> <hll_type> [<key files>]  (groups of keys on stdin)");
       System.exit(2);
     }
     int lgK = Integer.parseInt(args[0]);
     String hllType = args[1];
+    UserSketch function = args.length == 3 ? new UserSketch() : null;
     BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
     PrintStream out = new PrintStream(System.out, false, StandardCharsets.UTF_8);
     HexFormat hex = HexFormat.of();
     for (String line = in.readLine(); line != null; line = in.readLine()) {
       List<String> keys = line.isEmpty() ? List.of() : Arrays.asList(line.split("\t", -1));
-      byte[] bytes = sketch(keys, lgK, hllType);
+      byte[] bytes =
+          function == null
+              ? sketch(keys, lgK, hllType)
+              : function.eval(keys.toArray(new String[0]), args[2], lgK, hllType);
       out.append(hex.formatHex(bytes)).append('\t')
           .append(Double.toString(HllSketch.heapify(bytes).getEstimate())).append('\n');
     }
