@@ -12,9 +12,9 @@ from __future__ import annotations
 import random
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import datasketches
-import pytest
 
 from jobs.common import privacy, sketches
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
@@ -80,9 +80,9 @@ def test_jvm_bytes_equal_the_python_packages_for_the_same_keys_in_every_sketch_m
 
 
 def test_the_flink_function_sketches_the_pseudonyms_of_the_raw_user_keys(
-    tmp_path: pytest.TempPathFactory,
+    tmp_path: Path,
 ) -> None:
-    key_file = tmp_path / "key"  # type: ignore[operator]
+    key_file = tmp_path / "key"
     key_file.write_text(KEY)
     env = {privacy.ENV_KEY_FILE: str(key_file)}
     pseudonym = Pseudonymizer(PrivacySettings(Secret(KEY)))
