@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "uxstream.anomaly",
     "uxstream.privacy",
     "uxstream.collector.commands",
+    "uxstream.uniques",
     "uxstream.dashboard.commands",
 )
 

@@ -5,7 +5,8 @@
 
 Topology (all per-event work in Flink's JVM operators; Python sees one record per gap-session):
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
-KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets; hop 5 min/1 min and
+KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets, stored as counts and as
+HLL sketches of the users' pseudonyms for unique users over any range; hop 5 min/1 min and
 cumulate 1 day/5 min cascaded from the minute rows) and
 gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user;
 a user who never goes idle is emitted session by session at midnight / max-duration splits) ─►
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobs.common import connectors, counters, decode, runner, tables
+from jobs.common import connectors, counters, decode, privacy, runner, sketches, tables
 from jobs.common.pipeline import Pipeline, Step
 from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
@@ -74,6 +75,15 @@ def _conversions(settings: SessionizeSettings) -> str:
     return f"event_name IN ({', '.join(connectors.sql_literal(n) for n in settings.conversion_events)})"
 
 
+def user_sketch(users: str) -> str:
+    """SQL: the DataSketches HLL bytes of the pseudonyms of the user set `users` (io.uxstream.udf.UserSketch;
+    parameters from jobs.common.sketches, the pseudonym keys of the environment, as the ledger's)."""
+    return (
+        f"user_sketch({users}, {connectors.sql_literal(privacy.key_files())}, "
+        f"{int(sketches.LG_K)}, {connectors.sql_literal(sketches.HLL_TYPE)})"
+    )
+
+
 def statements(settings: SessionizeSettings) -> list[str]:
     """The job's views and INSERTs over the views of sessionize.sql (topology without connectors)."""
     sets, dim_name, dim_value = _dimension_sql(settings)
@@ -114,7 +124,8 @@ GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
   error_events, conversions, duplicates,
   CAST(error_events AS DOUBLE) / NULLIF(page_views, 0) AS error_rate,
   lcp_p75, inp_p75, cls_p75,
-  {FIRST_REVISION} AS revision
+  {FIRST_REVISION} AS revision,
+  {user_sketch("users")} AS users_sketch
 FROM kpi_minutes"""
     sliding = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
   dimension, dimension_value,

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jobs.common import sketches
 from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.sessionize.logic import (
     FIRST_REVISION,
@@ -273,8 +274,16 @@ def expected(
     def key(start: int, end: int, dimension: str, value: str) -> dict[str, Any]:
         return {"window_start": start, "window_end": end, "dimension": dimension, "dimension_value": value}
 
+    def users_sketch(members: list[tuple[Mapping[str, Any], int]]) -> bytes:
+        # kpi_1m.users_sketch: the DataSketches HLL bytes of the row's users as stored (their pseudonyms),
+        # keys sorted first: exactly what io.uxstream.udf.UserSketch writes (jobs.common.sketches).
+        users = {user_key_of(e) for e, n in members if n == 1}
+        return sketches.user_sketch_bytes(pseudonym(u) if pseudonym else u for u in users)
+
     tumbling = window_rows(lambda ts: [(_floor(ts, tumble_ms), _floor(ts, tumble_ms) + tumble_ms)])
-    kpi_1m = [{**key(*k), **metrics(v), "revision": 1} for k, v in tumbling.items()]
+    kpi_1m = [
+        {**key(*k), **metrics(v), "revision": 1, "users_sketch": users_sketch(v)} for k, v in tumbling.items()
+    ]
 
     def hop(ts: int) -> list[tuple[int, int]]:
         last_start = _floor(ts, sliding_step_ms)
@@ -314,6 +323,29 @@ def expected(
         "kpi_daily_cumulative": daily,
         "late_events": list(ledger.values()),
     }
+
+
+def window_users(
+    events: Iterable[Any],
+    *,
+    dimensions: tuple[str, ...] = ("page_path", "country", "device_type"),
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+    tumble_ms: int = 60_000,
+) -> dict[tuple[int, str, str], frozenset[str]]:
+    """The exact set of (raw) user keys of each kpi_1m row, by (window_start, dimension, dimension_value):
+    the users `active_users` counts and `users_sketch` sketches (as pseudonyms). The exact unique users of a
+    range and segment is the size of the union of its rows' sets, what merging their sketches estimates."""
+    users: dict[tuple[int, str, str], set[str]] = defaultdict(set)
+    for arrival in arrivals(
+        events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+    ):
+        if arrival.kind != ON_TIME or arrival.occurrence != 1:
+            continue
+        start = _floor(int(arrival.event["ts"]), tumble_ms)
+        for dimension, value in _dims(arrival.event, dimensions):
+            users[(start, dimension, value)].add(user_key_of(arrival.event))
+    return {key: frozenset(keys) for key, keys in users.items()}
 
 
 def expected_kpi_messages(

@@ -9,6 +9,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc'
 -- distinct keys of a tumbling window; user_count(users) → distinct users of the union of minute sets.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_set AS 'io.uxstream.udf.UserSet$Collect' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_count AS 'io.uxstream.udf.UserSet$Count' LANGUAGE JAVA;
+-- user_sketch(users, key_files, lg_k, hll_type) → the DataSketches HLL bytes of the set's pseudonyms, sorted
+-- first, so the bytes depend on the set alone (io.uxstream.udf.UserSketch; kpi_1m.users_sketch).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_sketch AS 'io.uxstream.udf.UserSketch' LANGUAGE JAVA;
 -- Gap-sessions per user (io.uxstream.udf.SessionEvents, a process table function with keyed state and one
 -- event-time timer per user at last event + gap): one row per gap-session, its events packed as JSON.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS session_events AS 'io.uxstream.udf.SessionEvents' LANGUAGE JAVA;
@@ -72,6 +75,7 @@ CREATE TEMPORARY TABLE kpi_1m_sink (
   inp_p75 DOUBLE,
   cls_p75 DOUBLE,
   revision INT,
+  users_sketch BYTES,
   PRIMARY KEY (window_start, dimension, dimension_value) NOT ENFORCED
 ) WITH (
   {kpi_1m_options}

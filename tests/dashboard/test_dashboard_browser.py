@@ -31,6 +31,7 @@ from jobs.common.topics import delete_topics, ensure_topics
 from tests.dashboard.checks import column
 from tests.dashboard.filled import Filled, fill, oracle_rows
 from tests.support.db import drop_database, fresh_database
+from uxstream import uniques
 from uxstream.dashboard.app import Dashboard, create_app
 from uxstream.dashboard.params import parse_params
 from uxstream.dashboard.report import write_report
@@ -277,11 +278,44 @@ def test_every_chart_shows_the_oracle_values(
     marks = page.locator("#chart-error_rate .uplot-wrap").get_attribute("data-alert-marks")
     assert marks == str(len([a for a in marked if a["dimension_value"] in want["values"]]))
     titles = page.locator("section.chart h2").all_inner_texts()
-    assert len(titles) == 7 and all(titles)
+    assert len(titles) == 8 and all(titles)
     page.wait_for_function("window.uxDashboard.realtime !== null", timeout=5_000)  # the first pushed figures
     assert page.locator(".note:visible").all_inner_texts() == [
         "No collector feeds these counters (nothing written in the last 5 minutes): start `uxstream collect`."
     ]
+
+
+@pytest.mark.parametrize("dimension", ["global", "country"])
+def test_the_unique_users_panel_shows_the_merged_sketches_of_the_range(
+    served: Served, filled: Filled, page: Any, dimension: str
+) -> None:
+    """issue 20 item 3: all users and each charted value over the selected range, from the minute windows'
+    sketches merged by uxstream.uniques (the oracle's sketch bytes were inserted; their exactness against
+    the events is tests/sessionize/test_uniques_e2e.py), in the page's data, its DOM and /api/uniques."""
+    data = open_dashboard(page, f"{served.url}/?dimension={dimension}")
+    start, end = data["range"]["from"], data["range"]["to"]
+    span = uniques.TimeRange(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
+    segments = [("global", "(all)")] + [
+        (dimension, v) for v in data["kpi"]["values"] if dimension != "global"
+    ]
+    with connect(filled.pg.as_role("reader")) as conn:
+        want = [
+            {"dimension": d, "value": v, **uniques.query(conn, span, uniques.Segment(d, v)).as_json()}
+            for d, v in segments
+        ]
+    assert want[0]["windows"] == len(
+        [
+            r
+            for r in filled.rows[tables.KPI_1M]
+            if r["dimension"] == "global" and start <= r["window_start"] // 1000 < end
+        ]
+    )
+    assert all(r["windows"] > 0 and r["lower_bound"] <= r["estimate"] <= r["upper_bound"] for r in want)
+    assert data["uniques"] == {"from": start, "to": end, "rows": want}
+    assert httpx.get(f"{served.url}/api/uniques?dimension={dimension}").json() == data["uniques"]
+    cells = page.locator("#chart-uniques table.uniques tbody tr td:nth-child(2)").all_inner_texts()
+    assert cells == [f"≈ {round(r['estimate']):,}" for r in want]
+    assert page.locator('[data-note="uniques"]').is_hidden()
 
 
 def test_pipeline_health_counts_the_dead_letter_topic(
@@ -457,6 +491,9 @@ def test_an_empty_database_shows_the_warming_up_notes(pg_settings: PostgresSetti
             assert (
                 note
                 == "No final windows in this range yet (a window is written once the watermark passes its end)."  # noqa: E501
+            )
+            assert page.locator('[data-note="uniques"]').inner_text() == (
+                "No final windows with a user sketch in this range yet."
             )
             alerts = page.locator('[data-note="alerts"]').inner_text()
             assert alerts == (

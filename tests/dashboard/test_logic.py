@@ -9,7 +9,7 @@ import pytest
 
 from jobs.common.settings import SettingsError
 from uxstream import realtime
-from uxstream.dashboard.data import resolve_window, shape_funnels, shape_series
+from uxstream.dashboard.data import resolve_window, shape_funnels, shape_series, uniques_note
 from uxstream.dashboard.params import BadParameter, Params, parse_params
 from uxstream.realtime import AckedEvent, read_commands, right_now_of, write_commands
 from uxstream.services.redis import RedisSettings, encode_command
@@ -224,3 +224,25 @@ def test_the_redis_url_names_host_port_database_and_password() -> None:
     assert RedisSettings.from_env({}) == RedisSettings("127.0.0.1", 16379, 0, None, False)
     with pytest.raises(SettingsError, match="is not a redis://host"):
         RedisSettings.from_env({"UXSTREAM_REDIS_URL": "http://x"})
+
+
+# ------------------------------------------------------------------------------------------ unique users
+
+
+def test_the_unique_users_note_says_when_there_is_no_sketch_to_merge() -> None:
+    def row(windows: int, missing: int = 0) -> dict[str, object]:
+        return {
+            "dimension": "global",
+            "value": "(all)",
+            "windows": windows,
+            "windows_without_sketch": missing,
+        }
+
+    assert uniques_note({"rows": [row(120), row(7)]}) == ""
+    assert uniques_note({"rows": [row(0)]}) == "No final windows with a user sketch in this range yet."
+    assert uniques_note({"rows": [row(0, 5)]}) == (
+        "No final windows with a user sketch in this range yet (5 written before migration V0010 have none)."
+    )
+    assert uniques_note({"rows": [row(100, 20), row(3, 2)]}) == (
+        "20 window(s) of the range have no sketch (written before V0010) and are not counted."
+    )

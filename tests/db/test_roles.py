@@ -150,6 +150,8 @@ def test_the_writer_upserts_its_outputs_and_cannot_drop_alter_create_or_touch_ot
 def test_the_reader_reads_the_outputs_and_cannot_write(pg: PostgresSettings) -> None:
     for table in (*WRITER_TABLES, *VIEWS):
         assert attempt(pg, "reader", f"SELECT * FROM {table} LIMIT 1") == "ok", table
+    # V0010's column, what `uxstream uniques` and the dashboard merge (the table-level grant covers it).
+    assert attempt(pg, "reader", "SELECT users_sketch FROM kpi_1m LIMIT 1") == "ok"
     assert (
         attempt(pg, "reader", "INSERT INTO kpi_1m SELECT * FROM kpi_1m")
         == "permission denied for table kpi_1m"

@@ -4,6 +4,8 @@ counters in Redis.
     GET /               the page (uplot + dashboard.js; the data comes from /api/data)
     GET /api/data       everything the charts draw for the query parameters (uxstream.dashboard.params)
     GET /api/realtime   the "right now" figures
+    GET /api/uniques    unique users over the selected range (all, and each charted value of the dimension),
+                        from the merged HLL sketches of the minute windows (uxstream.uniques)
     GET /api/events     server-sent events: `windows` when new final windows (or alerts) landed, so the page
                         reloads its data without a page reload; `realtime` every half second; `db-error`
                         while the database is unreachable
@@ -117,6 +119,22 @@ class Dashboard:
                 ) from None
         return result
 
+    def read_uniques(self, params: Params) -> dict[str, Any]:
+        """The unique-users panel's figures alone (the range resolved as for /api/data)."""
+        import psycopg
+
+        with self.connect() as conn:
+            try:
+                start, end = dashboard_data.resolve_window(
+                    params, dashboard_data.latest_window_end(conn), self.clock()
+                )
+                values = dashboard_data.top_values(conn, params, start, end)
+                return dashboard_data.unique_users(conn, start, end, params.dimension, values)
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"PostgreSQL at {self.pg.describe()} refused a query: {first_line(exc)}"
+                ) from None
+
     def dead_letters(self) -> dict[str, Any] | None:
         if self.dead_letter_topic is None:
             return None
@@ -186,6 +204,14 @@ class Dashboard:
         params = parse_params(dict(request.query_params))
         try:
             result = await anyio.to_thread.run_sync(self.read_data, params)
+        except DatabaseError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return JSONResponse(result)
+
+    async def api_uniques(self, request: Request) -> Response:
+        params = parse_params(dict(request.query_params))
+        try:
+            result = await anyio.to_thread.run_sync(self.read_uniques, params)
         except DatabaseError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(result)
@@ -271,6 +297,7 @@ def create_app(dashboard: Dashboard, uplot_dist: Path = UPLOT_DIST) -> Starlette
         Route("/", dashboard.page),
         Route("/api/data", dashboard.api_data),
         Route("/api/realtime", dashboard.api_realtime),
+        Route("/api/uniques", dashboard.api_uniques),
         Route("/api/events", dashboard.api_events),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static/app", app=StaticFiles(directory=STATIC), name="app"),

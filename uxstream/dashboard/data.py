@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.common import tables
+from uxstream import uniques
 from uxstream.dashboard.params import DIMENSION_TITLES, Params
 
 CORE_WEB_VITALS = {
@@ -160,10 +161,58 @@ def notes(data: dict[str, Any]) -> dict[str, str]:
         "alerts": ("No open or recent alerts in this range. " if not data["alerts"] else "")
         + (warming if kpi_points < ANOMALY_MIN_HISTORY else ""),
         "health": empty if not health["times"] else "",
+        "uniques": uniques_note(data["uniques"]),
     }
 
 
+def uniques_note(shown: dict[str, Any]) -> str:
+    """The unique-users panel's note: no windows, or windows without a sketch (written before V0010)."""
+    rows = shown["rows"]
+    if not rows or rows[0]["windows"] == 0:
+        return "No final windows with a user sketch in this range yet" + (
+            f" ({rows[0]['windows_without_sketch']} written before migration V0010 have none)."
+            if rows and rows[0]["windows_without_sketch"]
+            else "."
+        )
+    missing = max(r["windows_without_sketch"] for r in rows)
+    return (
+        f"{missing} window(s) of the range have no sketch (written before V0010) and are not counted."
+        if missing
+        else ""
+    )
+
+
 # ------------------------------------------------------------------------------------------------- I/O
+
+
+def top_values(conn: Any, params: Params, start: datetime, end: datetime) -> list[str]:
+    """The values of the dimension the charts show: the `top` with the most page views in the range."""
+    if params.dimension == "global":
+        return ["(all)"]
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT dimension_value FROM {tables.KPI_1M} WHERE dimension = %s AND window_start >= %s "
+            "AND window_start < %s GROUP BY 1 ORDER BY sum(page_views) DESC, 1 LIMIT %s",
+            (params.dimension, start, end, params.top),
+        ).fetchall()
+    ]
+
+
+def unique_users(
+    conn: Any, start: datetime, end: datetime, dimension: str, values: Sequence[str]
+) -> dict[str, Any]:
+    """Unique users over [start, end) from the merged HLL sketches of kpi_1m (uxstream.uniques): all users
+    first, then each charted value of the dimension. Estimates with their bounds and windows merged."""
+    span = uniques.TimeRange(start, end)
+    segments = [uniques.Segment(tables.DIM_GLOBAL, tables.ALL_VALUE)]
+    if dimension != tables.DIM_GLOBAL:
+        segments += [uniques.Segment(dimension, value) for value in values]
+    rows = [
+        {"dimension": s.dimension, "value": s.value, **uniques.query(conn, span, s).as_json()}
+        for s in segments
+    ]
+    return {"from": epoch_s(start), "to": epoch_s(end), "rows": rows}
 
 
 def latest_window_end(conn: Any) -> datetime | None:
@@ -203,17 +252,7 @@ def load(
     start, end = resolve_window(params, latest, now)
     span = (start, end)
     dimension = params.dimension
-    if dimension == "global":
-        values = ["(all)"]
-    else:
-        values = [
-            r[0]
-            for r in conn.execute(
-                f"SELECT dimension_value FROM {tables.KPI_1M} WHERE dimension = %s AND window_start >= %s "
-                "AND window_start < %s GROUP BY 1 ORDER BY sum(page_views) DESC, 1 LIMIT %s",
-                (dimension, *span, params.top),
-            ).fetchall()
-        ]
+    values = top_values(conn, params, start, end)
     kpi_rows = conn.execute(
         f"SELECT window_start, dimension_value, active_users, page_views, error_rate, error_events "
         f"FROM {tables.KPI_1M} WHERE dimension = %s AND dimension_value = ANY(%s) "
@@ -274,6 +313,7 @@ def load(
     ).fetchall()
     data: dict[str, Any] = {
         "params": params.query(),
+        "uniques": unique_users(conn, start, end, dimension, values),
         "dimension_title": DIMENSION_TITLES[dimension],
         "range": {"from": epoch_s(start), "to": epoch_s(end), "tz": params.tz},
         "latest_window_end": epoch_s(latest) if latest is not None else None,

@@ -36,6 +36,7 @@ CHARTS = (
     ("funnels", "Funnels: conversion and drop-off per step"),
     ("alerts", "Open and recent anomaly alerts"),
     ("health", "Pipeline health (global)"),
+    ("uniques", "Unique users over the range (merged HLL sketches of the minute windows)"),
 )
 
 

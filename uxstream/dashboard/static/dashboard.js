@@ -193,6 +193,8 @@
     totals.textContent = `late events in range: ${h.late_total}; ${dlText}. Consumer lag: the jobs keep their offsets in checkpoints, not in consumer groups, so there is no group lag to show.`;
     host("health").appendChild(totals);
 
+    renderUniques(host("uniques"), data.uniques);
+
     Object.entries(data.notes).forEach(([k, v]) => setNote(k, v));
     const status = $("#status");
     const latest = data.latest_window_end == null ? "none yet" : fmtTime(data.latest_window_end);
@@ -251,6 +253,24 @@
     target.innerHTML =
       `<table class="alerts"><thead><tr><th>status</th><th>severity</th><th>metric</th><th>segment</th><th>opened (window start)</th>` +
       `<th>resolved</th><th>value</th><th>baseline</th><th>peak z</th><th>chart</th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+
+  // Unique users over the range: the union of the minute windows' sketches (estimate ± bounds).
+  function renderUniques(target, u) {
+    const fmt = (v) => Math.round(v).toLocaleString("en-US");
+    const rows = u.rows
+      .map(
+        (r) =>
+          `<tr data-uniques="${esc(r.dimension)}=${esc(r.value)}"><td>${r.dimension === "global" ? "all users" : esc(r.dimension) + " = " + esc(r.value)}</td>` +
+          `<td class="num">${r.windows ? "≈ " + fmt(r.estimate) : "–"}</td>` +
+          `<td class="num">${r.windows ? fmt(r.lower_bound) + " – " + fmt(r.upper_bound) : "–"}</td><td class="num">${r.windows}</td></tr>`,
+      )
+      .join("");
+    const std = u.rows.length ? u.rows[0].std_devs : 2;
+    target.innerHTML =
+      `<table class="uniques"><thead><tr><th>segment</th><th>unique users</th><th>bounds (${std} std. dev.)</th><th>minute windows merged</th></tr></thead>` +
+      `<tbody>${rows}</tbody></table>` +
+      `<p class="totals">${fmtTime(u.from)} – ${fmtTime(u.to)}: a user active in many minutes counts once (summing the per-minute active users would not).</p>`;
   }
 
   function renderRealtime(rt) {
