@@ -33,11 +33,13 @@ public class DecodeUxEvent extends ScalarFunction {
 
   private transient EventDecoder decoder;
   private transient AvroTypes.Converter[] converters;
+  private transient Enrichment enrichment;
 
-  /** The ROW type this function returns, from the reader schema. */
+  /** The ROW type this function returns, from the reader schema, then {@code is_bot} (Enrichment). */
   public static DataType outputType() {
     Schema reader = EventDecoder.readerSchema(Catalog.bundled());
-    List<DataTypes.Field> fields = AvroTypes.rowFields(reader);
+    List<DataTypes.Field> fields = new java.util.ArrayList<>(AvroTypes.rowFields(reader));
+    fields.add(DataTypes.FIELD(Enrichment.IS_BOT, DataTypes.BOOLEAN()));
     return DataTypes.ROW(fields.toArray(new DataTypes.Field[0])).bridgedTo(RowData.class);
   }
 
@@ -62,6 +64,7 @@ public class DecodeUxEvent extends ScalarFunction {
   @Override
   public void open(FunctionContext context) {
     init();
+    enrichment = Enrichment.forJob(context, decoder.fieldNames());
   }
 
   private void init() {
@@ -76,15 +79,17 @@ public class DecodeUxEvent extends ScalarFunction {
   public RowData eval(byte[] payload) {
     if (decoder == null) {
       init();
+      enrichment = Enrichment.forJob(null, decoder.fieldNames());
     }
     RowData cached = DecodeMemo.rowFor(payload);
     if (cached != null) {
       return cached;
     }
     DecodeResult result = decoder.decode(payload);
-    GenericRowData row = new GenericRowData(3 + converters.length);
+    GenericRowData row = new GenericRowData(3 + converters.length + 1);
     if (result.isValid()) {
       Object[] values = result.values;
+      row.setField(3 + converters.length, enrichment.enrich(values));
       for (int i = 0; i < converters.length; i++) {
         row.setField(3 + i, converters[i].convert(values[i]));
       }
