@@ -72,6 +72,7 @@ CREATE TEMPORARY TABLE kpi_1m_sink (
   inp_p75 DOUBLE,
   cls_p75 DOUBLE,
   revision INT,
+  bot_events BIGINT,
   PRIMARY KEY (window_start, dimension, dimension_value) NOT ENFORCED
 ) WITH (
   {kpi_1m_options}
