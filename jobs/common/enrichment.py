@@ -32,7 +32,12 @@ from jobs.common.settings import SettingsError, env_int, env_str
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_GEOIP_DB: Final = (
-    PROJECT_ROOT / "tools" / "geoip" / "node_modules" / "@ip-location-db" / "dbip-country-mmdb"
+    PROJECT_ROOT
+    / "tools"
+    / "geoip"
+    / "node_modules"
+    / "@ip-location-db"
+    / "dbip-country-mmdb"
     / "dbip-country.mmdb"
 )
 """DB-IP Lite country database (CC BY 4.0, attribution in README), installed by `make setup` (npm ci in
@@ -73,7 +78,9 @@ def check_geoip_db(path: Path) -> None:
         with maxminddb.open_database(str(path)) as reader:
             reader.metadata()
     except (OSError, ValueError, maxminddb.InvalidDatabaseError) as e:
-        raise SettingsError(f"UXSTREAM_GEOIP_DB: {path} is not a MaxMind-format (.mmdb) database: {e}") from None
+        raise SettingsError(
+            f"UXSTREAM_GEOIP_DB: {path} is not a MaxMind-format (.mmdb) database: {e}"
+        ) from None
     text = str(path)
     if any(c in text for c in ",:'\""):
         raise SettingsError(
@@ -96,7 +103,9 @@ class EnrichmentSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> EnrichmentSettings:
         env = os.environ if env is None else env
         raw_db = env_str(env, "UXSTREAM_GEOIP_DB")
-        geoip_db = cls.geoip_db if raw_db is None else (None if raw_db.strip().lower() in _OFF else Path(raw_db))
+        geoip_db = (
+            cls.geoip_db if raw_db is None else (None if raw_db.strip().lower() in _OFF else Path(raw_db))
+        )
         settings = cls(
             user_agents=_env_bool(env, "UXSTREAM_ENRICH_USER_AGENT", cls.user_agents),
             geoip_db=geoip_db,
@@ -141,7 +150,9 @@ def user_agent_corpus(path: Path = USER_AGENT_CORPUS) -> Mapping[str, UserAgentV
     """user agent → the verdict the jar gives it (tests/fixtures/user_agents.json)."""
     rows = json.loads(path.read_text(encoding="utf-8"))["user_agents"]
     return {
-        row["user_agent"]: UserAgentVerdict(row["device_type"], row["os"], row["browser"], bool(row["is_bot"]))
+        row["user_agent"]: UserAgentVerdict(
+            row["device_type"], row["os"], row["browser"], bool(row["is_bot"])
+        )
         for row in rows
     }
 
@@ -151,7 +162,8 @@ def user_agent_verdict(user_agent: str) -> UserAgentVerdict:
         return user_agent_corpus()[user_agent]
     except KeyError:
         raise UnknownUserAgent(
-            f"user agent {user_agent!r} is not in {USER_AGENT_CORPUS.name}: the oracle only judges the corpus's "
+            f"user agent {user_agent!r} is not in {USER_AGENT_CORPUS.name}: the oracle only judges the "
+            "corpus's "
             "user agents (add it with its verdict: tests/fixtures/make_user_agents.py)"
         ) from None
 
@@ -173,10 +185,12 @@ class GeoOracle:
             found: str | None = None
             if isinstance(record, dict):
                 country = record.get("country")
-                if isinstance(country, dict) and isinstance(country.get("iso_code"), str):
-                    found = country["iso_code"]
-                elif isinstance(record.get("country_code"), str):
-                    found = record["country_code"]
+                iso = country.get("iso_code") if isinstance(country, dict) else None
+                code = record.get("country_code")
+                if isinstance(iso, str):
+                    found = iso
+                elif isinstance(code, str):
+                    found = code
             self._cache[network] = found
         return self._cache[network]
 
@@ -186,7 +200,9 @@ def _geo(path: Path) -> GeoOracle:
     return GeoOracle(path)
 
 
-def enrich(event: Mapping[str, Any], settings: EnrichmentSettings | None = None) -> tuple[dict[str, Any], bool]:
+def enrich(
+    event: Mapping[str, Any], settings: EnrichmentSettings | None = None
+) -> tuple[dict[str, Any], bool]:
     """The event as the jobs see it after the decode step's enrichment, and its is_bot."""
     settings = settings or EnrichmentSettings()
     out = dict(event)

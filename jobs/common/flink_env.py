@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from jobs.common.settings import SettingsError, env_int, env_str
 from jobs.common.enrichment import EnrichmentSettings
+from jobs.common.settings import SettingsError, env_int, env_str
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -56,7 +56,7 @@ class FlinkSettings:
     extra_config: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """Additional raw Flink options (key, value), applied last."""
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
-    """The decode step's enrichment (user agent, country, bots), passed to the JVM as global job parameters."""
+    """The decode step's enrichment (user agent, country, bots): global job parameters for the JVM."""
     restore_path: Path | None = None
     """Start from this retained checkpoint or savepoint (a folder with a `_metadata` file), e.g. after the
     whole MiniCluster or cluster went down (`--restore`, RELIABILITY T18)."""

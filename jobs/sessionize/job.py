@@ -293,8 +293,9 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
 STATE_LAYOUT = 4
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
-from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4 (issue
-22): every event row carries is_bot (the decode step's enrichment), bots excluded and counted as bot_events."""
+from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
+(issue 22): every event row carries is_bot (the decode step's enrichment); bots excluded, counted as
+bot_events."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

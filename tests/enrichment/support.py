@@ -28,7 +28,10 @@ def enrich_cli_command(*args: str) -> list[str]:
 def run_enrich_cli(lines: Sequence[str], *args: str) -> tuple[int, list[dict[str, Any]]]:
     require_jar()
     proc = subprocess.run(
-        enrich_cli_command(*args), input="".join(f"{line}\n" for line in lines),
-        capture_output=True, text=True, timeout=300,
+        enrich_cli_command(*args),
+        input="".join(f"{line}\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]

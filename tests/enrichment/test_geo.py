@@ -31,7 +31,8 @@ def full_address_country(ip: str) -> str | None:
 
     with maxminddb.open_database(str(DB)) as reader:
         record = reader.get(ip.split("%")[0])
-    return record.get("country_code") if isinstance(record, dict) else None
+    code = record.get("country_code") if isinstance(record, dict) else None
+    return code if isinstance(code, str) else None
 
 
 @pytest.mark.parametrize(("ip", "full", "stored"), CASES)
@@ -50,10 +51,14 @@ def test_jar_and_oracle_agree_on_many_addresses() -> None:
     import random
 
     rng = random.Random(22)
-    ips = [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
-           for _ in range(400)]
-    ips += [f"2{rng.getrandbits(12):03x}:{rng.getrandbits(16):x}:{rng.getrandbits(16):x}::{rng.getrandbits(16):x}"
-            for _ in range(200)]
+    ips = [
+        f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+        for _ in range(400)
+    ]
+    ips += [
+        f"2{rng.getrandbits(12):03x}:{rng.getrandbits(16):x}:{rng.getrandbits(16):x}::{rng.getrandbits(16):x}"
+        for _ in range(200)
+    ]
     code, rows = run_enrich_cli(ips, "--geo", str(DB))
     oracle = enrichment.GeoOracle(DB)
     assert code == 0
@@ -65,8 +70,9 @@ def test_a_missing_database_fails_with_the_setting_and_path(tmp_path: Path) -> N
     missing = tmp_path / "nope.mmdb"
     code, rows = run_enrich_cli(["8.8.8.8"], "--geo", str(missing))
     assert code == 2
-    assert rows == [{"error": f"UXSTREAM_GEOIP_DB: {missing} does not exist or is not a file (an .mmdb country "
-                              "database)"}]
+    assert rows == [
+        {"error": f"UXSTREAM_GEOIP_DB: {missing} does not exist or is not a file (an .mmdb country database)"}
+    ]
     with pytest.raises(SettingsError, match=f"UXSTREAM_GEOIP_DB: {missing} does not exist"):
         enrichment.EnrichmentSettings.from_env({"UXSTREAM_GEOIP_DB": str(missing)})
 

@@ -83,13 +83,12 @@ public class DecodeUxEvent extends ScalarFunction {
     }
     RowData cached = DecodeMemo.rowFor(payload);
     if (cached != null) {
-      return cached;
+      return enriched((GenericRowData) cached);
     }
     DecodeResult result = decoder.decode(payload);
     GenericRowData row = new GenericRowData(3 + converters.length + 1);
     if (result.isValid()) {
       Object[] values = result.values;
-      row.setField(3 + converters.length, enrichment.enrich(values));
       for (int i = 0; i < converters.length; i++) {
         row.setField(3 + i, converters[i].convert(values[i]));
       }
@@ -102,6 +101,14 @@ public class DecodeUxEvent extends ScalarFunction {
       row.setField(2, schemaId.intValue()); // ids above 2^31-1 cannot be an INT: the detail still names them
     }
     DecodeMemo.remember(payload, row);
+    return enriched(row);
+  }
+
+  /** A valid row enriched once, in place (the memo shares it); invalid rows and no-enrichment: as is. */
+  private RowData enriched(GenericRowData row) {
+    if (enrichment != null && row.isNullAt(0)) {
+      enrichment.enrich(row, 3, 3 + converters.length);
+    }
     return row;
   }
 }

@@ -1,9 +1,11 @@
 package io.uxstream.udf;
 
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import org.apache.flink.metrics.Gauge;
 import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.table.api.TableException;
+import org.apache.flink.table.data.GenericRowData;
+import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.FunctionContext;
 
 /**
@@ -24,6 +26,10 @@ import org.apache.flink.table.functions.FunctionContext;
  *
  * Metrics (group {@code uxstream.enrichment}): gauges {@code ua_cache_hits}, {@code ua_cache_misses}.
  * Not thread-safe: one per function instance (one per task).
+ *
+ * <p>It works on the decoded ROW after the per-thread memo ({@link DecodeMemo}): the memo holds the plain
+ * decoded row, and {@code decode_ux_event} enriches it in place once (is_bot NULL = not yet enriched). The
+ * watermark's {@code ux_event_time} in the Kafka source cannot read job parameters and never enriches.
  */
 final class Enrichment {
   static final String IS_BOT = "is_bot";
@@ -51,12 +57,20 @@ final class Enrichment {
     this.country = fieldNames.indexOf("country");
   }
 
-  /** From the job parameters of {@code context} (null, e.g. outside a job: UA on, no geo). */
+  /**
+   * From the job parameters of {@code context} (null, e.g. outside a job: UA on, no geo); null where job
+   * parameters cannot be read (a watermark generator in the source: no enrichment there).
+   */
   static Enrichment forJob(FunctionContext context, List<String> fieldNames) {
     boolean ua = true;
     String db = "";
     int cacheSize = UserAgentVerdicts.DEFAULT_CACHE_SIZE;
     if (context != null) {
+      try {
+        context.getJobParameter(USER_AGENT_OPTION, "true");
+      } catch (TableException e) {
+        return null; // "Calls to FunctionContext.getJobParameter are not available at the current location"
+      }
       ua = Boolean.parseBoolean(context.getJobParameter(USER_AGENT_OPTION, "true").strip());
       db = context.getJobParameter(GEOIP_DB_OPTION, "").strip();
       cacheSize = Integer.parseInt(
@@ -72,42 +86,49 @@ final class Enrichment {
     return enrichment;
   }
 
-  private static String text(Object[] values, int index) {
-    if (index < 0 || !(values[index] instanceof byte[])) {
+  private static String text(GenericRowData row, int index) {
+    if (index < 0 || row.isNullAt(index)) {
       return null;
     }
-    byte[] bytes = (byte[]) values[index];
-    return bytes.length == 0 ? null : new String(bytes, StandardCharsets.UTF_8);
+    String value = row.getString(index).toString();
+    return value.isEmpty() ? null : value;
   }
 
-  private static void fill(Object[] values, int index, String derived) {
-    if (index >= 0 && derived != null) {
-      Object sent = values[index];
-      if (sent == null || (sent instanceof byte[] && ((byte[]) sent).length == 0)) {
-        values[index] = derived.getBytes(StandardCharsets.UTF_8);
-      }
+  private static void fill(GenericRowData row, int index, String derived) {
+    if (index >= 0 && derived != null && text(row, index) == null) {
+      row.setField(index, StringData.fromString(derived));
     }
   }
 
-  /** Fills the missing fields of a valid event in place (decoder representation); returns is_bot. */
-  Boolean enrich(Object[] values) {
+  /**
+   * Fills the missing fields of a valid decoded row in place (event field i at position {@code offset + i})
+   * and sets is_bot at {@code botIndex}; a row whose is_bot is already set is left alone.
+   */
+  void enrich(GenericRowData row, int offset, int botIndex) {
+    if (!row.isNullAt(botIndex)) {
+      return;
+    }
     boolean bot = false;
     if (userAgents != null) {
-      String agent = text(values, userAgent);
+      String agent = text(row, at(offset, userAgent));
       if (agent != null) {
         UserAgentVerdicts.Verdict verdict = userAgents.verdict(agent);
-        fill(values, deviceType, verdict.deviceType);
-        fill(values, os, verdict.os);
-        fill(values, browser, verdict.browser);
+        fill(row, at(offset, deviceType), verdict.deviceType);
+        fill(row, at(offset, os), verdict.os);
+        fill(row, at(offset, browser), verdict.browser);
         bot = verdict.isBot;
       }
     }
     if (geo != null) {
-      String address = text(values, ip);
+      String address = text(row, at(offset, ip));
       if (address != null) {
-        fill(values, country, geo.country(address));
+        fill(row, at(offset, country), geo.country(address));
       }
     }
-    return bot;
+    row.setField(botIndex, bot);
+  }
+
+  private static int at(int offset, int index) {
+    return index < 0 ? -1 : offset + index;
   }
 }
