@@ -42,7 +42,10 @@ def runs(
     )
     run_job(
         included,
-        {"UXSTREAM_EXCLUDE_BOTS": "false", "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": f"{included.topic}-b"},
+        {
+            "UXSTREAM_EXCLUDE_BOTS": "false",
+            "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": f"{included.topic}-b",
+        },
     )
     yield excluded, included
     drop(pg_settings, excluded)
@@ -55,7 +58,9 @@ def oracle(run: Run, settings: EnrichmentSettings | None = None) -> dict[str, li
 
 def test_the_stream_sends_no_device_or_country_and_has_many_bots(runs: tuple[Run, Run]) -> None:
     events = [e.event for e in runs[0].truth.events]
-    assert events and all(e.get(f) is None for e in events for f in ("device_type", "os", "browser", "country"))
+    assert events and all(
+        e.get(f) is None for e in events for f in ("device_type", "os", "browser", "country")
+    )
     bots = sum(1 for e in events if enrich(e)[1])
     assert 0.2 * len(events) < bots < 0.9 * len(events)
 
@@ -77,10 +82,10 @@ def test_sessions_get_device_browser_and_country_from_user_agent_and_ip(runs: tu
     assert sum(1 for *_, c in rows if c) > len(rows) // 2  # the generator's documentation-range IPv6 has none
 
 
-def test_bot_events_are_counted_the_same_with_and_without_exclusion_and_only_there(runs: tuple[Run, Run]) -> None:
-    query = (
-        f"SELECT sum(bot_events), sum(events) FROM {tables.KPI_1M} WHERE dimension = 'global'"
-    )
+def test_bot_events_are_counted_the_same_with_and_without_exclusion_and_only_there(
+    runs: tuple[Run, Run],
+) -> None:
+    query = f"SELECT sum(bot_events), sum(events) FROM {tables.KPI_1M} WHERE dimension = 'global'"
     with connect(runs[0].pg) as conn:
         bots_excluded, events_excluded = conn.execute(query).fetchone()
     with connect(runs[1].pg) as conn:

@@ -34,6 +34,16 @@ public class DecodeUxEvent extends ScalarFunction {
   private transient EventDecoder decoder;
   private transient AvroTypes.Converter[] converters;
   private transient Enrichment enrichment;
+  private final boolean enrich;
+
+  public DecodeUxEvent() {
+    this(true);
+  }
+
+  /** {@code enrich = false}: the plain decoded rows (ux_event_time's decode: it reads ts only). */
+  DecodeUxEvent(boolean enrich) {
+    this.enrich = enrich;
+  }
 
   /** The ROW type this function returns, from the reader schema, then {@code is_bot} (Enrichment). */
   public static DataType outputType() {
@@ -64,7 +74,7 @@ public class DecodeUxEvent extends ScalarFunction {
   @Override
   public void open(FunctionContext context) {
     init();
-    enrichment = Enrichment.forJob(context, decoder.fieldNames());
+    enrichment = enrich ? Enrichment.forJob(context, decoder.fieldNames()) : null;
   }
 
   private void init() {
@@ -79,7 +89,7 @@ public class DecodeUxEvent extends ScalarFunction {
   public RowData eval(byte[] payload) {
     if (decoder == null) {
       init();
-      enrichment = Enrichment.forJob(null, decoder.fieldNames());
+      enrichment = enrich ? Enrichment.forJob(null, decoder.fieldNames()) : null;
     }
     RowData cached = DecodeMemo.rowFor(payload);
     if (cached != null) {
