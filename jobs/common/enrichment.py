@@ -132,6 +132,14 @@ class EnrichmentSettings:
 
 # ------------------------------------------------------------------------------------------ oracle
 
+MAX_DERIVED_CHARS: Final = 64
+"""Longest derived value kept (io.uxstream.udf.Enrichment.MAX_DERIVED_CHARS: the limit of os and browser)."""
+
+
+def storable(value: str) -> bool:
+    """A derived value over the limit or with NUL or a surrogate is dropped (never cut), as in the JVM."""
+    return len(value) <= MAX_DERIVED_CHARS and not any(c == "\0" or 0xD800 <= ord(c) <= 0xDFFF for c in value)
+
 
 class UnknownUserAgent(KeyError):
     """A user agent outside the corpus: the oracle cannot judge it (README "Enrichment")."""
@@ -211,8 +219,9 @@ def enrich(
     if settings.user_agents and agent:
         verdict = user_agent_verdict(agent)
         for name in ("device_type", "os", "browser"):
-            if not out.get(name) and getattr(verdict, name) is not None:
-                out[name] = getattr(verdict, name)
+            derived = getattr(verdict, name)
+            if not out.get(name) and derived is not None and storable(derived):
+                out[name] = derived
         bot = verdict.is_bot
     ip = event.get("ip")
     if settings.geoip_db is not None and ip and not out.get("country"):

@@ -222,6 +222,7 @@ def recipe(settings: FunnelsSettings) -> tuple[list[str], list[str]]:
         SQL,
         relevant=relevant_condition(settings),
         relevant_columns=relevant_columns(settings),
+        humans_only=" AND NOT is_bot" if settings.flink.enrichment.exclude_bots else "",
         decoded_view=decode.quote(spec.names.decoded_view),
         attribute_columns=attribute_columns(settings),
         attribute_nulls=attribute_nulls(settings),

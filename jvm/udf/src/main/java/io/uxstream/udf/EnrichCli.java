@@ -65,12 +65,19 @@ public final class EnrichCli {
       }
       int rounds = Integer.parseInt(args[1]);
       UserAgentVerdicts warm = new UserAgentVerdicts(0); // cache of 0: every call parses
-      warm.verdict(lines.get(0)); // build the analyzer outside the timing
-      long t0 = System.nanoTime();
-      for (String ua : lines) {
-        warm.verdict(ua);
+      for (int r = 0; r < 5; r++) { // build the analyzer and warm the JIT outside the timing
+        for (String ua : lines) {
+          warm.verdict(ua);
+        }
       }
-      long cold = System.nanoTime() - t0;
+      int coldRounds = 5;
+      long t0 = System.nanoTime();
+      for (int r = 0; r < coldRounds; r++) {
+        for (String ua : lines) {
+          warm.verdict(ua);
+        }
+      }
+      long cold = (System.nanoTime() - t0) / coldRounds;
       UserAgentVerdicts cached = new UserAgentVerdicts();
       for (String ua : lines) {
         cached.verdict(ua);

@@ -94,10 +94,27 @@ final class Enrichment {
     return value.isEmpty() ? null : value;
   }
 
+  /** Longest derived value kept: the contract's limit of os and browser (jobs/common/limits.py). */
+  static final int MAX_DERIVED_CHARS = 64;
+
   private static void fill(GenericRowData row, int index, String derived) {
-    if (index >= 0 && derived != null && text(row, index) == null) {
+    if (index >= 0 && derived != null && text(row, index) == null && storable(derived)) {
       row.setField(index, StringData.fromString(derived));
     }
+  }
+
+  /** What PostgreSQL can store and the limits allow: a derived value that is not is dropped, never cut. */
+  static boolean storable(String value) {
+    if (value.codePointCount(0, value.length()) > MAX_DERIVED_CHARS) {
+      return false;
+    }
+    for (int i = 0; i < value.length(); i++) {
+      char c = value.charAt(i);
+      if (c == 0 || Character.isSurrogate(c)) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /**
