@@ -39,21 +39,16 @@ def runs(
         excluded.topic,
         fresh_database(pg_settings, f"uxstream_test_sessionize_{excluded.topic.rsplit('.', 1)[1]}_bots"),
         excluded.truth,
+        INCLUDED,  # the job's environment gets UXSTREAM_EXCLUDE_BOTS=false (Run.job_env)
     )
-    run_job(
-        included,
-        {
-            "UXSTREAM_EXCLUDE_BOTS": "false",
-            "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": f"{included.topic}-b",
-        },
-    )
+    run_job(included, {"UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": f"{included.topic}-b"})
     yield excluded, included
     drop(pg_settings, excluded)
     drop(pg_settings, included)
 
 
-def oracle(run: Run, settings: EnrichmentSettings | None = None) -> dict[str, list[dict[str, Any]]]:
-    return expected(run.truth.events, pseudonym=PSEUDONYM, enrichment=settings)
+def oracle(run: Run) -> dict[str, list[dict[str, Any]]]:
+    return expected(run.truth.events, pseudonym=PSEUDONYM, enrichment=run.enrichment)
 
 
 def test_the_stream_sends_no_device_or_country_and_has_many_bots(runs: tuple[Run, Run]) -> None:
@@ -72,7 +67,8 @@ def test_with_bots_excluded_every_table_equals_the_oracle(runs: tuple[Run, Run],
 
 @pytest.mark.parametrize("table", tables.SESSIONIZE_TABLES)
 def test_with_bots_included_every_table_equals_the_oracle(runs: tuple[Run, Run], table: str) -> None:
-    assert_table_equals(runs[1].pg, table, oracle(runs[1], INCLUDED)[table])
+    assert runs[1].enrichment.exclude_bots is False
+    assert_table_equals(runs[1].pg, table, oracle(runs[1])[table])
 
 
 def test_sessions_get_device_browser_and_country_from_user_agent_and_ip(runs: tuple[Run, Run]) -> None:
