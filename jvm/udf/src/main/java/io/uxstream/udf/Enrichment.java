@@ -136,7 +136,7 @@ final class Enrichment {
         bot = verdict.isBot;
       }
     }
-    if (geo != null) {
+    if (geo != null && text(row, at(offset, country)) == null) { // a sent country wins: no lookup
       String address = text(row, at(offset, ip));
       if (address != null) {
         fill(row, at(offset, country), geo.country(address));
