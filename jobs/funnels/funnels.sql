@@ -13,6 +13,7 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc'
 CREATE TEMPORARY VIEW relevant AS
 SELECT
   {relevant_columns},
+  decoded.is_bot AS is_bot,
   {relevant} AS is_relevant,
   kafka_partition,
   kafka_offset,
@@ -30,14 +31,15 @@ WHERE decoded.reason IS NULL;
 --    Table→DataStream conversion would read and decode the topic again): first occurrences of relevant
 --    events for the Python state machine (user key, time, id, name, the attributes the definitions use),
 --    late-ledger rows (packed as JSON) and dead letters (encoded by the decode step's own SQL), told apart
---    by `kind`. job.py turns it into a DataStream, feeds the events to Python and writes the other kinds
+--    by `kind`; bots' events (is_bot, the decode step's enrichment) enter no funnel unless
+--    UXSTREAM_EXCLUDE_BOTS is off (late ones are ledgered all the same). job.py turns it into a DataStream, feeds the events to Python and writes the other kinds
 --    from it with SQL again.
 CREATE TEMPORARY VIEW routed AS
 SELECT 'event' AS kind, user_key, ts, event_id, event_name{attribute_columns},
   CAST(NULL AS STRING) AS late_row, CAST(NULL AS BYTES) AS dlq_key, CAST(NULL AS BYTES) AS dlq_value,
   CAST(0 AS BIGINT) AS dlq_ts
 FROM numbered
-WHERE occurrence = 1
+WHERE occurrence = 1{humans_only}
 UNION ALL
 SELECT 'late', '', CAST(0 AS BIGINT), event_id, event_name{attribute_nulls},
   JSON_OBJECT(

@@ -222,6 +222,7 @@ def recipe(settings: FunnelsSettings) -> tuple[list[str], list[str]]:
         SQL,
         relevant=relevant_condition(settings),
         relevant_columns=relevant_columns(settings),
+        humans_only=" AND NOT is_bot" if settings.flink.enrichment.exclude_bots else "",
         decoded_view=decode.quote(spec.names.decoded_view),
         attribute_columns=attribute_columns(settings),
         attribute_nulls=attribute_nulls(settings),
@@ -261,9 +262,9 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
-optimized once."""
+optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment)."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

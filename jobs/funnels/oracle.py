@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from jobs.common.enrichment import EnrichmentSettings, enrich
 from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.funnels.logic import Funnel, Step
 
@@ -48,14 +49,18 @@ def classify(
     *,
     out_of_orderness_ms: int = 5_000,
     max_future_skew_ms: int = 5 * 60_000,
+    enrichment: EnrichmentSettings | None = None,
 ) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]]]:
-    """(late ledger rows, counted events) of the relevant events, in produce order."""
+    """(late ledger rows, counted events) of the relevant events, in produce order, as the decode step's
+    enrichment leaves them (`enrichment`, None: the defaults); bots are not counted when excluded."""
+    enrichment = enrichment or EnrichmentSettings()
     ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
     counted: list[Mapping[str, Any]] = []
     for arrival in arrivals(
         events, relevant=names, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
     ):
-        event, watermark = arrival.event, arrival.watermark
+        event, bot = enrich(arrival.event, enrichment)
+        watermark = arrival.watermark
         ts = int(event["ts"])
         if arrival.kind != ON_TIME:
             ledger[(JOB, str(event["event_id"]), ts)] = {
@@ -70,7 +75,7 @@ def classify(
                 "country": event.get("country"),
                 "device_type": event.get("device_type"),
             }
-        elif arrival.occurrence == 1:
+        elif arrival.occurrence == 1 and not (bot and enrichment.exclude_bots):
             counted.append(event)
     return list(ledger.values()), counted
 
@@ -270,9 +275,11 @@ def expected(
     out_of_orderness_ms: int = 5_000,
     max_future_skew_ms: int = 5 * 60_000,
     pseudonym: Callable[[str], str] = str,
+    enrichment: EnrichmentSettings | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Expected rows per table name (and `ux.funnel` records under "windows"), times in epoch ms; user
-    keys as `pseudonym` maps them (the job: jobs.common.privacy.Pseudonymizer)."""
+    keys as `pseudonym` maps them (the job: jobs.common.privacy.Pseudonymizer); `enrichment` as in
+    `classify`."""
     from jobs.funnels.logic import relevant_event_names
 
     ledger, counted = classify(
@@ -280,6 +287,7 @@ def expected(
         relevant_event_names(funnels),
         out_of_orderness_ms=out_of_orderness_ms,
         max_future_skew_ms=max_future_skew_ms,
+        enrichment=enrichment,
     )
     attempts = expected_attempts(funnels, counted, pseudonym)
     windows = expected_windows(funnels, attempts, window_ms)

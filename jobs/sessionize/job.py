@@ -87,7 +87,11 @@ def user_sketch(users: str) -> str:
 def statements(settings: SessionizeSettings) -> list[str]:
     """The job's views and INSERTs over the views of sessionize.sql (topology without connectors)."""
     sets, dim_name, dim_value = _dimension_sql(settings)
-    first = "occurrence = 1"
+    # Bots (is_bot, from the decode step's enrichment) count in nothing but bot_events unless
+    # UXSTREAM_EXCLUDE_BOTS is off; their rows still exist (a window/dimension value with only bots has
+    # events = 0 and bot_events > 0), as rows that only have duplicates do.
+    human = "NOT is_bot" if settings.flink.enrichment.exclude_bots else "TRUE"
+    first = f"occurrence = 1 AND {human}"
     page_view = f"{first} AND event_type = 'page_view'"
     error = f"{first} AND event_type = 'error'"
     vital = f"{first} AND event_type = 'web_vital'"
@@ -112,7 +116,8 @@ def statements(settings: SessionizeSettings) -> list[str]:
   user_set(user_key) FILTER (WHERE {first}) AS users,
   COUNT(*) FILTER (WHERE {error}) AS error_events,
   COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}) AS conversions,
-  COUNT(*) FILTER (WHERE occurrence > 1) AS duplicates,
+  COUNT(*) FILTER (WHERE occurrence > 1 AND {human}) AS duplicates,
+  COUNT(*) FILTER (WHERE occurrence = 1 AND is_bot) AS bot_events,
   PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}) AS lcp_p75,
   PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}) AS inp_p75,
   PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75
@@ -125,7 +130,8 @@ GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
   CAST(error_events AS DOUBLE) / NULLIF(page_views, 0) AS error_rate,
   lcp_p75, inp_p75, cls_p75,
   {FIRST_REVISION} AS revision,
-  {user_sketch("users")} AS users_sketch
+  {user_sketch("users")} AS users_sketch,
+  bot_events
 FROM kpi_minutes"""
     sliding = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
   dimension, dimension_value,
@@ -295,10 +301,12 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 3
+STATE_LAYOUT = 4
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
-from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF."""
+from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
+(issue 22): every event row carries is_bot (the decode step's enrichment); bots excluded, counted as
+bot_events."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -31,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jobs.common import sketches
+from jobs.common.enrichment import EnrichmentSettings, enrich
 from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.sessionize.logic import (
     FIRST_REVISION,
@@ -180,6 +181,7 @@ def expected(
     cumulative_step_ms: int = 5 * 60_000,
     job: str = "sessionize",
     pseudonym: Callable[[str], str] | None = None,
+    enrichment: EnrichmentSettings | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Expected rows per table name, from the valid events in produce order (each Kafka partition with its
     own watermark: `jobs.common.oracle.arrivals`).
@@ -187,18 +189,24 @@ def expected(
     `events` are `jobs.common.oracle.OracleEvent`s (any object with `.event` and `.seq`); the Kafka
     timestamp of each is its `received_at`. Times are epoch milliseconds. `pseudonym` maps a raw user key
     to what the sessions table stores (the job's `jobs.common.privacy.Pseudonymizer`); None: raw keys.
+    `enrichment`: the decode step's enrichment (device/OS/browser/bot from the user agent, country from the
+    IP, `jobs.common.enrichment.enrich`) and whether bots are excluded; None: the defaults (on, excluded).
+    Bots' events count in `bot_events` only (or everywhere too when not excluded).
     """
+    enrichment = enrichment or EnrichmentSettings()
     zone = ZoneInfo(timezone)
     conversions = set(conversion_events)
     late_rows: list[dict[str, Any]] = []
-    on_time: list[tuple[Mapping[str, Any], int]] = []  # (event, occurrence)
+    on_time: list[tuple[Mapping[str, Any], int]] = []  # (event, occurrence), bots excluded if configured
+    bot_events: list[tuple[Mapping[str, Any], int]] = []  # every on-time bot event
     # Per user: every counted on-time event (expected_sessions applies the gap rule).
     gap_sessions: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(lambda: [[]])
 
     for arrival in arrivals(
         events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
     ):
-        event, watermark, occurrence = arrival.event, arrival.watermark, arrival.occurrence
+        event, bot = enrich(arrival.event, enrichment)
+        watermark, occurrence = arrival.watermark, arrival.occurrence
         ts, received = int(event["ts"]), int(event["received_at"])
         if arrival.kind != ON_TIME:
             lateness = None if arrival.kind == FUTURE or watermark is None else watermark - ts
@@ -217,6 +225,10 @@ def expected(
                 }
             )
             continue
+        if bot:
+            bot_events.append((event, occurrence))
+            if enrichment.exclude_bots:
+                continue
         on_time.append((event, occurrence))
         if occurrence == 1:
             gap_sessions[user_key_of(event)][0].append(event)
@@ -245,12 +257,17 @@ def expected(
             sessions.extend(rows)
     sessions.sort(key=lambda r: (r["user_key"], r["session_start"]))
 
-    def window_rows(assign: Any) -> dict[tuple[int, int, str, str], list[tuple[Mapping[str, Any], int]]]:
+    def window_rows(
+        assign: Any, members: list[tuple[Mapping[str, Any], int]] | None = None
+    ) -> dict[tuple[int, int, str, str], list[tuple[Mapping[str, Any], int]]]:
         groups: dict[tuple[int, int, str, str], list[tuple[Mapping[str, Any], int]]] = defaultdict(list)
-        for event, occurrence in on_time:
+        for event, occurrence in on_time if members is None else members:
             for start, end in assign(int(event["ts"])):
                 for dimension, value in _dims(event, dimensions):
                     groups[(start, end, dimension, value)].append((event, occurrence))
+        if enrichment.exclude_bots and members is None:  # a value with only bots still has a (zero) row
+            for k in window_rows(assign, bot_events):
+                groups.setdefault(k, [])
         return groups
 
     def metrics(members: list[tuple[Mapping[str, Any], int]]) -> dict[str, Any]:
@@ -280,9 +297,20 @@ def expected(
         users = {user_key_of(e) for e, n in members if n == 1}
         return sketches.user_sketch_bytes(pseudonym(u) if pseudonym else u for u in users)
 
-    tumbling = window_rows(lambda ts: [(_floor(ts, tumble_ms), _floor(ts, tumble_ms) + tumble_ms)])
+    def minute(ts: int) -> list[tuple[int, int]]:
+        return [(_floor(ts, tumble_ms), _floor(ts, tumble_ms) + tumble_ms)]
+
+    tumbling = window_rows(minute)
+    bots = window_rows(minute, bot_events)
     kpi_1m = [
-        {**key(*k), **metrics(v), "revision": 1, "users_sketch": users_sketch(v)} for k, v in tumbling.items()
+        {
+            **key(*k),
+            **metrics(v),
+            "revision": 1,
+            "users_sketch": users_sketch(v),
+            "bot_events": sum(1 for _, n in bots.get(k, []) if n == 1),
+        }
+        for k, v in tumbling.items()
     ]
 
     def hop(ts: int) -> list[tuple[int, int]]:

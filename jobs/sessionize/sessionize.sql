@@ -76,6 +76,7 @@ CREATE TEMPORARY TABLE kpi_1m_sink (
   cls_p75 DOUBLE,
   revision INT,
   users_sketch BYTES,
+  bot_events BIGINT,
   PRIMARY KEY (window_start, dimension, dimension_value) NOT ENFORCED
 ) WITH (
   {kpi_1m_options}

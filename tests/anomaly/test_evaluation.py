@@ -9,6 +9,7 @@ import pytest
 
 from jobs.anomaly.logic import Alert, DetectorSettings, MetricSpec
 from jobs.anomaly.settings import AnomalySettings
+from jobs.common.enrichment import EnrichmentSettings
 from jobs.common.oracle import OracleEvent
 from jobs.common.settings import SettingsError
 from jobs.sessionize.oracle import expected
@@ -36,7 +37,11 @@ def test_kpi_windows_equal_the_sessionize_oracle_on_clean_seasonal_traffic() -> 
     ours = list(kpi_windows(events))
     oracle_events = [OracleEvent(i, 0, 2, e, False, False) for i, e in enumerate(events)]
     renamed = {"lcp_p75": "lcp_p75_ms", "inp_p75": "inp_p75_ms"}
-    theirs = [{renamed.get(k, k): v for k, v in row.items()} for row in expected(oracle_events)["kpi_1m"]]
+    # The evaluation's KPI model counts the generator's bots like everyone else (as the job does with
+    # UXSTREAM_EXCLUDE_BOTS=false); excluding them there too is open (issue 22, NOTES).
+    included = EnrichmentSettings(exclude_bots=False)
+    rows = expected(oracle_events, enrichment=included)["kpi_1m"]
+    theirs = [{renamed.get(k, k): v for k, v in row.items()} for row in rows]
     keys = [k for k in ours[0] if k != "window_kind"]
 
     def key(row: dict[str, object]) -> tuple[object, ...]:

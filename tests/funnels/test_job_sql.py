@@ -55,6 +55,7 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
         attribute_columns=job.attribute_columns(settings),
         attribute_nulls=job.attribute_nulls(settings),
         dlq_select=select,
+        humans_only=" AND NOT is_bot",
         **{k: "'connector' = 'blackhole'" for k in (
             "attempts_options", "windows_options", "window_steps_options",
             "funnel_topic_options")},
@@ -62,3 +63,4 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
     routed = next(s for s in statements if s.startswith("CREATE TEMPORARY VIEW routed"))
     assert routed.count("UNION ALL") == 2
     assert [kind in routed for kind in ("'event' AS kind", "'late'", "'dlq'")] == [True, True, True]
+    assert "WHERE occurrence = 1 AND NOT is_bot" in routed  # bots enter no funnel (UXSTREAM_EXCLUDE_BOTS)

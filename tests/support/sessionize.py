@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common import tables
+from jobs.common.enrichment import EnrichmentSettings
 from jobs.common.oracle import CleanEvents, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings, Secret
@@ -51,6 +52,8 @@ class Run:
     topic: str
     pg: PostgresSettings
     truth: CleanEvents
+    enrichment: EnrichmentSettings = dataclasses.field(default_factory=EnrichmentSettings)
+    """The decode step's enrichment of the run: the job's environment says it, the oracle applies it."""
 
     @property
     def dlq_topic(self) -> str:
@@ -75,11 +78,13 @@ class Run:
             "UXSTREAM_PG_DB": self.pg.dbname,
             "UXSTREAM_SESSIONIZE_TRANSACTIONAL_ID_PREFIX": self.topic,
             "UXSTREAM_PSEUDONYM_KEY": PSEUDONYM_KEY,
+            "UXSTREAM_ENRICH_USER_AGENT": str(self.enrichment.user_agents).lower(),
+            "UXSTREAM_EXCLUDE_BOTS": str(self.enrichment.exclude_bots).lower(),
             **(extra_env or {}),
         }
 
     def expected(self) -> dict[str, list[dict[str, Any]]]:
-        return expected(self.truth.events, pseudonym=PSEUDONYM)
+        return expected(self.truth.events, pseudonym=PSEUDONYM, enrichment=self.enrichment)
 
 
 def job_command(run: Run, interval_ms: int, bounded: bool = True) -> list[str]:

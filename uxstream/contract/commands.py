@@ -183,6 +183,11 @@ def _register_generate(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="share of anonymous users (default 0.4)",
     )
     population.add_argument(
+        "--user-agent-only",
+        action="store_true",
+        help="send the user agent and IP only, no device type/OS/browser/country (the jobs derive them)",
+    )
+    population.add_argument(
         "--bot-share",
         type=fraction,
         default=0.01,
@@ -447,6 +452,7 @@ def generator_config(args: argparse.Namespace, partitions: int) -> GeneratorConf
         partitions=partitions,
         anonymous_share=args.anonymous_share,
         bot_share=args.bot_share,
+        user_agent_only=args.user_agent_only,
         hot_user_share=args.hot_user_share,
         error_rate=args.error_rate,
         out_of_order_ms=args.out_of_order,

@@ -216,6 +216,10 @@ class GeneratorConfig:
     partitions: int = 4
     anonymous_share: float = 0.4
     bot_share: float = 0.01
+    user_agent_only: bool = False
+    """Send what a real SDK sends: user agent and IP, no device_type/os/browser/country (the jobs derive them
+    from the user agent and the IP: README "Enrichment"). Every user agent drawn is in the corpus
+    tests/fixtures/user_agents.json, so the oracle knows the jobs' verdicts."""
     hot_user_share: float = 0.0
     """Share of sessions that belong to one single user (a hot key)."""
     error_rate: float = 0.02
@@ -888,7 +892,11 @@ class Generator:
             key_json=_json_string(key.decode()),
             partition=partition_for(key, cfg.partitions),
             ids=self._s_user.fast((user_id, anonymous_id)),
-            device=self._s_device.cached((device_type, os_name, browser, agent, country, app_version)),
+            device=self._s_device.cached(
+                (None, None, None, agent, None, app_version)
+                if cfg.user_agent_only
+                else (device_type, os_name, browser, agent, country, app_version)
+            ),
             client=self._s_client.fast((consent, screen[0], screen[1], ip)),
             v2=rng.random() < cfg.v2_share,
             bot=bot,

@@ -114,5 +114,14 @@ def render_page(params: dict[str, str], embedded: dict[str, Any] | None) -> str:
         f'<body data-mode="{mode}"><header><h1>uxstream</h1><form id="controls">{controls}</form>'
         '<span id="status" class="status"></span></header>'
         '<div id="error" class="error" role="alert" hidden></div>'
-        f"<main>{realtime if embedded is None else ''}{sections}</main>{scripts}</body></html>"
+        f"<main>{realtime if embedded is None else ''}{sections}</main>{GEOIP_ATTRIBUTION}{scripts}"
+        "</body></html>"
     )
+
+
+GEOIP_ATTRIBUTION = (
+    '<footer class="note">Countries derived from IP addresses by the jobs use the '
+    '<a href="https://db-ip.com">IP Geolocation by DB-IP</a> Lite database (CC BY 4.0) unless '
+    "UXSTREAM_GEOIP_DB names another.</footer>"
+)
+"""DB-IP's licence asks for this link on every page showing results of its database (README "Enrichment")."""

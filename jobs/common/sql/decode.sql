@@ -52,8 +52,10 @@ SELECT
   decode_ux_event(payload) AS decoded
 FROM {source_table};
 
--- Valid events, flattened: every field of the latest ux_event schema, the writer schema id, the Kafka
--- coordinates and event_time (the time attribute when the source has a watermark).
+-- Valid events, flattened: every field of the latest ux_event schema (enriched: device_type, os, browser
+-- from user_agent and country from ip where the client sent none; jobs/common/enrichment.py), the writer
+-- schema id, the Kafka coordinates, event_time (the time attribute when the source has a watermark) and
+-- is_bot (from the user agent; never NULL).
 CREATE TEMPORARY VIEW {valid_view} AS
 SELECT
   {event_columns},
@@ -62,7 +64,8 @@ SELECT
   kafka_partition,
   kafka_offset,
   kafka_timestamp,
-  event_time
+  event_time,
+  decoded.is_bot AS is_bot
 FROM {decoded_view}
 WHERE decoded.reason IS NULL;
 

@@ -33,11 +33,23 @@ public class DecodeUxEvent extends ScalarFunction {
 
   private transient EventDecoder decoder;
   private transient AvroTypes.Converter[] converters;
+  private transient Enrichment enrichment;
+  private final boolean enrich;
 
-  /** The ROW type this function returns, from the reader schema. */
+  public DecodeUxEvent() {
+    this(true);
+  }
+
+  /** {@code enrich = false}: the plain decoded rows (ux_event_time's decode: it reads ts only). */
+  DecodeUxEvent(boolean enrich) {
+    this.enrich = enrich;
+  }
+
+  /** The ROW type this function returns, from the reader schema, then {@code is_bot} (Enrichment). */
   public static DataType outputType() {
     Schema reader = EventDecoder.readerSchema(Catalog.bundled());
-    List<DataTypes.Field> fields = AvroTypes.rowFields(reader);
+    List<DataTypes.Field> fields = new java.util.ArrayList<>(AvroTypes.rowFields(reader));
+    fields.add(DataTypes.FIELD(Enrichment.IS_BOT, DataTypes.BOOLEAN()));
     return DataTypes.ROW(fields.toArray(new DataTypes.Field[0])).bridgedTo(RowData.class);
   }
 
@@ -62,6 +74,7 @@ public class DecodeUxEvent extends ScalarFunction {
   @Override
   public void open(FunctionContext context) {
     init();
+    enrichment = enrich ? Enrichment.forJob(context, decoder.fieldNames()) : null;
   }
 
   private void init() {
@@ -76,13 +89,14 @@ public class DecodeUxEvent extends ScalarFunction {
   public RowData eval(byte[] payload) {
     if (decoder == null) {
       init();
+      enrichment = enrich ? Enrichment.forJob(null, decoder.fieldNames()) : null;
     }
     RowData cached = DecodeMemo.rowFor(payload);
     if (cached != null) {
-      return cached;
+      return enriched((GenericRowData) cached);
     }
     DecodeResult result = decoder.decode(payload);
-    GenericRowData row = new GenericRowData(3 + converters.length);
+    GenericRowData row = new GenericRowData(3 + converters.length + 1);
     if (result.isValid()) {
       Object[] values = result.values;
       for (int i = 0; i < converters.length; i++) {
@@ -97,6 +111,14 @@ public class DecodeUxEvent extends ScalarFunction {
       row.setField(2, schemaId.intValue()); // ids above 2^31-1 cannot be an INT: the detail still names them
     }
     DecodeMemo.remember(payload, row);
+    return enriched(row);
+  }
+
+  /** A valid row enriched once, in place (the memo shares it); invalid rows and no-enrichment: as is. */
+  private RowData enriched(GenericRowData row) {
+    if (enrichment != null && row.isNullAt(0)) {
+      enrichment.enrich(row, 3, 3 + converters.length);
+    }
     return row;
   }
 }

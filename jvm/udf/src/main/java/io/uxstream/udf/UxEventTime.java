@@ -24,7 +24,7 @@ import org.apache.flink.table.functions.ScalarFunction;
 public class UxEventTime extends ScalarFunction {
   private static final long serialVersionUID = 1L;
 
-  private final DecodeUxEvent decode = new DecodeUxEvent();
+  private final DecodeUxEvent decode = new DecodeUxEvent(false); // reads ts only: never enriches
   private transient int tsField;
   private transient int receivedAtField;
 
