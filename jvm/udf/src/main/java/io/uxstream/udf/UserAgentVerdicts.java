@@ -17,9 +17,11 @@ import nl.basjes.parse.useragent.UserAgentAnalyzer;
 
 /**
  * User agent → {@link Verdict} (device type, OS, browser, bot) with YAUAA (issue 22 item 1 and the UA part of
- * item 3). One instance per task (not thread-safe; the analyzer is built on first use, so a task that never
- * sees a user agent never pays its start-up of a few seconds), with an LRU cache of verdicts: the generator's
- * and real traffic's user agents repeat, so almost every call is a map hit.
+ * item 3). One instance per task (not thread-safe), with an LRU cache of verdicts: the generator's and real
+ * traffic's user agents repeat, so almost every call is a map hit. The YAUAA analyzer behind the cache is ONE
+ * per JVM (class loader), built on first use and shared by every task, calls synchronized: it takes seconds
+ * and hundreds of MB to build, and the decode function has several instances per job (valid and invalid
+ * branches, each subtask); a task that never sees a user agent never builds it.
  *
  * <p>Rules (README "Enrichment"):
  *
@@ -71,7 +73,7 @@ public final class UserAgentVerdicts {
   private final int cacheSize;
   private final LinkedHashMap<String, Verdict> cache;
   private final List<Pattern> botPatterns = loadBotPatterns();
-  private UserAgentAnalyzer analyzer;
+  private static UserAgentAnalyzer shared; // guarded by UserAgentVerdicts.class
   private long hits;
   private long misses;
 
@@ -111,9 +113,9 @@ public final class UserAgentVerdicts {
     return List.copyOf(patterns);
   }
 
-  private UserAgentAnalyzer analyzer() {
-    if (analyzer == null) {
-      analyzer = UserAgentAnalyzer.newBuilder()
+  private static synchronized UserAgentAnalyzer analyzer() {
+    if (shared == null) {
+      shared = UserAgentAnalyzer.newBuilder()
           .hideMatcherLoadStats()
           .withoutCache() // the verdict cache below is the LRU: a hit skips YAUAA and the bot patterns
           .withField(UserAgent.DEVICE_CLASS)
@@ -123,7 +125,7 @@ public final class UserAgentVerdicts {
           .withField(UserAgent.AGENT_VERSION_MAJOR)
           .build();
     }
-    return analyzer;
+    return shared;
   }
 
   /** The verdict for a user agent (never null; an empty string gives all-null, not a bot). */
@@ -140,7 +142,11 @@ public final class UserAgentVerdicts {
   }
 
   private Verdict parse(String userAgent) {
-    UserAgent.ImmutableUserAgent parsed = analyzer().parse(userAgent);
+    UserAgentAnalyzer analyzer = analyzer();
+    UserAgent.ImmutableUserAgent parsed;
+    synchronized (analyzer) { // one analyzer per JVM: its parse state is not shared-safe
+      parsed = analyzer.parse(userAgent);
+    }
     String deviceClass = parsed.getValue(UserAgent.DEVICE_CLASS);
     boolean bot = BOT_CLASSES.contains(deviceClass);
     for (int i = 0; !bot && i < botPatterns.size(); i++) {
