@@ -243,9 +243,11 @@ def sessions_suite() -> list[Check]:
         ),
         _rows(
             s, "engaged",
-            f"GA4: > {ENGAGED_MIN_DURATION_MS} ms, >= {ENGAGED_MIN_PAGE_VIEWS} views or a conversion",
-            f"""SELECT session_id, session_start, duration_ms, page_views, conversions, engaged FROM {{batch}}
-                WHERE engaged <> (duration_ms > {ENGAGED_MIN_DURATION_MS}
+            f"GA4: > {ENGAGED_MIN_DURATION_MS} ms engaged, >= {ENGAGED_MIN_PAGE_VIEWS} views or a conversion",
+            # engaged_time_ms is NULL on rows written before V0013, whose rule was the duration.
+            f"""SELECT session_id, session_start, duration_ms, engaged_time_ms, page_views, conversions,
+                  engaged FROM {{batch}}
+                WHERE engaged <> (COALESCE(engaged_time_ms, duration_ms) > {ENGAGED_MIN_DURATION_MS}
                                   OR page_views >= {ENGAGED_MIN_PAGE_VIEWS} OR conversions >= 1)""",
         ),
         _rows(

@@ -45,6 +45,7 @@ SESSION_ROW_TYPES = [
     DataTypes.STRING(),  # country
     DataTypes.INT(),  # error_count
     DataTypes.INT(),  # conversions
+    DataTypes.BIGINT(),  # engaged_time_ms
     DataTypes.BOOLEAN(),  # engaged
     DataTypes.BOOLEAN(),  # bounce
     DataTypes.STRING(),  # split_reason
@@ -94,6 +95,7 @@ class SplitSessions(TableFunction):  # type: ignore[misc]
                 row.country,
                 row.error_count,
                 row.conversions,
+                row.engaged_time_ms,
                 row.engaged,
                 row.bounce,
                 row.split_reason,

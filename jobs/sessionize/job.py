@@ -169,7 +169,7 @@ SELECT s.session_id, s.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
   to_utc(TO_TIMESTAMP_LTZ(s.session_end, 3)),
   s.duration_ms, s.event_count, s.page_views, s.distinct_pages, s.entry_page, s.exit_page, s.referrer,
   s.utm_source, s.utm_medium, s.utm_campaign, s.device_type, s.browser, s.country, s.error_count,
-  s.conversions, s.engaged, s.bounce, s.split_reason, s.is_final
+  s.conversions, s.engaged_time_ms, s.engaged, s.bounce, s.split_reason, s.is_final
 FROM session_events(
   input => TABLE session_input PARTITION BY user_key,
   on_time => DESCRIPTOR(event_time),
@@ -180,8 +180,8 @@ FROM session_events(
 ) AS g,
 LATERAL TABLE(split_sessions(g.user_key, g.packed, g.end_reason)) AS s(session_id, user_key, session_start,
   session_end, duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer,
-  utm_source, utm_medium, utm_campaign, device_type, browser, country, error_count, conversions, engaged,
-  bounce, split_reason, is_final)
+  utm_source, utm_medium, utm_campaign, device_type, browser, country, error_count, conversions,
+  engaged_time_ms, engaged, bounce, split_reason, is_final)
 WHERE count_when('{counters.SESSIONS_CLOSED}', s.is_final)""",
     ]
     if settings.kpi_topic:

@@ -27,7 +27,7 @@ MINUTE_MS: Final = 60_000
 DEFAULT_GAP_MS: Final = 30 * MINUTE_MS
 DEFAULT_MAX_DURATION_MS: Final = 24 * 60 * MINUTE_MS
 ENGAGED_MIN_DURATION_MS: Final = 10_000
-"""GA4: an engaged session lasts longer than 10 seconds …"""
+"""GA4: an engaged session has more than 10 seconds of engaged time (`engaged_time`) …"""
 ENGAGED_MIN_PAGE_VIEWS: Final = 2
 """… or has at least 2 page views (or at least one conversion)."""
 
@@ -72,6 +72,8 @@ class SessionEvent:
     device_type: str | None = None
     browser: str | None = None
     country: str | None = None
+    engagement_time_ms: int | None = None
+    """Foreground time the client reports (heartbeats, page pings); None when it reports none."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,18 @@ class SessionRow:
     country: str | None
     error_count: int
     conversions: int
+    engaged_time_ms: int
     engaged: bool
     bounce: bool
     split_reason: SplitReason
     is_final: bool
+
+
+def engaged_time(duration_ms: int, reported_ms: int | None) -> int:
+    """A session's engaged time (issue 22 item 5, README "Engaged time"): the foreground time its events
+    report (`engagement_time_ms` of heartbeats and page pings, summed) when any event reports it, else the
+    span between its first and last event (a client that reports nothing)."""
+    return duration_ms if reported_ms is None else reported_ms
 
 
 def session_id(user_key: str, start_ms: int) -> str:
@@ -124,11 +134,14 @@ class OpenSession:
     exit_page: str | None = None
     error_count: int = 0
     conversions: int = 0
+    reported_engagement_ms: int | None = None
+    """Sum of the events' engagement_time_ms; None while no event of the session carried one."""
 
     def row(self, user_key: str, reason: SplitReason, is_final: bool) -> SessionRow:
         duration = self.end - self.start
+        engaged_ms = engaged_time(duration, self.reported_engagement_ms)
         engaged = (
-            duration > ENGAGED_MIN_DURATION_MS
+            engaged_ms > ENGAGED_MIN_DURATION_MS
             or self.page_views >= ENGAGED_MIN_PAGE_VIEWS
             or self.conversions >= 1
         )
@@ -153,6 +166,7 @@ class OpenSession:
             country=first.country,
             error_count=self.error_count,
             conversions=self.conversions,
+            engaged_time_ms=engaged_ms,
             engaged=engaged,
             bounce=not engaged,
             split_reason=reason,
@@ -206,6 +220,8 @@ class SessionState:
             session.error_count += 1
         if event.event_name in self.rules.conversion_events:
             session.conversions += 1
+        if event.engagement_time_ms is not None:
+            session.reported_engagement_ms = (session.reported_engagement_ms or 0) + event.engagement_time_ms
 
     def add(self, events: Iterable[SessionEvent]) -> list[SessionRow]:
         """Apply a batch of events (any order; they must not be older than the open session's end
@@ -260,8 +276,11 @@ SESSION_EVENT_FIELDS: Final = (
     "device_type",
     "browser",
     "country",
+    "engagement_time_ms",
 )
-"""The order in which the job packs each event of a gap-session (a JSON array per event)."""
+"""The order in which the job packs each event of a gap-session (a JSON array per event). Fields are only
+ever appended: an event packed before a field existed unpacks with the field's default (state restored
+from an older version keeps working)."""
 
 
 def events_from_json(packed: str) -> list[SessionEvent]:

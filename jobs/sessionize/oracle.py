@@ -103,7 +103,11 @@ def _session_row(
     views = [e for e in events if e["event_type"] == "page_view"]
     paths = [e["page_path"] for e in views if e.get("page_path") is not None]
     n_conversions = sum(1 for e in events if e["event_name"] in conversions)
-    engaged = (end - start) > 10_000 or len(views) >= 2 or n_conversions >= 1
+    # Engaged time (README "Engaged time"): the reported foreground time when any event reports it, else
+    # the span between the first and the last event.
+    reported = [e["engagement_time_ms"] for e in events if e.get("engagement_time_ms") is not None]
+    engaged_time_ms = sum(reported) if reported else end - start
+    engaged = engaged_time_ms > 10_000 or len(views) >= 2 or n_conversions >= 1
     first = events[0]
     return {
         "session_id": _session_id(user, start),
@@ -125,6 +129,7 @@ def _session_row(
         "country": first.get("country"),
         "error_count": sum(1 for e in events if e["event_type"] == "error"),
         "conversions": n_conversions,
+        "engaged_time_ms": engaged_time_ms,
         "engaged": engaged,
         "bounce": not engaged,
         "split_reason": reason,

@@ -50,6 +50,7 @@ CREATE TEMPORARY TABLE sessions_sink (
   country STRING,
   error_count INT,
   conversions INT,
+  engaged_time_ms BIGINT,
   engaged BOOLEAN,
   bounce BOOLEAN,
   split_reason STRING,

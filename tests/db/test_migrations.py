@@ -54,6 +54,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("browser", TEXT, NULL), ("country", TEXT, NULL), ("error_count", INT, NOT_NULL),
         ("conversions", INT, NOT_NULL), ("engaged", BOOL, NOT_NULL), ("bounce", BOOL, NOT_NULL),
         ("split_reason", TEXT, NOT_NULL), ("is_final", BOOL, NOT_NULL),
+        ("engaged_time_ms", BIGINT, NULL),  # V0013: NULL on rows written before it
     ],
     t.KPI_1M: [
         ("window_start", TS, NOT_NULL), ("window_end", TS, NOT_NULL), ("dimension", TEXT, NOT_NULL),
@@ -517,8 +518,8 @@ def test_views_count_new_sessions_and_late_events_per_window_and_dimension(
         ("page_path", "/a", 1),
     ]
     # Every kpi_1m column but the user sketch (V0010), which is merged from kpi_1m itself (uxstream uniques),
-    # not read per window, and bot_events (V0011, not in the view yet): the view keeps its V0002 definition.
-    kpi_columns = [c[0] for c in COLUMNS[t.KPI_1M] if c[0] not in ("users_sketch", "bot_events")]
+    # not read per window (V0012 added bot_events to the view).
+    kpi_columns = [c[0] for c in COLUMNS[t.KPI_1M] if c[0] != "users_sketch"]
     full_columns = [
         r[0]
         for r in query(

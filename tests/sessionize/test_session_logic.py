@@ -190,6 +190,40 @@ def test_engaged_and_bounce(events: list[SessionEvent], engaged: bool) -> None:
     assert (row.engaged, row.bounce) == (engaged, not engaged)
 
 
+def heartbeat(ts: int, engagement_ms: int) -> SessionEvent:
+    return ev(ts, "heartbeat", engagement_time_ms=engagement_ms)
+
+
+@pytest.mark.parametrize(
+    ("events", "engaged_time_ms", "engaged"),
+    [
+        # A reader who scrolls one page for 40 s: the page reports 40 s of foreground time when it is left
+        # (a page ping), though its events span only that one ping.
+        pytest.param([ev(T0), heartbeat(T0 + 40 * SECOND, 40 * SECOND)], 40 * SECOND, True,
+                     id="a 40 s single-page read reported by a heartbeat is engaged"),
+        pytest.param([ev(T0), heartbeat(T0 + 15 * SECOND, 8 * SECOND), heartbeat(T0 + MINUTE, 5 * SECOND)],
+                     13 * SECOND, True, id="heartbeats add up"),
+        # A tab left open in the background: heartbeats every minute for 25 minutes report no foreground time.
+        pytest.param([ev(T0), *(heartbeat(T0 + n * MINUTE, 0) for n in range(1, 26))], 0, False,
+                     id="25 min of background heartbeats is a bounce, not 25 min of engagement"),
+        pytest.param([ev(T0), heartbeat(T0 + 5 * MINUTE, 10 * SECOND)], 10 * SECOND, False,
+                     id="exactly 10 s reported is not enough, whatever the span"),
+        pytest.param([ev(T0), ev(T0 + 20 * SECOND, "click")], 20 * SECOND, True,
+                     id="without any report the span counts"),
+        pytest.param([ev(T0), heartbeat(T0 + MINUTE, 0), ev(T0 + 2 * MINUTE)], 0, True,
+                     id="two page views are engaged with no foreground time"),
+    ],
+)  # fmt: skip
+def test_engaged_time_is_the_reported_foreground_time_else_the_span(
+    events: list[SessionEvent], engaged_time_ms: int, engaged: bool
+) -> None:
+    """Issue 22 item 5 (README "Engaged time"): a session's engaged time is the sum of the
+    engagement_time_ms its events report (clients report foreground time only) when any does, else the span
+    between its first and last event; engaged = engaged time > 10 s, or >= 2 page views, or a conversion."""
+    (row,) = sessions(events)
+    assert (row.engaged_time_ms, row.engaged, row.bounce) == (engaged_time_ms, engaged, not engaged)
+
+
 # -------------------------------------------------------------------------------- row contents
 
 
@@ -233,6 +267,7 @@ def test_a_session_row_summarizes_its_events() -> None:
         country="DE",
         error_count=1,
         conversions=1,
+        engaged_time_ms=90 * SECOND,  # no event reports foreground time: the span
         engaged=True,
         bounce=False,
         split_reason="gap",
