@@ -99,11 +99,12 @@ class SessionRow:
     country: str | None
     error_count: int
     conversions: int
-    engaged_time_ms: int
     engaged: bool
     bounce: bool
     split_reason: SplitReason
     is_final: bool
+    engaged_time_ms: int
+    """Foreground time (README "Engaged time"); last, as the column V0013 added."""
 
 
 def engaged_time(duration_ms: int, reported_ms: int | None) -> int:

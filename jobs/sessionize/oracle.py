@@ -365,19 +365,29 @@ def window_users(
     out_of_orderness_ms: int = 5_000,
     max_future_skew_ms: int = 5 * 60_000,
     tumble_ms: int = 60_000,
+    enrichment: EnrichmentSettings | None = None,
 ) -> dict[tuple[int, str, str], frozenset[str]]:
     """The exact set of (raw) user keys of each kpi_1m row, by (window_start, dimension, dimension_value):
-    the users `active_users` counts and `users_sketch` sketches (as pseudonyms). The exact unique users of a
-    range and segment is the size of the union of its rows' sets, what merging their sketches estimates."""
+    the users `active_users` counts and `users_sketch` sketches (as pseudonyms), after the decode step's
+    enrichment (derived country/device, bots excluded unless `enrichment` says otherwise: as `expected`).
+    The exact unique users of a range and segment is the size of the union of its rows' sets, what merging
+    their sketches estimates."""
+    enrichment = enrichment or EnrichmentSettings()
     users: dict[tuple[int, str, str], set[str]] = defaultdict(set)
     for arrival in arrivals(
         events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
     ):
-        if arrival.kind != ON_TIME or arrival.occurrence != 1:
+        if arrival.kind != ON_TIME:
             continue
-        start = _floor(int(arrival.event["ts"]), tumble_ms)
-        for dimension, value in _dims(arrival.event, dimensions):
-            users[(start, dimension, value)].add(user_key_of(arrival.event))
+        event, bot = enrich(arrival.event, enrichment)
+        start = _floor(int(event["ts"]), tumble_ms)
+        counted = arrival.occurrence == 1 and not (bot and enrichment.exclude_bots)
+        for dimension, value in _dims(event, dimensions):
+            # Every on-time event makes its window's row (a duplicate counts in `duplicates`, an excluded
+            # bot in `bot_events`), with or without a user in the set.
+            members = users[(start, dimension, value)]
+            if counted:
+                members.add(user_key_of(event))
     return {key: frozenset(keys) for key, keys in users.items()}
 
 

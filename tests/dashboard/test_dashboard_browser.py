@@ -283,6 +283,8 @@ def test_every_chart_shows_the_oracle_values(
     assert page.locator(".note:visible").all_inner_texts() == [
         "No collector feeds these counters (nothing written in the last 5 minutes): start `uxstream collect`."
     ]
+    # DB-IP's licence (CC BY 4.0) asks for the link on every page that shows results of its database.
+    assert page.locator("footer.attribution a").get_attribute("href") == "https://db-ip.com"
 
 
 @pytest.mark.parametrize("dimension", ["global", "country"])

@@ -63,7 +63,9 @@ def exact_users(run: Run, start: datetime, end: datetime, dimension: str, value:
     lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     sets = [
         users
-        for (window_start, d, v), users in window_users(run.truth.events, dimensions=DIMENSIONS).items()
+        for (window_start, d, v), users in window_users(
+            run.truth.events, dimensions=DIMENSIONS, enrichment=run.enrichment
+        ).items()
         if d == dimension and v == value and lo <= window_start < hi
     ]
     return set().union(*sets), len(sets)

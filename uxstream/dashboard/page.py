@@ -120,7 +120,7 @@ def render_page(params: dict[str, str], embedded: dict[str, Any] | None) -> str:
 
 
 GEOIP_ATTRIBUTION = (
-    '<footer class="note">Countries derived from IP addresses by the jobs use the '
+    '<footer class="attribution">Countries derived from IP addresses by the jobs use the '
     '<a href="https://db-ip.com">IP Geolocation by DB-IP</a> Lite database (CC BY 4.0) unless '
     "UXSTREAM_GEOIP_DB names another.</footer>"
 )
