@@ -69,9 +69,17 @@ def late_records_at_both_thirds(lines: list[str]) -> list[str]:
     return with_late_records_at(with_late_records_at(lines, 2 * total // 3 - 2), total // 3)
 
 
-def restarts(rest: FlinkRest, job_id: str) -> int:
-    [metric] = rest.call(f"/jobs/{job_id}/metrics?get=numRestarts")
-    return int(float(metric["value"]))
+def restarts(rest: FlinkRest, job_id: str, timeout_s: float = 30.0) -> int:
+    """The job's numRestarts metric. The REST metric store fills on its fetch interval (10 s by default), so
+    a job that just started may have none yet: wait for it rather than read an empty answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = rest.call(f"/jobs/{job_id}/metrics?get=numRestarts")
+        if found:
+            [metric] = found
+            return int(float(metric["value"]))
+        assert time.monotonic() < deadline, f"job {job_id}: no numRestarts metric in {timeout_s:.0f} s"
+        time.sleep(0.5)
 
 
 def test_a_job_submitted_with_flink_run_writes_exactly_the_oracle_rows(

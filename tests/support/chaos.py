@@ -51,35 +51,47 @@ def _wait_for_a_checkpoint(job: subprocess.Popen[bytes], checkpoints: Path, job_
     assert job.poll() is None, f"{job_name} ended early:\n{log.read_text()[-5000:]}"
 
 
-def _finish(job: subprocess.Popen[bytes], job_name: str, log: Path) -> None:
+def _finish(job: subprocess.Popen[bytes], job_name: str, log: Path, timeout_s: float = JOB_TIMEOUT_S) -> None:
     try:
-        returncode = job.wait(timeout=JOB_TIMEOUT_S)
+        returncode = job.wait(timeout=timeout_s)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     assert returncode == 0, f"{job_name} did not finish successfully:\n{log.read_text()[-5000:]}"
 
 
-def run_with_a_fault_after_a_checkpoint(
+def run_in_phases(
     command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
-    job_name: str, fault: Callable[[int], None] = lambda process_group: None,
+    job_name: str, phases: Sequence[Callable[[int], None]], finish_within_s: float = JOB_TIMEOUT_S,
 ) -> None:  # fmt: skip
     """Run the job `command` (without bounded options; checkpoints every few hundred ms) over
-    `truth_lines` on `topic` as the module docstring says, in a process group of its own; `fault(group)`
-    runs once the first checkpoint is on disk, before the second half is produced. Asserts the job
-    finished successfully."""
-    half = len(truth_lines) // 2
-    produce(truth_lines[:half], topic, folder, "first-half", env)
+    `truth_lines` on `topic`, in a process group of its own, the stream cut into len(phases) + 1 equal parts:
+    the first is on the topic when the job starts; once its first checkpoint is on disk, each phase runs
+    (`phase(group)`: a fault, or a wait for a recovery) and then the next part is produced. Asserts the job
+    then finished successfully within `finish_within_s`."""
+    parts = len(phases) + 1
+    cuts = [len(truth_lines) * i // parts for i in range(parts + 1)]
+    produce(truth_lines[: cuts[1]], topic, folder, "part-0", env)
     state, log = _state(folder), folder / f"{job_name}.log"
     job = _start([*command, "--stop-at-offsets", f"0:{len(truth_lines)}"], env, state, log)
     try:
         _wait_for_a_checkpoint(job, _checkpoints(folder, job_name), job_name, log)
-        fault(job.pid)
-        produce(truth_lines[half:], topic, folder, "second-half", env)
+        for i, phase in enumerate(phases, start=1):
+            phase(job.pid)
+            produce(truth_lines[cuts[i] : cuts[i + 1]], topic, folder, f"part-{i}", env)
     except BaseException:
         os.killpg(job.pid, signal.SIGKILL)  # it would wait for the rest of the stream
         raise
-    _finish(job, job_name, log)
+    _finish(job, job_name, log, finish_within_s)
+
+
+def run_with_a_fault_after_a_checkpoint(
+    command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
+    job_name: str, fault: Callable[[int], None] = lambda process_group: None,
+) -> None:  # fmt: skip
+    """`run_in_phases` with one phase: the first half of the stream, then `fault(group)` once the first
+    checkpoint is on disk, then the second half."""
+    run_in_phases(command, env, truth_lines, topic, folder, job_name, [fault])
 
 
 @contextlib.contextmanager

@@ -23,6 +23,10 @@ from uxstream.errors import UserError
 IDENT = "uxstream"
 """FLINK_IDENT_STRING of the local cluster's processes: names their pid and log files."""
 
+CLUSTER_JVM_ARGS_ENV = "UXSTREAM_CLUSTER_JVM_ARGS"
+"""Extra JVM options for the local cluster's JobManager, TaskManagers and `flink` client (Flink's scripts
+put JVM_ARGS before env.java.opts.all). Unset by default; the test suite sets its C1/serial-GC options."""
+
 
 def flink_home() -> Path:
     """The Flink distribution inside the installed apache-flink wheel (bin/, lib/, opt/, plugins/)."""
@@ -51,6 +55,9 @@ def script_env(cluster: LocalCluster, extra: Mapping[str, str] | None = None) ->
         "FLINK_IDENT_STRING": IDENT,
     }
     env.pop("JVM_ARGS", None)  # flink_env's MiniCluster option; the cluster takes env.java.opts.all
+    extra_jvm = os.environ.get(CLUSTER_JVM_ARGS_ENV, "").strip()
+    if extra_jvm:
+        env["JVM_ARGS"] = extra_jvm
     return env
 
 
