@@ -97,13 +97,14 @@ def run_with_a_fault_after_a_checkpoint(
 @contextlib.contextmanager
 def restored_after_a_kill_at_the_first_checkpoint(
     command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
-    job_name: str,
+    job_name: str, before_restore: Callable[[], None] = lambda: None,
 ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
     """RELIABILITY T15 + T18: the unbounded job's whole process group (client, MiniCluster, Python workers)
     is SIGKILLed the moment its first checkpoint is complete, most likely before the sinks commit that
-    checkpoint's transactions. Then the second half of the stream is produced and the job starts again,
-    unbounded, with `--restore latest` (a bounded source restored from a checkpoint never finishes:
-    FLINK-31006). Yields the restored job, which is killed when the block ends."""
+    checkpoint's transactions. Then the second half of the stream is produced, `before_restore()` runs,
+    and the job starts again, unbounded, with `--restore latest` (a bounded source restored from a
+    checkpoint never finishes: FLINK-31006). Yields the restored job, which is killed when the block
+    ends."""
     half = len(truth_lines) // 2
     produce(truth_lines[:half], topic, folder, "first-half", env)
     state, log = _state(folder), folder / f"{job_name}.log"
@@ -114,6 +115,7 @@ def restored_after_a_kill_at_the_first_checkpoint(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=60)
     produce(truth_lines[half:], topic, folder, "second-half", env)
+    before_restore()
     restored = _start([*command, "--restore", "latest"], env, state, log)
     try:
         yield restored
