@@ -266,8 +266,9 @@ def event_time_spec(
     stop_offsets: StopOffsets = (),
 ) -> DecodeSpec:
     """The decode step with the jobs' event-time rules (SEMANTICS.md "Time"): watermark = max event time −
-    out-of-orderness, emitted per record (so whether an event is late does not depend on processing
-    speed), idle partitions released after `idleness_ms` (0: never), and events more than
+    out-of-orderness, emitted periodically (`pipeline.auto-watermark-interval`; whether an event is late
+    is decided from the input log by classify.sql's partition watermark, never by this one), idle
+    partitions released after `idleness_ms` (0: never), and events more than
     `max_future_skew_ms` ahead of their broker receive time never move it."""
     skew, bound = sql_interval(max_future_skew_ms), sql_interval(out_of_orderness_ms)
     # The watermark generator runs in the source, once per record read: the one place where the
@@ -278,7 +279,10 @@ def event_time_spec(
         f"WHEN event_time > kafka_timestamp + {skew} "
         f"THEN CAST(NULL AS TIMESTAMP_LTZ(3)) ELSE event_time - {bound} END"
     )
-    options = {"scan.watermark.emit.strategy": "on-event"}
+    # Periodic, not per record (issue 17): the late/on-time decision no longer reads this watermark (only
+    # where it is ahead of the partition watermark, after an idle partition was released), and windows
+    # only need it not to run ahead of the partition watermark, which a later emission never does.
+    options = {"scan.watermark.emit.strategy": "on-periodic"}
     if idleness_ms:
         options["scan.watermark.idle-timeout"] = f"{idleness_ms} ms"
     return DecodeSpec(
