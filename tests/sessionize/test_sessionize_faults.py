@@ -170,38 +170,86 @@ def test_t16_t13_t17_killed_python_workers_an_injected_failure_and_five_random_k
         drop_database(pg_settings, run.pg)
 
 
-def test_rides_out_a_30_s_database_outage_with_every_table_equal_to_the_oracle(
-    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+def test_tables_locked_for_20_s_backpressure_then_a_30_s_database_outage_restarts_and_nothing_is_lost(
+    kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    """RELIABILITY T20: PostgreSQL stops once a checkpoint is on disk, the held-back second half of the
-    stream arrives while it is down (tests/support/chaos.py), and it comes back 30 s later. The JDBC sinks
-    fail, the job restarts with growing delays until the database answers, and finishes with every output
-    exactly the oracle's: nothing lost, nothing twice, the TaskExecutor never shut down. The server is
-    the test's own (tests/support/private.py), so the outage hits no other test."""
+    """RELIABILITY T21 then T20 in one run on the test's own PostgreSQL server (tests/support/private.py, so
+    neither fault hits another test), the stream produced in three parts (tests/support/chaos.py
+    `run_in_phases`):
+
+    1. T21: once a checkpoint is on disk, a transaction locks every table the job writes for 20 s while the
+       second part arrives. The sinks block and the job backpressures instead of failing: when the lock is
+       gone, no restart, no expired checkpoint, and a checkpoint completed after the lock;
+    2. T20: then the server stops while the third part arrives, and comes back 30 s later. The JDBC sinks
+       fail and the job restarts with growing delays until the database answers, the TaskExecutor never
+       shutting down.
+
+    Every output is exactly the oracle's and the quality gate passes: nothing lost, nothing twice."""
+    from tests.support.prometheus import metric_total
+    from uxstream.services.common import free_port
+
     with private_postgres(tmp_path) as server:
-        run, lines = fault_run(server.settings, tmp_path, 16)
-        log_dir = tmp_path / "flink-log"
+        run, lines = fault_run(server.settings, tmp_path, 18)
+        log_dir, port = tmp_path / "flink-log", free_port()
+        samples: dict[str, list[float]] = {"backPressuredTimeMsPerSecond": [], "busyTimeMsPerSecond": []}
+        holder: list[threading.Thread] = []
         back = threading.Timer(30, server.start)
 
-        def outage(process_group: int) -> None:
+        def hold_locks(locked: threading.Event) -> None:
+            with connect(run.pg) as conn:
+                conn.execute(f"LOCK TABLE {', '.join(tables.SESSIONIZE_TABLES)} IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    for name, values in samples.items():
+                        values.append(
+                            metric_total(range(port, port + 1), f"flink_taskmanager_job_task_{name}")
+                        )
+                    time.sleep(1)
+                conn.rollback()
+
+        def t21_slow_database(process_group: int) -> None:
+            locked = threading.Event()
+            holder.append(threading.Thread(target=hold_locks, args=(locked,)))
+            holder[0].start()
+            assert locked.wait(30), "could not lock the tables"
+
+        def t20_outage(process_group: int) -> None:
+            holder[0].join()
+            unlocked_at = completed_checkpoints(flink_log(log_dir))
+            deadline = time.monotonic() + 120
+            while completed_checkpoints(flink_log(log_dir)) <= unlocked_at:
+                assert time.monotonic() < deadline, "no checkpoint completed after the lock"
+                time.sleep(0.2)
+            log = flink_log(log_dir)
+            assert max(samples["backPressuredTimeMsPerSecond"]) > 0, (
+                f"no backpressure while locked: {samples}"
+            )
+            assert restarts(log) == 0, "RELIABILITY T21: a slow database backpressures, it fails nothing"
+            assert "expired before completing" not in log
             server.stop()
             back.start()
 
         try:
-            run_with_a_fault_after_a_checkpoint(
+            run_in_phases(
                 job_command(run, 1000, bounded=False),
-                run.job_env({"FLINK_LOG_DIR": str(log_dir), **server.env}),
-                lines, run.topic, tmp_path, "sessionize", outage,
+                run.job_env({
+                    "FLINK_LOG_DIR": str(log_dir), "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port), **server.env,
+                }),
+                lines, run.topic, tmp_path, "sessionize", [t21_slow_database, t20_outage],
+                weights=(3, 5, 2),  # half of the stream arrives while the tables are locked, as in T21 alone
             )  # fmt: skip
             log = flink_log(log_dir)
-            assert restarts(flink_log(log_dir)) >= 1, (
-                "the job never failed while the database was down: the test would prove nothing"
+            assert restarts(log) >= 1, (
+                "the job never failed while the database was down: T20 would prove nothing"
             )
             assert "exception in exception handler" not in log  # what shut the TaskExecutor down before
             assert "The JDBC sink of a failed, cancelled or stopped task could not close cleanly" in log
             assert_every_output_equals_the_oracle(kafka_settings, run)
             assert_the_quality_gate_passes(run)
         finally:
+            for thread in holder:
+                thread.join()
             if back.ident is not None:  # started: wait for the database to be back
                 back.join()
 
@@ -238,60 +286,6 @@ def test_rides_out_a_broker_killed_for_20_s_with_every_output_equal_to_the_oracl
             assert_the_quality_gate_passes(run)
         finally:
             drop_database(pg_settings, run.pg)
-
-
-def test_tables_locked_for_20_s_backpressure_the_job_and_nothing_is_lost(
-    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
-) -> None:
-    """RELIABILITY T21: once a checkpoint is on disk, a transaction locks every table the job writes for
-    20 s while the held-back second half of the stream arrives (tests/support/chaos.py). The sinks block,
-    the job backpressures instead of failing, checkpoints complete within their timeout, and every output
-    is exactly the oracle's."""
-    from tests.support.prometheus import metric_total
-    from uxstream.services.common import free_port
-
-    run, lines = fault_run(pg_settings, tmp_path, 18)
-    log_dir, port = tmp_path / "flink-log", free_port()
-    samples: dict[str, list[float]] = {"backPressuredTimeMsPerSecond": [], "busyTimeMsPerSecond": []}
-    holder: list[threading.Thread] = []
-
-    def hold_locks(locked: threading.Event) -> None:
-        with connect(run.pg) as conn:
-            conn.execute(f"LOCK TABLE {', '.join(tables.SESSIONIZE_TABLES)} IN ACCESS EXCLUSIVE MODE")
-            locked.set()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                for name, values in samples.items():
-                    values.append(metric_total(range(port, port + 1), f"flink_taskmanager_job_task_{name}"))
-                time.sleep(1)
-            conn.rollback()
-
-    def slow_database(process_group: int) -> None:
-        locked = threading.Event()
-        holder.append(threading.Thread(target=hold_locks, args=(locked,)))
-        holder[0].start()
-        assert locked.wait(30), "could not lock the tables"
-
-    try:
-        run_with_a_fault_after_a_checkpoint(
-            job_command(run, 1000, bounded=False),
-            run.job_env({"FLINK_LOG_DIR": str(log_dir), "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port)}),
-            lines, run.topic, tmp_path, "sessionize", slow_database,
-        )  # fmt: skip
-        holder[0].join()
-        log = flink_log(log_dir)
-        assert max(samples["backPressuredTimeMsPerSecond"]) > 0, f"no backpressure while locked: {samples}"
-        assert restarts(flink_log(log_dir)) == 0, (
-            "RELIABILITY T21: a slow database backpressures, it fails nothing"
-        )
-        assert "expired before completing" not in log
-        assert completed_checkpoints(log) >= 2, "checkpoints did not complete across the lock"
-        assert_every_output_equals_the_oracle(kafka_settings, run)
-        assert_the_quality_gate_passes(run)
-    finally:
-        for thread in holder:
-            thread.join()
-        drop_database(pg_settings, run.pg)
 
 
 def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once_and_erased_stays_erased(

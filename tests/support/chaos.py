@@ -9,6 +9,7 @@ job could process every record before its first checkpoint completes, and no fai
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -63,14 +64,17 @@ def _finish(job: subprocess.Popen[bytes], job_name: str, log: Path, timeout_s: f
 def run_in_phases(
     command: Sequence[str], env: Mapping[str, str], truth_lines: Sequence[str], topic: str, folder: Path,
     job_name: str, phases: Sequence[Callable[[int], None]], finish_within_s: float = JOB_TIMEOUT_S,
+    weights: Sequence[int] = (),
 ) -> None:  # fmt: skip
     """Run the job `command` (without bounded options; checkpoints every few hundred ms) over
-    `truth_lines` on `topic`, in a process group of its own, the stream cut into len(phases) + 1 equal parts:
-    the first is on the topic when the job starts; once its first checkpoint is on disk, each phase runs
-    (`phase(group)`: a fault, or a wait for a recovery) and then the next part is produced. Asserts the job
-    then finished successfully within `finish_within_s`."""
-    parts = len(phases) + 1
-    cuts = [len(truth_lines) * i // parts for i in range(parts + 1)]
+    `truth_lines` on `topic`, in a process group of its own, the stream cut into len(phases) + 1 parts
+    (equal, or in proportion to `weights`): the first is on the topic when the job starts; once its first
+    checkpoint is on disk, each phase runs (`phase(group)`: a fault, or a wait for a recovery) and then the
+    next part is produced. Asserts the job then finished successfully within `finish_within_s`."""
+    weights = weights or [1] * (len(phases) + 1)
+    assert len(weights) == len(phases) + 1, "one weight per part: the first part and one after each phase"
+    ends = list(itertools.accumulate(weights))
+    cuts = [0, *(len(truth_lines) * end // ends[-1] for end in ends)]
     produce(truth_lines[: cuts[1]], topic, folder, "part-0", env)
     state, log = _state(folder), folder / f"{job_name}.log"
     job = _start([*command, "--stop-at-offsets", f"0:{len(truth_lines)}"], env, state, log)
