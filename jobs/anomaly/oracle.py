@@ -49,8 +49,8 @@ def run(
         for spec, key, window in series_windows(source, record, settings.metrics):
             series, new = memory.series_of(group, key)
             detector = memory.detectors[spec]
-            warm = warm_start_days and history and source == "kpi" and key.window_kind == WARM_WINDOW_KIND
-            if new and warm:
+            warm = source == "kpi" and key.window_kind == WARM_WINDOW_KIND
+            if new and warm and warm_start_days and history:
                 rows = history.get((key.dimension, key.dimension_value), [])
                 for past in history_from_rows(rows, spec, window.start, warm_start_days):
                     detector.observe(key, series.state, series.slots, past, alerts=False)
