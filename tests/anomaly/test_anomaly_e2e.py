@@ -283,12 +283,15 @@ def test_a_series_back_after_more_than_the_ttl_starts_anew_and_its_open_alert_is
     messages = by_key(alert_messages(kafka_settings, stream.alerts_topic))
     got = messages["kpi|error_rate|tumbling_1m|page_path|/comeback"]
     last_end = COMEBACK_FIRST[-1]["window_end"]
-    assert [(m["status"], m["consecutive_windows"], m["window_end"]) for m in got] == [
+    lifecycle = [
         (OPEN, 1, T0 + 38 * MINUTE),
         ("update", 2, T0 + 39 * MINUTE),
         ("update", 3, last_end),
         (RESOLVED, 0, last_end),
     ]
+    runs = len(got) // len(lifecycle)  # the replay test may have run the job again into the same topic
+    assert runs >= 1
+    assert [(m["status"], m["consecutive_windows"], m["window_end"]) for m in got] == lifecycle * runs
     (row,) = [r for r in table(stream.pg) if (r["dimension"], r["dimension_value"]) == COMEBACK]
     assert (row["status"], row["resolved_at"]) == (
         RESOLVED, normalize(datetime.fromtimestamp((last_end + DEFAULT_SERIES_TTL_MS) / 1000, UTC))
