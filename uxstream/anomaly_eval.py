@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from jobs.anomaly.logic import MINUTE_MS, OPEN, Alert, DetectorSettings, MemoryDetector
+from jobs.anomaly.logic import DEFAULT_SERIES_TTL_MS, MINUTE_MS, OPEN, Alert, DetectorSettings, MemoryDetector
 from jobs.sessionize.oracle import percentile_linear
 
 DAY_MS: Final = 86_400_000
@@ -467,9 +467,14 @@ def simulate(
     return traffic
 
 
-def detect(traffic: Traffic, settings: DetectorSettings | None = None) -> Report:
-    """Run the detector over the windows in order and score its alerts."""
-    detector = MemoryDetector(settings or DetectorSettings())
+def detect(
+    traffic: Traffic,
+    settings: DetectorSettings | None = None,
+    series_ttl_ms: int | None = DEFAULT_SERIES_TTL_MS,
+) -> Report:
+    """Run the detector over the windows in order and score its alerts (series expire as in the job,
+    after `series_ttl_ms` of event time without a window; None: never)."""
+    detector = MemoryDetector(settings or DetectorSettings(), series_ttl_ms)
     opened: list[Alert] = []
     methods: dict[str, int] = defaultdict(int)
     for row in traffic.records():

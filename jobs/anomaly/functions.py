@@ -5,6 +5,12 @@ The key is one Kafka message key of ux.kpi / ux.funnel (`window_kind|dimension|d
 all configured metrics of that segment. Per key, ValueState `series` holds the `SeriesState` of each
 metric and MapState `slots` the seasonal slots (`<metric>|<hour of week>` → samples), so an update
 rewrites one slot, not a week of history.
+
+Series expiry (logic.py "Series expiry"): one event-time timer per key at last window end + TTL
+(re-registered on each window, the previous one deleted); when it fires, or when a window arrives that
+finds the key expired (whether or not the timer has fired: that depends on other keys' watermarks), the
+open alerts are resolved, both states are cleared and an `expired` row is emitted, which the job's SQL
+counts (`uxstream.anomaly_series_expired`) and does not write. No new state descriptor: timers only.
 """
 
 from __future__ import annotations
@@ -13,7 +19,18 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from jobs.anomaly.logic import Alert, Detector, SeriesKey, SeriesState, series_windows
+from jobs.anomaly.logic import (
+    EXPIRED,
+    Alert,
+    Detector,
+    SeriesKey,
+    SeriesState,
+    arrives_expired,
+    expire_group,
+    expires_at,
+    group_last_end,
+    series_windows,
+)
 from jobs.anomaly.settings import AnomalySettings
 from jobs.anomaly.warm import DAY_MS, WARM_WINDOW_KIND, history_from_rows, read_kpi_history
 from jobs.common.contract import decode_framed, encode, load_catalog
@@ -117,6 +134,33 @@ def output_values(alert: Alert, schema_id: int) -> list[Any]:
     ]
 
 
+def expired_values(group: str) -> list[Any]:
+    """The row that counts an expired group (`message_status` EXPIRED; the SQL writes it nowhere)."""
+    values: dict[str, Any] = {
+        "STRING": "", "LONG": -1, "DOUBLE": 0.0, "BOOLEAN": False, "INT": 0, "BYTES": b""
+    }  # fmt: skip
+    row = [values[kind] for _, kind in OUTPUT_FIELDS]
+    row[0], row[1] = group, EXPIRED
+    return row
+
+
+def window_time(payload: bytes) -> int:
+    """Event time of a ux.kpi / ux.funnel message: the end of its window (the watermark's basis)."""
+    _, record = decode_framed(payload)
+    return int(record["window_end"])
+
+
+def window_time_assigner() -> Any:
+    """A TimestampAssigner stamping each (kafka_key, payload, source) row with its window end."""
+    from pyflink.common.watermark_strategy import TimestampAssigner
+
+    class WindowEnd(TimestampAssigner):  # type: ignore[misc]
+        def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+            return window_time(bytes(value[1]))
+
+    return WindowEnd()
+
+
 class _MapSlots:
     """`logic.Slots` over the MapState of the current key (entries `<metric>|<slot>`)."""
 
@@ -141,6 +185,7 @@ def detect_function(settings: AnomalySettings) -> KeyedProcessFunction:
     detector_settings = settings.detector
     pg = settings.postgres
     warm_days = settings.warm_start_days
+    ttl_ms = settings.series_ttl_ms
 
     class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         def open(self, runtime_context: RuntimeContext) -> None:
@@ -159,6 +204,14 @@ def detect_function(settings: AnomalySettings) -> KeyedProcessFunction:
             source = str(value[2])
             _, record = decode_framed(bytes(value[1]))
             states: dict[str, SeriesState] = self.series.value() or {}
+            timers = ctx.timer_service()
+            last_end = group_last_end(states.values())
+            rows: list[list[Any]] = []
+            if arrives_expired(last_end, int(record["window_end"]), ttl_ms):
+                assert last_end is not None
+                rows.extend(self.expire(states, last_end, str(ctx.get_current_key())))
+                timers.delete_event_time_timer(expires_at(last_end, ttl_ms))
+                states, last_end = {}, None
             out: list[Alert] = []
             history: list[dict[str, Any]] | None = None  # this segment's kpi_1m rows, read once
             for spec, key, window in series_windows(source, record, detector_settings.metrics):
@@ -175,9 +228,36 @@ def detect_function(settings: AnomalySettings) -> KeyedProcessFunction:
                             )
                         for past in history_from_rows(history, spec, window.start, warm_days):
                             detector.observe(key, state, slots, past, alerts=False)
+                state.key = key
                 out.extend(detector.observe(key, state, slots, window))
-            self.series.update(states)
+            if states:  # a key without a configured metric keeps no state and no timer
+                self.series.update(states)
+                new_end = group_last_end(states.values())
+                if new_end is not None and new_end != last_end:
+                    if last_end is not None:
+                        timers.delete_event_time_timer(expires_at(last_end, ttl_ms))
+                    timers.register_event_time_timer(expires_at(new_end, ttl_ms))
+            for row in rows:
+                yield Row(*row)
             for alert in out:
                 yield Row(*output_values(alert, self.schema_id))
+
+        def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+            from pyflink.common import Row
+
+            states: dict[str, SeriesState] = self.series.value() or {}
+            last_end = group_last_end(states.values())
+            if last_end is None or timestamp < expires_at(last_end, ttl_ms):
+                return  # a stale timer: a newer window came
+            for row in self.expire(states, last_end, str(ctx.get_current_key())):
+                yield Row(*row)
+
+        def expire(self, states: dict[str, SeriesState], last_end: int, group: str) -> list[list[Any]]:
+            """Resolve the key's open alerts, clear its state; the rows to emit."""
+            at = expires_at(last_end, ttl_ms)
+            messages = expire_group(states.values(), at, detector_settings.threshold)
+            self.series.clear()
+            self.slots.clear()
+            return [*(output_values(m, self.schema_id) for m in messages), expired_values(group)]
 
     return DetectAnomalies()

@@ -3,10 +3,12 @@
     python -m jobs.anomaly.job --bounded     # read what is in ux.kpi / ux.funnel now, then finish
     python -m jobs.anomaly.job               # run unbounded (clusters)
 
-Topology: Kafka ux.kpi (+ ux.funnel when it exists), read_committed, raw bytes ─► key by message key
-(one series per key) ─► Python KeyedProcessFunction (thread mode; `logic.Detector` per metric, state in
-ValueState + MapState, warm start from kpi_1m) ─► alert messages ─► anomalies table (JDBC upsert) and
-ux.alerts (framed alert.v1, EXACTLY_ONCE).
+Topology: Kafka ux.kpi (+ ux.funnel when it exists), read_committed, raw bytes ─► event time = window
+end, watermark = greatest window end − EXPIRY_WATERMARK_DELAY_MS (only the series-expiry timers use it)
+─► key by message key (one series group per key) ─► Python KeyedProcessFunction (thread mode;
+`logic.Detector` per metric, state in ValueState + MapState, warm start from kpi_1m, series expiry on
+event-time timers) ─► alert messages ─► anomalies table (JDBC upsert) and ux.alerts (framed alert.v1,
+EXACTLY_ONCE); expired rows ─► the counter anomaly_series_expired only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.anomaly.logic import OPEN, RESOLVED
+from jobs.anomaly.logic import EXPIRED, OPEN, RESOLVED
 from jobs.anomaly.settings import AnomalySettings
 from jobs.common import connectors, counters, decode, runner, tables, topics
 from jobs.common.flink_env import FlinkSettings
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 JOB_NAME = "anomaly"
 SQL = Path(__file__).with_name("anomaly.sql")
 DETECT_UID = "anomaly.detect.v1"
+EVENT_TIME_UID = "anomaly.event_time.v1"
+EXPIRY_WATERMARK_DELAY_MS = 24 * 60 * 60 * 1000
+"""How far the watermark stays behind the greatest window end read. Windows of different keys arrive out
+of order (funnel windows are final only an hour or more after KPI windows of the same end); a key's
+expiry timer must not fire before a window of that key that is still to come within the TTL. The delay
+costs nothing but a later clean-up: outputs never depend on when a timer fires (functions.py)."""
 
 OPTIONS = (
     runner.BOUNDED,
@@ -60,12 +68,19 @@ SELECT alert_id, {_TS.format("opened_window_start")}, {_TS.format("opened_at")},
   baseline, baseline_method, mad, z_score, peak_z, threshold, severity, anomalous_windows,
   {_IF_OPENING.format("peak_value")}, {_IF_OPENING.format("opened_baseline")},
   {_IF_OPENING.format("opened_z")}
-FROM alert_messages
+FROM detector_output
 WHERE count_when('{counters.ALERTS_OPENED}', message_status = '{OPEN}')
-  AND count_when('{counters.ALERTS_RESOLVED}', message_status = '{RESOLVED}')"""
-ALERTS_INSERT = """INSERT INTO alerts_topic
+  AND count_when('{counters.ALERTS_RESOLVED}', message_status = '{RESOLVED}')
+  AND count_when('{counters.ANOMALY_SERIES_EXPIRED}', message_status = '{EXPIRED}')
+    = (message_status <> '{EXPIRED}')"""
+"""Every conjunct but the last is always TRUE. The last counts the expired rows and leaves them out in ONE
+comparison (count_when is TRUE, so it keeps exactly the rows that are not `expired`): written as
+`count_when(…) AND message_status <> 'expired'`, the planner evaluated the filter first and the counter
+never moved (measured: the unbounded e2e run)."""
+ALERTS_INSERT = f"""INSERT INTO alerts_topic
 SELECT CAST(series AS BYTES), payload, TO_TIMESTAMP_LTZ(last_window_end, 3)
-FROM alert_messages"""
+FROM detector_output
+WHERE message_status <> '{EXPIRED}'"""
 
 
 def source_options(settings: AnomalySettings, topic: str) -> dict[str, str]:
@@ -90,12 +105,19 @@ def alerts_options(settings: AnomalySettings) -> dict[str, str]:
 
 def transform(windows: DataStream, settings: AnomalySettings) -> DataStream:
     """(kafka_key, payload, source) rows ─► alert message rows (functions.OUTPUT_FIELDS)."""
-    from pyflink.common import Types
+    from pyflink.common import Duration, Types
+    from pyflink.common.watermark_strategy import WatermarkStrategy
 
-    from jobs.anomaly.functions import detect_function, output_type
+    from jobs.anomaly.functions import detect_function, output_type, window_time_assigner
 
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(EXPIRY_WATERMARK_DELAY_MS)
+    ).with_timestamp_assigner(window_time_assigner())
     return (
-        windows.key_by(lambda row: f"{row[2]}|{bytes(row[0]).decode()}", key_type=Types.STRING())
+        windows.assign_timestamps_and_watermarks(strategy)
+        .name("event time = window end")
+        .uid(EVENT_TIME_UID)
+        .key_by(lambda row: f"{row[2]}|{bytes(row[0]).decode()}", key_type=Types.STRING())
         .process(detect_function(settings), output_type=output_type())
         .name("detect anomalies")
         .uid(DETECT_UID)
@@ -125,14 +147,15 @@ def sources_and_sinks(settings: AnomalySettings, read_funnels: bool) -> list[str
 
 
 def detect(settings: AnomalySettings, read_funnels: bool) -> Callable[[Flow], None]:
-    """Windows from the sources ─► the detector ─► the view alert_messages."""
+    """Windows from the sources ─► the detector ─► the view detector_output (alert messages and
+    `expired` rows)."""
 
     def step(flow: Flow) -> None:
         query = "SELECT kafka_key, payload, 'kpi' AS source FROM kpi_source"
         if read_funnels:
             query += " UNION ALL SELECT kafka_key, payload, 'funnel' AS source FROM funnel_source"
         alerts = transform(flow.t_env.to_data_stream(flow.t_env.sql_query(query)), settings)
-        flow.t_env.create_temporary_view("alert_messages", flow.t_env.from_data_stream(alerts))
+        flow.t_env.create_temporary_view("detector_output", flow.t_env.from_data_stream(alerts))
 
     return step
 

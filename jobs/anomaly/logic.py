@@ -54,6 +54,16 @@ consecutive normal scored windows (neither anomalous nor suspect in the alert's 
 **resolved** (windows that are not scored count neither way), and the same series cannot open again until
 `cooldown_ms` of event time after the end of the resolving window. Severity: `critical` when |z| ≥
 `critical_z`, else `warning` (the alert keeps the highest severity and the z of its most extreme window).
+**Series expiry** (issue 16, state bound): the series of one job key (source, window kind, dimension,
+dimension value: every metric of one Kafka key of ux.kpi / ux.funnel, a *group*) expire together when no
+window of the group has arrived for the series TTL of event time: a window ending more than TTL after the
+group's last window end finds the group expired (a gap of exactly TTL keeps it), and the group starts
+anew (warm-up, warm start and all). At expiry an open alert is resolved (`expiry_message`): status
+`resolved`, `consecutive_windows` 0, `resolved_at` = last window end + TTL, the window and score fields
+of its last message. The job also expires a group when the watermark passes last window end + TTL (an
+event-time timer; at the end of a bounded input every group), which emits the same messages, so the
+outputs depend only on each group's own window sequence.
+
 Every message carries what the alert looked like when it opened (`opened_baseline`, `opened_z`) and at its
 worst (`peak_value`, `peak_z`: the window of highest |z| from the opening one on), so the resolved row still
 reads "peak vs baseline".
@@ -80,6 +90,13 @@ NORMAL_MAD: Final = 1 / MAD_SCALE
 Direction = Literal["up", "down", "both"]
 MetricKind = Literal["count", "rate"]
 Source = Literal["kpi", "funnel"]
+
+DEFAULT_SERIES_TTL_MS: Final = 8 * 24 * HOUR_MS
+"""A group of series expires after this much event time without a window: longer than a week, so the
+hour-of-week baseline of a weekly segment (e.g. traffic only on Mondays) survives from one week to the
+next, with a day to spare for a late or missing window."""
+EXPIRED: Final = "expired"
+"""Status of the job's internal output row that counts an expired group (never an alert message)."""
 
 OPEN: Final = "open"
 UPDATE: Final = "update"
@@ -285,6 +302,9 @@ class SeriesState:
     A class default, so states pickled before it existed load with 0."""
     alert: dict[str, Any] | None = None
     """The open alert's row (see `Alert`), or None."""
+    key: SeriesKey | None = None
+    """The series this state belongs to (set by the job on every window; None in states pickled before
+    it existed until their next window): an expiry timer knows no record."""
 
 
 class Slots(Protocol):
@@ -638,6 +658,7 @@ class Detector:
         alert = state.alert
         assert alert is not None
         baseline, mad, method, z = score.baseline, score.mad, score.method, score.z
+        alert["last"] = (window.start, window.end, _value(window), baseline, method, mad, z)
         return Alert(
             alert_id=alert["alert_id"],
             status=status,
@@ -665,6 +686,88 @@ class Detector:
             opened_baseline=alert.get("opened_baseline", math.nan),
             opened_z=alert.get("opened_z", math.nan),
         )
+
+
+def expiry_message(key: SeriesKey, state: SeriesState, at: int, threshold: float) -> Alert | None:
+    """The message that resolves the open alert of a series expiring at `at` (None: no alert open).
+
+    Resolved with `consecutive_windows` 0 (a normal resolution has ≥ 1) and `resolved_at` = `at`; window
+    and score fields are those of the alert's last message (an alert opened before they were kept: its
+    opening run and opening score)."""
+    alert = state.alert
+    if alert is None:
+        return None
+    last = alert.get("last") or (
+        alert["opened_window_start"],
+        alert["opened_at"],
+        alert.get("peak_value", math.nan),
+        alert.get("opened_baseline", 0.0),
+        EWMA,
+        0.0,
+        alert.get("opened_z", alert["peak_z"]),
+    )
+    window_start, window_end, value, baseline, method, mad, z = last
+    return Alert(
+        alert_id=alert["alert_id"],
+        status=RESOLVED,
+        source=key.source,
+        metric=key.metric,
+        window_kind=key.window_kind,
+        dimension=key.dimension,
+        dimension_value=key.dimension_value,
+        opened_window_start=alert["opened_window_start"],
+        opened_at=alert["opened_at"],
+        window_start=window_start,
+        window_end=window_end,
+        value=value,
+        baseline=baseline,
+        baseline_method=method,
+        mad=mad,
+        z_score=z,
+        threshold=threshold,
+        severity=alert["severity"],
+        consecutive_windows=0,
+        peak_z=alert["peak_z"],
+        anomalous_windows=alert["anomalous_windows"],
+        resolved_at=at,
+        peak_value=alert.get("peak_value", math.nan),
+        opened_baseline=alert.get("opened_baseline", math.nan),
+        opened_z=alert.get("opened_z", math.nan),
+    )
+
+
+def group_last_end(states: Iterable[SeriesState]) -> int | None:
+    """End of the last window of a group (the greatest `last_end` of its series), or None."""
+    ends = [s.last_end for s in states if s.last_end is not None]
+    return max(ends) if ends else None
+
+
+def expires_at(last_end: int, ttl_ms: int) -> int:
+    """Event time at which a group whose last window ended at `last_end` expires (its timer)."""
+    return last_end + ttl_ms
+
+
+def arrives_expired(last_end: int | None, window_end: int, ttl_ms: int) -> bool:
+    """A window ending more than `ttl_ms` after the group's last window end finds the group expired
+    (exactly `ttl_ms` later: still alive)."""
+    return last_end is not None and window_end > expires_at(last_end, ttl_ms)
+
+
+def expire_group(states: Iterable[SeriesState], at: int, threshold: float) -> list[Alert]:
+    """Messages of a group expiring at `at`: one resolution per open alert, in the states' order."""
+    out: list[Alert] = []
+    for state in states:
+        if state.key is not None:
+            message = expiry_message(state.key, state, at, threshold)
+            if message is not None:
+                out.append(message)
+    return out
+
+
+def group_key(source: str, record: Mapping[str, Any]) -> str:
+    """The job key of a kpi_window / funnel_window record: its source and its Kafka message key."""
+    first = record["window_kind"] if source == "kpi" else record["funnel"]
+    return f"{source}|{first}|{record['dimension']}|{record['dimension_value']}"
 
 
 def _value(window: Window) -> float:
@@ -718,19 +821,75 @@ class SeriesMemory:
 
 
 class MemoryDetector:
-    """All series in memory: the batch oracle and the evaluation harness use it."""
+    """All series in memory: the batch oracle and the evaluation harness use it.
 
-    def __init__(self, settings: DetectorSettings) -> None:
+    With `series_ttl_ms`, groups expire as in the job (module docstring, "Series expiry"): `feed` expires
+    a group its window finds expired, `finish` those the final watermark has passed; `expired` counts
+    the expiries (the job's counter)."""
+
+    def __init__(self, settings: DetectorSettings, series_ttl_ms: int | None = None) -> None:
+        if series_ttl_ms is not None and series_ttl_ms <= 0:
+            raise DetectorError(f"series_ttl_ms must be positive, got {series_ttl_ms}")
         self.settings = settings
+        self.series_ttl_ms = series_ttl_ms
         self.detectors = {spec: Detector(settings, spec) for spec in settings.metrics}
         self.series: dict[SeriesKey, SeriesMemory] = {}
+        self.groups: dict[str, list[SeriesKey]] = {}
+        """Job key → its series, in the order the job's ValueState dict holds them."""
+        self.expired = 0
+
+    def series_of(self, group: str, key: SeriesKey) -> tuple[SeriesMemory, bool]:
+        """The series' memory, and whether it is new (the job's warm start reads history then)."""
+        memory = self.series.get(key)
+        if memory is not None:
+            return memory, False
+        memory = self.series[key] = SeriesMemory()
+        memory.state.key = key
+        self.groups.setdefault(group, []).append(key)
+        return memory, True
+
+    def expire_if_due(self, source: str, record: Mapping[str, Any]) -> list[Alert]:
+        """Expire the record's group first when the record finds it expired."""
+        group = group_key(source, record)
+        if self.series_ttl_ms is None or group not in self.groups:
+            return []
+        last_end = self._last_end(group)
+        if not arrives_expired(last_end, int(record["window_end"]), self.series_ttl_ms):
+            return []
+        assert last_end is not None
+        return self._expire(group, expires_at(last_end, self.series_ttl_ms))
+
+    def finish(self, watermark: int | None = None) -> list[Alert]:
+        """Expire every group whose expiry the final watermark reaches (None: the end of a bounded input,
+        which passes every expiry)."""
+        if self.series_ttl_ms is None:
+            return []
+        out: list[Alert] = []
+        for group in list(self.groups):
+            last_end = self._last_end(group)
+            if last_end is None:
+                continue
+            at = expires_at(last_end, self.series_ttl_ms)
+            if watermark is None or at <= watermark:
+                out.extend(self._expire(group, at))
+        return out
+
+    def _last_end(self, group: str) -> int | None:
+        return group_last_end(self.series[k].state for k in self.groups[group])
+
+    def _expire(self, group: str, at: int) -> list[Alert]:
+        keys = self.groups.pop(group)
+        out = expire_group((self.series[k].state for k in keys), at, self.settings.threshold)
+        for key in keys:
+            del self.series[key]
+        self.expired += 1
+        return out
 
     def feed(self, source: str, record: Mapping[str, Any], *, alerts: bool = True) -> list[Alert]:
-        out: list[Alert] = []
+        out = self.expire_if_due(source, record)
+        group = group_key(source, record)
         for spec, key, window in series_windows(source, record, self.settings.metrics):
-            memory = self.series.get(key)
-            if memory is None:
-                memory = self.series[key] = SeriesMemory()
+            memory, _ = self.series_of(group, key)
             out.extend(self.detectors[spec].observe(key, memory.state, memory.slots, window, alerts=alerts))
         return out
 

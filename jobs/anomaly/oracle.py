@@ -9,39 +9,63 @@ order per series. End-to-end tests compare the table and the topic with `expecte
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from jobs.anomaly.logic import Alert, DetectorSettings, MemoryDetector, SeriesMemory, series_windows
+from jobs.anomaly.logic import Alert, DetectorSettings, MemoryDetector, group_key, series_windows
 from jobs.anomaly.warm import WARM_WINDOW_KIND, history_from_rows
 
 
-def replay(
+@dataclass(frozen=True)
+class Replay:
+    alerts: list[Alert]
+    """Alert messages in arrival order."""
+    expired: int
+    """Groups expired (the job's counter `anomaly_series_expired`)."""
+
+
+def run(
     windows: Iterable[tuple[str, Mapping[str, Any]]],
     settings: DetectorSettings | None = None,
     *,
     history: Mapping[tuple[str, str], list[Mapping[str, Any]]] | None = None,
     warm_start_days: int = 0,
-) -> list[Alert]:
-    """Alert messages of `(source, kpi_window / funnel_window record)` in arrival order.
+    series_ttl_ms: int | None = None,
+    final_watermark: int | None = None,
+) -> Replay:
+    """The job over `(source, kpi_window / funnel_window record)` in arrival order.
 
     `history` maps (dimension, dimension value) to that segment's kpi_1m rows (kpi_window field names,
     epoch-ms times): the warm start the job reads from the database for a new tumbling-1m KPI series.
+    `series_ttl_ms` None: nothing expires; else groups expire as in the job, and at the end those whose
+    expiry `final_watermark` reaches (None: the end of a bounded input, every group).
     """
     settings = settings or DetectorSettings()
-    memory = MemoryDetector(settings)
+    memory = MemoryDetector(settings, series_ttl_ms)
     out: list[Alert] = []
     for source, record in windows:
+        out.extend(memory.expire_if_due(source, record))
+        group = group_key(source, record)
         for spec, key, window in series_windows(source, record, settings.metrics):
-            series = memory.series.get(key)
+            series, new = memory.series_of(group, key)
             detector = memory.detectors[spec]
-            if series is None:
-                series = memory.series[key] = SeriesMemory()
-                if warm_start_days and history and source == "kpi" and key.window_kind == WARM_WINDOW_KIND:
-                    rows = history.get((key.dimension, key.dimension_value), [])
-                    for past in history_from_rows(rows, spec, window.start, warm_start_days):
-                        detector.observe(key, series.state, series.slots, past, alerts=False)
+            warm = source == "kpi" and key.window_kind == WARM_WINDOW_KIND
+            if new and warm and warm_start_days and history:
+                rows = history.get((key.dimension, key.dimension_value), [])
+                for past in history_from_rows(rows, spec, window.start, warm_start_days):
+                    detector.observe(key, series.state, series.slots, past, alerts=False)
             out.extend(detector.observe(key, series.state, series.slots, window))
-    return out
+    out.extend(memory.finish(final_watermark))
+    return Replay(out, memory.expired)
+
+
+def replay(
+    windows: Iterable[tuple[str, Mapping[str, Any]]],
+    settings: DetectorSettings | None = None,
+    **kwargs: Any,
+) -> list[Alert]:
+    """Alert messages of `run(...)` in arrival order."""
+    return run(windows, settings, **kwargs).alerts
 
 
 def table_rows(alerts: Iterable[Alert]) -> list[dict[str, Any]]:
@@ -58,10 +82,11 @@ def expected(
     settings: DetectorSettings | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """{'anomalies': table rows, 'messages': [(series key, alert.v1 record)] in order}."""
-    alerts = replay(windows, settings, **kwargs)
+    """{'anomalies': table rows, 'messages': [(series key, alert.v1 record)] in order, 'expired': groups
+    expired}."""
+    result = run(windows, settings, **kwargs)
     messages = [
         ("|".join((a.source, a.metric, a.window_kind, a.dimension, a.dimension_value)), a.message())
-        for a in alerts
+        for a in result.alerts
     ]
-    return {"anomalies": table_rows(alerts), "messages": messages}
+    return {"anomalies": table_rows(result.alerts), "messages": messages, "expired": result.expired}

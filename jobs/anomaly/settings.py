@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from jobs.anomaly.logic import DetectorError, DetectorSettings, MetricSpec
+from jobs.anomaly.logic import DEFAULT_SERIES_TTL_MS, DetectorError, DetectorSettings, MetricSpec
 from jobs.common import topics
 from jobs.common.flink_env import FlinkSettings
 from jobs.common.settings import KafkaSettings, PostgresSettings, SettingsError, env_int, env_str
@@ -51,6 +51,27 @@ def env_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
+_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(name: str, raw: str) -> int:
+    """`8d`, `36h`, `90m`, `30s`, `500ms` or a whole number of milliseconds → milliseconds (positive)."""
+    text = raw.strip().lower()
+    number, unit = text, "ms"
+    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)].strip(), suffix
+            break
+    if not number.isdigit():
+        raise SettingsError(
+            f"{name}={raw!r} is not a duration: a whole number with a unit ms, s, m, h or d (e.g. 8d)"
+        )
+    value = int(number) * _DURATION_UNITS[unit]
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
 def detector_from_env(env: Mapping[str, str]) -> DetectorSettings:
     """`UXSTREAM_ANOMALY_<FIELD>` for every DetectorSettings field; METRICS is a comma list of
     `SOURCE:WINDOW_KIND:METRIC[:DIRECTION]`."""
@@ -90,6 +111,10 @@ class AnomalySettings:
     transactional_id_prefix: str = "anomaly"
     warm_start_days: int = 14
     """Seed each new tumbling-1m KPI series from this many days of kpi_1m history (0: off)."""
+    series_ttl_ms: int = DEFAULT_SERIES_TTL_MS
+    """UXSTREAM_ANOMALY_SERIES_TTL: a series group (one job key: all metrics of one Kafka key) expires after
+    this much event time without a window (logic.py "Series expiry"; default 8 days: see
+    `logic.DEFAULT_SERIES_TTL_MS`)."""
     bounded: bool = False
     python_bundle_ms: int = 100
     """How long the Python operator may buffer records (latency from window to alert)."""
@@ -101,6 +126,8 @@ class AnomalySettings:
             raise SettingsError(f"{PREFIX}ALERTS_TOPIC must not be empty")
         if self.warm_start_days < 0:
             raise SettingsError(f"{PREFIX}WARM_START_DAYS must not be negative, got {self.warm_start_days}")
+        if self.series_ttl_ms <= 0:
+            raise SettingsError(f"{PREFIX}SERIES_TTL must be positive, got {self.series_ttl_ms} ms")
         if self.python_bundle_ms < 1:
             raise SettingsError(f"{PREFIX}PYTHON_BUNDLE_MS must be positive, got {self.python_bundle_ms}")
 
@@ -121,5 +148,8 @@ class AnomalySettings:
             "warm_start_days": env_int(env, PREFIX + "WARM_START_DAYS", cls.warm_start_days),
             "python_bundle_ms": env_int(env, PREFIX + "PYTHON_BUNDLE_MS", cls.python_bundle_ms),
         }
+        ttl = env_str(env, PREFIX + "SERIES_TTL")
+        if ttl is not None:
+            values["series_ttl_ms"] = parse_duration_ms(PREFIX + "SERIES_TTL", ttl)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -29,10 +29,13 @@ ALERTS_OPENED: Final = "alerts_opened"
 ALERTS_RESOLVED: Final = "alerts_resolved"
 """Alert lifecycles resolved (anomaly)."""
 
+ANOMALY_SERIES_EXPIRED: Final = "anomaly_series_expired"
+"""Series groups (job keys) of the anomaly detector expired after the series TTL without a window."""
+
 PER_JOB: Final = {
     "sessionize": (EVENTS_IN, DEAD_LETTERS, DUPLICATES, LATE_EVENTS, FUTURE_EVENTS, SESSIONS_CLOSED),
     "funnels": (EVENTS_IN, DEAD_LETTERS, DUPLICATES, LATE_EVENTS, FUTURE_EVENTS),
-    "anomaly": (ALERTS_OPENED, ALERTS_RESOLVED),
+    "anomaly": (ALERTS_OPENED, ALERTS_RESOLVED, ANOMALY_SERIES_EXPIRED),
 }
 
 

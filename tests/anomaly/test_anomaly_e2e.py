@@ -1,7 +1,9 @@
 """anomaly end to end: KPI windows on a real Kafka topic → the job on a MiniCluster → PostgreSQL + Kafka.
 
 The anomalies table and the alert topic must equal the oracle (the detector replayed in batch) exactly;
-a replay of the same input must leave the table unchanged; warm start must seed baselines from kpi_1m.
+a replay of the same input must leave the table unchanged; warm start must seed baselines from kpi_1m;
+a high-cardinality dimension flood (hundreds of one-off page paths) expires and is counted, and a series
+that comes back after more than the series TTL starts anew (issue 16).
 Until sessionize publishes ux.kpi, the windows are produced here (framed kpi_window.v1, keyed by series).
 """
 
@@ -14,12 +16,14 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobs.anomaly.logic import OPEN, RESOLVED, DetectorSettings
+from jobs.anomaly.job import EXPIRY_WATERMARK_DELAY_MS
+from jobs.anomaly.logic import DEFAULT_SERIES_TTL_MS, OPEN, RESOLVED, DetectorSettings
 from jobs.anomaly.oracle import expected
 from jobs.common import counters, tables, topics
 from jobs.common.contract import encode, load_catalog
@@ -71,11 +75,12 @@ def job_command(run: Run, bounded: bool = True, warm_start_days: int = 0) -> lis
     ]  # fmt: skip
 
 
-def run_job(run: Run, warm_start_days: int = 0) -> None:
+def run_job(run: Run, warm_start_days: int = 0, log_dir: Path | None = None) -> None:
+    logs = {} if log_dir is None else {"FLINK_LOG_DIR": str(log_dir)}
     run_bounded(
         "anomaly job",
         job_command(run, warm_start_days=warm_start_days),
-        {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname},
+        {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname, **logs},
     )
 
 
@@ -126,23 +131,64 @@ def insert_history(pg: PostgresSettings, rows: list[dict[str, Any]]) -> None:
         conn.commit()
 
 
-def oracle(run: Run) -> dict[str, Any]:
+FLOOD = [
+    kpi_record(T0 + (i % 200) * MINUTE, tables.DIM_PAGE_PATH, f"/flood/{i}", page_views=3, errors=0,
+               active_users=2)
+    for i in range(300)
+]  # fmt: skip
+"""A high-cardinality dimension flood: 300 page paths seen in one window each, never again."""
+COMEBACK = (tables.DIM_PAGE_PATH, "/comeback")
+COMEBACK_FIRST = [
+    kpi_record(T0 + m * MINUTE, *COMEBACK, page_views=100, errors=40 if m >= 37 else 2 + m % 2)
+    for m in range(40)
+]
+"""37 calm windows, then an error spike whose alert is still open when the series goes silent."""
+COMEBACK_AGAIN = T0 + 10 * DAY
+COMEBACK_SECOND = [
+    kpi_record(COMEBACK_AGAIN + m * MINUTE, *COMEBACK, page_views=100, errors=40) for m in range(5)
+]
+"""More than the series TTL later: the series starts anew (its first windows are warm-up: no alert)."""
+
+
+def stream_records() -> list[dict[str, Any]]:
+    """The shared stream, in event-time order within the watermark delay (a day)."""
+    return [*synthetic_stream(200), *FLOOD, *COMEBACK_FIRST, *WARM_LIVE, *COMEBACK_SECOND]
+
+
+def oracle(run: Run, final_watermark: int | None = None) -> dict[str, Any]:
+    """The bounded run (`final_watermark` None: the end of the input expires every series group) or an
+    unbounded one whose watermark has reached `final_watermark`."""
     return expected(
         (("kpi", r) for r in run.records),
         DetectorSettings(),
         history={WARM: HISTORY},
         warm_start_days=WARM_DAYS,
+        series_ttl_ms=DEFAULT_SERIES_TTL_MS,
+        final_watermark=final_watermark,
     )
+
+
+def unbounded_watermark(run: Run) -> int:
+    """Where an unbounded run's watermark settles: Flink's bounded-out-of-orderness watermark is the
+    greatest timestamp (window end) − the delay − 1 ms."""
+    return int(max(r["window_end"] for r in run.records)) - EXPIRY_WATERMARK_DELAY_MS - 1
 
 
 WARM_DAYS = 7
 
 
 @pytest.fixture(scope="module")
-def stream(kafka_settings: KafkaSettings, pg_settings: PostgresSettings) -> Iterator[Run]:
-    """Synthetic windows with three injected anomalies, and the warm segment, through one job run."""
-    run = prepare(kafka_settings, pg_settings, [*synthetic_stream(200), *WARM_LIVE], HISTORY)
-    run_job(run, warm_start_days=WARM_DAYS)
+def stream_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FLINK_LOG_DIR of the shared run."""
+    return tmp_path_factory.mktemp("anomaly-flink-log")
+
+
+@pytest.fixture(scope="module")
+def stream(kafka_settings: KafkaSettings, pg_settings: PostgresSettings, stream_log: Path) -> Iterator[Run]:
+    """Synthetic windows with three injected anomalies, the warm segment, a flood of one-off page paths and
+    a series coming back after the TTL, through one job run."""
+    run = prepare(kafka_settings, pg_settings, stream_records(), HISTORY)
+    run_job(run, warm_start_days=WARM_DAYS, log_dir=stream_log)
     yield run
     drop(pg_settings, run)
 
@@ -181,6 +227,7 @@ def test_the_anomalies_table_equals_the_oracle(stream: Run) -> None:
         ("active_users", "DE"),
         ("lcp_p75_ms", "mobile"),
         ("error_rate", "/warm"),
+        ("error_rate", "/comeback"),
     }, "the stream must open exactly its injected anomalies"
     assert table(stream.pg) == want
 
@@ -208,6 +255,50 @@ def test_warm_start_seeds_baselines_from_kpi_1m_history(stream: Run) -> None:
     assert expected(("kpi", r) for r in WARM_LIVE)["anomalies"] == []
 
 
+def test_a_high_cardinality_dimension_flood_expires_without_a_restart_and_the_rest_stays_exact(
+    stream: Run, stream_log: Path
+) -> None:
+    """Issue 16, hostile input "high-cardinality dimension flood": 300 one-off page paths (4 series each)
+    neither alert nor stop the job; the end of the bounded input expires every series group (the flood's,
+    the others', and /comeback twice: once when it came back), and every output equals the oracle."""
+    want = oracle(stream)
+    flood = {r["dimension_value"] for r in FLOOD}
+    assert len(flood) == 300
+    groups = len({(r["dimension"], r["dimension_value"]) for r in stream.records})
+    assert want["expired"] == groups + 1 == 306
+    rows = table(stream.pg)
+    assert not [r for r in rows if r["dimension_value"] in flood]
+    assert rows == oracle_table(want["anomalies"])
+    log = flink_log(stream_log)
+    assert "switched from state RUNNING to FINISHED" in log
+    assert restarts(log) == 0
+
+
+def test_a_series_back_after_more_than_the_ttl_starts_anew_and_its_open_alert_is_resolved_as_expired(
+    stream: Run, kafka_settings: KafkaSettings
+) -> None:
+    """/comeback goes silent with an error alert open; its next window, 10 days later (TTL 8 days), finds
+    it expired: the alert is resolved (0 consecutive windows, resolved at last window end + TTL) and the
+    series warms up again, so the same spike cannot alert yet."""
+    messages = by_key(alert_messages(kafka_settings, stream.alerts_topic))
+    got = messages["kpi|error_rate|tumbling_1m|page_path|/comeback"]
+    last_end = COMEBACK_FIRST[-1]["window_end"]
+    lifecycle = [
+        (OPEN, 1, T0 + 38 * MINUTE),
+        ("update", 2, T0 + 39 * MINUTE),
+        ("update", 3, last_end),
+        (RESOLVED, 0, last_end),
+    ]
+    runs = len(got) // len(lifecycle)  # the replay test may have run the job again into the same topic
+    assert runs >= 1
+    assert [(m["status"], m["consecutive_windows"], m["window_end"]) for m in got] == lifecycle * runs
+    (row,) = [r for r in table(stream.pg) if (r["dimension"], r["dimension_value"]) == COMEBACK]
+    assert (row["status"], row["resolved_at"]) == (
+        RESOLVED, normalize(datetime.fromtimestamp((last_end + DEFAULT_SERIES_TTL_MS) / 1000, UTC))
+    )  # fmt: skip
+    assert not [m for m in got if m["window_start"] >= COMEBACK_AGAIN]
+
+
 def test_uxstream_alerts_lists_open_and_recent_alerts(stream: Run) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "uxstream.cli", "alerts", "--db", stream.pg.dbname, "--recent-hours", "1000"],
@@ -219,9 +310,10 @@ def test_uxstream_alerts_lists_open_and_recent_alerts(stream: Run) -> None:
     assert lines[0].split()[:3] == ["status", "severity", "metric"]
     listed = sorted((line.split()[0], line.split()[2], line.split()[4]) for line in lines[1:])
     assert listed == [
-        ("open", "error_rate", "page_path=/warm"),
         ("resolved", "active_users", "country=DE"),
         ("resolved", "error_rate", "global=(all)"),
+        ("resolved", "error_rate", "page_path=/comeback"),
+        ("resolved", "error_rate", "page_path=/warm"),  # open at the end of the input: expired
         ("resolved", "lcp_p75_ms", "device_type=mobile"),
         ("resolved", "page_views", "country=DE"),
     ]
@@ -309,16 +401,26 @@ def test_an_unbounded_run_counts_alerts_opened_and_resolved_for_prometheus(
     stream: Run, kafka_settings: KafkaSettings
 ) -> None:
     """The same windows through the job unbounded (a new alert topic), with the Prometheus reporter on:
-    its counters reach the number of lifecycle messages of each kind the oracle sends."""
+    its counters reach the number of lifecycle messages of each kind the oracle sends, and the number of
+    series groups expired by event-time timers (the watermark settles a day behind the last window end)
+    or found expired by their next window."""
     import signal
 
     suffix = uuid.uuid4().hex[:8]
     live = dataclasses.replace(
         stream, alerts_topic=f"{stream.alerts_topic}.live.{suffix}", prefix=f"{stream.prefix}-live-{suffix}"
     )
-    kinds = Counter(record["status"] for _, record in oracle(stream)["messages"])
-    want = {counters.ALERTS_OPENED: float(kinds[OPEN]), counters.ALERTS_RESOLVED: float(kinds[RESOLVED])}
-    assert all(want.values()), f"the stream must open and resolve alerts: {want}"
+    unbounded = oracle(stream, final_watermark=unbounded_watermark(stream))
+    kinds = Counter(record["status"] for _, record in unbounded["messages"])
+    want = {
+        counters.ALERTS_OPENED: float(kinds[OPEN]),
+        counters.ALERTS_RESOLVED: float(kinds[RESOLVED]),
+        counters.ANOMALY_SERIES_EXPIRED: float(unbounded["expired"]),
+    }
+    assert all(want.values()), f"the stream must open and resolve alerts and expire series: {want}"
+    # The watermark passes the expiry of every group of the first days (the flood's included; /comeback's
+    # first life expired when it came back), not /warm's nor /comeback's second life.
+    assert unbounded["expired"] == len({(r["dimension"], r["dimension_value"]) for r in stream.records}) - 1
     port = free_port()
     job = subprocess.Popen(
         job_command(live, bounded=False, warm_start_days=WARM_DAYS), cwd=ROOT,
