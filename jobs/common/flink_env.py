@@ -275,11 +275,25 @@ def use_utc_jvm() -> None:
         os.environ["JVM_ARGS"] = f"{current} {JVM_TIMEZONE_OPTION}".strip()
 
 
+PYFLINK_WORKER_MODE_ENV = "_python_worker_execution_mode"
+"""PyFlink's switch for where a local (MiniCluster) job's process-mode Python workers run. Unset, PyFlink
+runs them as threads of a "loopback" worker pool inside the Python driver, and `beam_boot` only asks for
+one; "process" gives every worker a process of its own, as on a cluster's TaskManager."""
+
+
+def use_worker_processes(settings: FlinkSettings) -> None:
+    """Make UXSTREAM_FLINK_PYTHON_MODE=process mean separate worker processes in a MiniCluster too (a
+    crashed UDF process then fails its task, as on a cluster, instead of sharing the driver's fate)."""
+    if settings.python_mode == "process":
+        os.environ.setdefault(PYFLINK_WORKER_MODE_ENV, "process")
+
+
 def create_environments(
     settings: FlinkSettings, job_name: str
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """A streaming DataStream + Table environment pair configured for `job_name`."""
     use_utc_jvm()
+    use_worker_processes(settings)
     if settings.prometheus_port is not None:
         use_prometheus_reporter()
     from pyflink.common import Configuration

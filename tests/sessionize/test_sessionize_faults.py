@@ -69,13 +69,6 @@ def fault_run(pg_settings: PostgresSettings, folder: Path, seed: int) -> tuple[R
     return fresh_run(pg_settings, truth_file), lines
 
 
-PYFLINK_WORKER_MODE = "_python_worker_execution_mode"
-"""PyFlink's switch for where a MiniCluster job's process-mode Python workers live: by default in the
-driver's own process ("loopback": beam_boot only asks the driver to start a worker thread, so killing it
-kills nothing that runs a UDF); "process" makes every worker a beam_boot process of its own, as on a
-cluster's TaskManager."""
-
-
 def _python_workers(process_group: int) -> list[int]:
     """PIDs of PyFlink's Python UDF worker processes (process mode) in a process group."""
     listing = subprocess.run(
@@ -153,7 +146,7 @@ def test_t16_t13_t17_killed_python_workers_an_injected_failure_and_five_random_k
         return kill
 
     env = run.job_env({
-        "UXSTREAM_FLINK_PYTHON_MODE": "process", PYFLINK_WORKER_MODE: "process",
+        "UXSTREAM_FLINK_PYTHON_MODE": "process",  # workers in processes of their own (flink_env)
         "FLINK_LOG_DIR": str(log_dir),
         "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1", "UXSTREAM_CHAOS_CHECKPOINTS": str(armed),
     })  # fmt: skip
