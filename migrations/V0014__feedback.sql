@@ -25,7 +25,7 @@ ALTER TABLE sessions
   ADD COLUMN feedback_responses INTEGER,
   ADD COLUMN feedback JSONB;
 
--- kpi_1m_full gains the feedback columns and the mean scores (appended: CREATE OR REPLACE VIEW may only
+-- kpi_1m_full gains the feedback columns and the mean score per scale (appended: CREATE OR REPLACE VIEW may only
 -- add columns at the end; the grants of V0007 stay).
 CREATE OR REPLACE VIEW kpi_1m_full AS
 SELECT k.window_start, k.window_end, k.dimension, k.dimension_value,
@@ -38,9 +38,9 @@ SELECT k.window_start, k.window_end, k.dimension, k.dimension_value,
        k.revision,
        k.bot_events,
        k.feedback_responses,
-       k.nps_responses, k.nps_promoters, k.nps_passives, k.nps_detractors, k.nps,
+       k.nps_responses, k.nps_score_sum, k.nps_promoters, k.nps_passives, k.nps_detractors, k.nps,
        k.nps_score_sum::double precision / NULLIF(k.nps_responses, 0) AS nps_mean_score,
-       k.csat_responses,
+       k.csat_responses, k.csat_score_sum,
        k.csat_score_sum::double precision / NULLIF(k.csat_responses, 0) AS csat_mean_score
 FROM kpi_1m AS k
 CROSS JOIN LATERAL (
