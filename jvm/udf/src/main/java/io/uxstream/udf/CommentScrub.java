@@ -15,7 +15,7 @@ import java.util.regex.Pattern;
  */
 final class CommentScrub {
   static final String FIELD = "feedback_comment";
-  static final Pattern EMAIL = Pattern.compile("[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+");
+  static final Pattern EMAIL = Pattern.compile("[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+");
   static final Pattern NUMBER = Pattern.compile("[+(]?[0-9](?:[ ().\\/-]{0,2}[0-9]){3,}");
   static final String EMAIL_MASK = "[email]";
   static final String NUMBER_MASK = "[number]";
@@ -24,7 +24,8 @@ final class CommentScrub {
 
   /** The scrubbed text. */
   static String scrub(String text) {
-    String noEmails = EMAIL.matcher(text).replaceAll(EMAIL_MASK); // masks hold no '$' or '\\'
+    // Each pattern only where it can match (same result, less work); masks hold no '$' or '\\'.
+    String noEmails = text.indexOf('@') >= 0 ? EMAIL.matcher(text).replaceAll(EMAIL_MASK) : text;
     return NUMBER.matcher(noEmails).replaceAll(NUMBER_MASK);
   }
 
