@@ -38,6 +38,7 @@ DEMO_ARGS = (
     "--duration", "2h", "--seed", "7", "--partitions", "1",
     "--duplicate-fraction", "0.02", "--late-fraction", "0.01", "--malformed-fraction", "0.005",
     "--future-fraction", "0.002", "--anomaly", "error_spike:global:80m:15m:12",
+    "--feedback-share", "0.1",
 )  # fmt: skip
 """The demo stream's generator options (the topic name hashes them with the event count)."""
 DEMO_TOPIC_PREFIX = "ux.demo.events"

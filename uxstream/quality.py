@@ -300,7 +300,25 @@ def kpi_1m_suite() -> list[Check]:
                     WHERE s.total IS DISTINCT FROM k.total""",
                 needs=(t.SESSIONS,),
             )
-            for column, session_column in (("events", "event_count"), ("page_views", "page_views"))
+            for column, session_column in (
+                ("events", "event_count"), ("page_views", "page_views"),
+                ("feedback_responses", "feedback_responses"),
+            )
+        ),
+        _rows(
+            k, "feedback_responses, nps_*, csat_*",
+            "feedback parts add up (README Feedback): responses = nps + csat, nps = promoters + passives "
+            "+ detractors, nps = 100 (P - D) / N, score sums inside their scales",
+            """SELECT window_start, dimension, dimension_value, feedback_responses, nps_responses, nps
+               FROM {batch}
+               WHERE feedback_responses IS NOT NULL AND (
+                 feedback_responses IS DISTINCT FROM nps_responses + csat_responses
+                 OR nps_responses IS DISTINCT FROM nps_promoters + nps_passives + nps_detractors
+                 OR nps IS DISTINCT FROM
+                    (100 * (nps_promoters - nps_detractors))::float8 / NULLIF(nps_responses, 0)
+                 OR nps_score_sum NOT BETWEEN 9 * nps_promoters + 7 * nps_passives
+                                      AND 10 * nps_promoters + 8 * nps_passives + 6 * nps_detractors
+                 OR csat_score_sum NOT BETWEEN csat_responses AND 5 * csat_responses)""",
         ),
     ]  # fmt: skip
 

@@ -27,6 +27,13 @@ oracles all call the same functions, so they cannot disagree about what a valid 
   4. `impossible_value`: ts or received_at before 2000-01-01T00:00:00Z or after 9999-12-31 (not
      representable as a timestamp); lcp_ms, inp_ms, cls, page_load_ms or engagement_time_ms negative,
      NaN or infinite; ip present but not an IPv4/IPv6 address.
+  5. feedback events (schema v3, issue 22 item 6): `missing_field` when survey_id is missing or empty, then
+     when feedback_scale is missing or empty, then when feedback_score is missing; `impossible_value` when
+     feedback_scale is not one of `FEEDBACK_SCALES`, then when feedback_score lies outside its scale.
+     (Feedback fields on other event types are not checked and not used.)
+
+  A valid event's `feedback_comment` is PII-scrubbed (`scrub_comment`) by both decoders before anything
+  downstream sees it; the limits apply to the comment as sent.
 
   Before any of these, `EventDecoder.decode` checks the size of the raw Kafka value (the Confluent header
   included, before the header is read): more than `limits.MAX_RECORD_BYTES` is `impossible_value`
@@ -110,7 +117,9 @@ REASONS: Final[tuple[Reason, ...]] = (
 
 # ------------------------------------------------------------------------------------- validity rules
 
-EVENT_TYPES: Final = frozenset({"page_view", "click", "error", "web_vital", "heartbeat", "custom"})
+EVENT_TYPES: Final = frozenset(
+    {"page_view", "click", "error", "web_vital", "heartbeat", "custom", "feedback"}
+)
 """Known event types. A string checked here rather than an Avro enum: adding a type is then a code change
 in one place, with no schema version and no reader breaking on an unknown enum symbol."""
 
@@ -124,6 +133,45 @@ DEFAULT_MAX_FUTURE_SKEW_MS: Final = 300_000
 REQUIRED_STRINGS: Final = ("event_id", "event_type", "event_name")
 NON_NEGATIVE_NUMBERS: Final = ("lcp_ms", "inp_ms", "cls", "page_load_ms", "engagement_time_ms")
 WEB_VITALS: Final = ("lcp_ms", "inp_ms", "cls")
+
+FEEDBACK: Final = "feedback"
+"""The event type of a survey answer (schema v3 fields survey_id, feedback_scale, feedback_score,
+feedback_comment)."""
+FEEDBACK_SCALES: Final[dict[str, tuple[int, int]]] = {"0-10": (0, 10), "1-5": (1, 5)}
+"""Allowed feedback scales and their inclusive score ranges: 0-10 is NPS ("how likely are you to
+recommend …"), 1-5 is CSAT. Listed in the order messages name them."""
+NPS_SCALE: Final = "0-10"
+CSAT_SCALE: Final = "1-5"
+NPS_PROMOTER_MIN: Final = 9
+"""NPS: 9-10 are promoters, 7-8 passives, 0-6 detractors; NPS = 100 * (promoters - detractors) / responses."""
+NPS_DETRACTOR_MAX: Final = 6
+COMMENT_FIELD: Final = "feedback_comment"
+
+EMAIL_PATTERN: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+"""An e-mail address (ASCII local part of at most 64 characters, as RFC 5321 allows, and a dotted domain).
+Replaced by `[email]` first. The bound keeps the search linear on long runs of letters."""
+NUMBER_PATTERN: Final = re.compile(r"[+(]?[0-9](?:[ ().\/-]{0,2}[0-9]){3,}")
+"""A phone, card, account or id number: at least 4 ASCII digits, consecutive digits separated by at most
+two of space ( ) . / - , optionally led by + or (. Replaced by `[number]` after the e-mails."""
+EMAIL_MASK: Final = "[email]"
+NUMBER_MASK: Final = "[number]"
+
+
+def scrub_comment(text: str) -> str:
+    """PII scrubbing of a feedback comment (README "Feedback"): every e-mail address → `[email]`, then
+    every run of >= 4 digits (with the separators of `NUMBER_PATTERN`) → `[number]`. Leftmost greedy
+    matches, no overlap; the JVM's io.uxstream.udf.CommentScrub applies the same two patterns."""
+    if "@" in text:
+        text = EMAIL_PATTERN.sub(EMAIL_MASK, text)
+    return NUMBER_PATTERN.sub(NUMBER_MASK, text)
+
+
+def scrubbed(event: dict[str, Any]) -> dict[str, Any]:
+    """`event` with its feedback comment scrubbed in place (when it has one); returns it."""
+    comment = event.get(COMMENT_FIELD)
+    if isinstance(comment, str):
+        event[COMMENT_FIELD] = scrub_comment(comment)
+    return event
 
 
 class ContractError(ValueError):
@@ -338,6 +386,27 @@ def validate(event: Mapping[str, Any]) -> Invalid | None:
             ipaddress.ip_address(ip)
         except ValueError:
             return Invalid(IMPOSSIBLE_VALUE, f"field 'ip' is {ip!r}, not an IPv4 or IPv6 address")
+    if event_type == FEEDBACK:
+        return _feedback_problem(event)
+    return None
+
+
+def _feedback_problem(event: Mapping[str, Any]) -> Invalid | None:
+    """Rule 5 (module docstring): what a feedback event needs."""
+    get = event.get
+    for name in ("survey_id", "feedback_scale"):
+        if not get(name):
+            return Invalid(MISSING_FIELD, f"field '{name}' is missing or empty (required for feedback)")
+    score = get("feedback_score")
+    if score is None:
+        return Invalid(MISSING_FIELD, "field 'feedback_score' is missing (required for feedback)")
+    scale = get("feedback_scale")
+    bounds = FEEDBACK_SCALES.get(scale) if isinstance(scale, str) else None
+    if bounds is None:
+        known = ", ".join(FEEDBACK_SCALES)
+        return Invalid(IMPOSSIBLE_VALUE, f"field 'feedback_scale' is {scale!r}, not one of {known}")
+    if isinstance(score, bool) or not isinstance(score, int) or not bounds[0] <= score <= bounds[1]:
+        return Invalid(IMPOSSIBLE_VALUE, f"field 'feedback_score' is {score!r}, outside the {scale} scale")
     return None
 
 
@@ -736,7 +805,7 @@ class EventDecoder:
         problem = validate(record)
         if problem is not None:
             return Invalid(problem.reason, problem.detail, schema_id)
-        return DecodedEvent(schema_id, record)
+        return DecodedEvent(schema_id, scrubbed(record))
 
 
 @lru_cache(maxsize=1)

@@ -64,6 +64,9 @@ STRING_LIMITS: Final[dict[str, int]] = {
     "session_hint": 128,
     "consent": 32,
     "ip": 64,
+    "survey_id": 128,
+    "feedback_scale": 8,
+    "feedback_comment": 1_000,
 }
 """Most characters (code points) of each string field of the ux_event schemas, in schema order. Every
 string field of the latest version is listed (a test checks it)."""

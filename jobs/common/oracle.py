@@ -59,6 +59,7 @@ from jobs.common.contract import (
     is_future,
     load_catalog,
     record_size_problem,
+    scrubbed,
     user_key,
     validate,
 )
@@ -311,6 +312,7 @@ def clean(
             first_ts[event_id] = ts
         if not future and (clock is None or ts > clock):
             clock = ts
+        scrubbed(view)  # the decode step scrubs feedback comments of valid events (README "Feedback")
         events.append(OracleEvent(record.seq, record.partition, record.schema_id, view, duplicate, future))
     return CleanEvents(tuple(events), tuple(dead))
 

@@ -262,9 +262,10 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 3
+STATE_LAYOUT = 4
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
-optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment)."""
+optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment). v4 (issue 22
+item 6): every event row carries the feedback fields of ux_event v3."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

@@ -50,6 +50,8 @@ SESSION_ROW_TYPES = [
     DataTypes.BOOLEAN(),  # bounce
     DataTypes.STRING(),  # split_reason
     DataTypes.BOOLEAN(),  # is_final
+    DataTypes.INT(),  # feedback_responses
+    DataTypes.STRING(),  # feedback (JSON array text; the sink column is JSONB)
 ]
 
 
@@ -100,6 +102,8 @@ class SplitSessions(TableFunction):  # type: ignore[misc]
                 row.bounce,
                 row.split_reason,
                 row.is_final,
+                row.feedback_responses,
+                row.feedback,
             )
 
 

@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common import connectors, counters, decode, privacy, runner, sketches, tables
+from jobs.common.contract import (
+    CSAT_SCALE,
+    FEEDBACK,
+    NPS_DETRACTOR_MAX,
+    NPS_PROMOTER_MIN,
+    NPS_SCALE,
+)
 from jobs.common.pipeline import Pipeline, Step
 from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
@@ -95,6 +102,10 @@ def statements(settings: SessionizeSettings) -> list[str]:
     page_view = f"{first} AND event_type = 'page_view'"
     error = f"{first} AND event_type = 'error'"
     vital = f"{first} AND event_type = 'web_vital'"
+    # Feedback (README "Feedback"): counts and sums per scale, so rows re-aggregate; NPS parts on 0-10.
+    feedback = f"{first} AND event_type = '{FEEDBACK}'"
+    nps = f"{feedback} AND feedback_scale = '{NPS_SCALE}'"
+    csat = f"{feedback} AND feedback_scale = '{CSAT_SCALE}'"
     tumble = f"TUMBLE(TABLE clean, DESCRIPTOR(event_time), {connectors.sql_interval(settings.tumble_ms)})"
     hop = (
         f"HOP(TABLE kpi_minutes, DESCRIPTOR(minute_time), "
@@ -120,7 +131,16 @@ def statements(settings: SessionizeSettings) -> list[str]:
   COUNT(*) FILTER (WHERE occurrence = 1 AND is_bot) AS bot_events,
   PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}) AS lcp_p75,
   PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}) AS inp_p75,
-  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75
+  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75,
+  COUNT(*) FILTER (WHERE {feedback}) AS feedback_responses,
+  COUNT(*) FILTER (WHERE {nps}) AS nps_responses,
+  SUM(CAST(feedback_score AS BIGINT)) FILTER (WHERE {nps}) AS nps_score_sum,
+  COUNT(*) FILTER (WHERE {nps} AND feedback_score >= {NPS_PROMOTER_MIN}) AS nps_promoters,
+  COUNT(*) FILTER (WHERE {nps} AND feedback_score > {NPS_DETRACTOR_MAX}
+    AND feedback_score < {NPS_PROMOTER_MIN}) AS nps_passives,
+  COUNT(*) FILTER (WHERE {nps} AND feedback_score <= {NPS_DETRACTOR_MAX}) AS nps_detractors,
+  COUNT(*) FILTER (WHERE {csat}) AS csat_responses,
+  SUM(CAST(feedback_score AS BIGINT)) FILTER (WHERE {csat}) AS csat_score_sum
 FROM TABLE({tumble})
 GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
     kpi_1m = f"""SELECT to_utc(minute_start) AS window_start, to_utc(minute_end) AS window_end,
@@ -131,7 +151,11 @@ GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
   lcp_p75, inp_p75, cls_p75,
   {FIRST_REVISION} AS revision,
   {user_sketch("users")} AS users_sketch,
-  bot_events
+  bot_events,
+  feedback_responses, nps_responses, COALESCE(nps_score_sum, 0) AS nps_score_sum,
+  nps_promoters, nps_passives, nps_detractors,
+  CAST(100 * (nps_promoters - nps_detractors) AS DOUBLE) / NULLIF(nps_responses, 0) AS nps,
+  csat_responses, COALESCE(csat_score_sum, 0) AS csat_score_sum
 FROM kpi_minutes"""
     sliding = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
   dimension, dimension_value,
@@ -169,7 +193,8 @@ SELECT s.session_id, s.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
   to_utc(TO_TIMESTAMP_LTZ(s.session_end, 3)),
   s.duration_ms, s.event_count, s.page_views, s.distinct_pages, s.entry_page, s.exit_page, s.referrer,
   s.utm_source, s.utm_medium, s.utm_campaign, s.device_type, s.browser, s.country, s.error_count,
-  s.conversions, s.engaged_time_ms, s.engaged, s.bounce, s.split_reason, s.is_final
+  s.conversions, s.engaged_time_ms, s.engaged, s.bounce, s.split_reason, s.is_final,
+  s.feedback_responses, s.feedback
 FROM session_events(
   input => TABLE session_input PARTITION BY user_key,
   on_time => DESCRIPTOR(event_time),
@@ -181,7 +206,7 @@ FROM session_events(
 LATERAL TABLE(split_sessions(g.user_key, g.packed, g.end_reason)) AS s(session_id, user_key, session_start,
   session_end, duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer,
   utm_source, utm_medium, utm_campaign, device_type, browser, country, error_count, conversions,
-  engaged_time_ms, engaged, bounce, split_reason, is_final)
+  engaged_time_ms, engaged, bounce, split_reason, is_final, feedback_responses, feedback)
 WHERE count_when('{counters.SESSIONS_CLOSED}', s.is_final)""",
     ]
     if settings.kpi_topic:
@@ -261,9 +286,14 @@ def sinks_sql(settings: SessionizeSettings) -> list[str]:
     def upsert(table: str) -> str:
         return connectors.with_clause(connectors.jdbc_upsert_options(pg, table))
 
+    # sessions.feedback is JSONB and the job sends its JSON as a string: the driver then sends strings
+    # untyped so PostgreSQL casts the text to the column's type (text columns are unaffected).
+    sessions = connectors.jdbc_upsert_options(pg, tables.SESSIONS)
+    sessions["url"] += "&stringtype=unspecified"
+
     return connectors.render_sql(
         SQL,
-        sessions_options=upsert(tables.SESSIONS),
+        sessions_options=connectors.with_clause(sessions),
         kpi_1m_options=upsert(tables.KPI_1M),
         kpi_sliding_options=upsert(tables.KPI_SLIDING_5M),
         kpi_daily_options=upsert(tables.KPI_DAILY),
@@ -301,12 +331,13 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 4
+STATE_LAYOUT = 5
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
 (issue 22): every event row carries is_bot (the decode step's enrichment); bots excluded, counted as
-bot_events."""
+bot_events. v5 (issue 22 item 6): the minute windows aggregate feedback counts and sums, and the packed
+session events carry the feedback fields."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -15,6 +15,7 @@ A session that ends because the watermark passed end + gap is final with reason 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -30,6 +31,10 @@ ENGAGED_MIN_DURATION_MS: Final = 10_000
 """GA4: an engaged session has more than 10 seconds of engaged time (`engaged_time`) …"""
 ENGAGED_MIN_PAGE_VIEWS: Final = 2
 """… or has at least 2 page views (or at least one conversion)."""
+FEEDBACK_EVENT: Final = "feedback"
+"""The event type of a survey answer (jobs.common.contract.FEEDBACK; logic.py imports nothing of jobs)."""
+MAX_SESSION_FEEDBACK: Final = 20
+"""Most feedback entries a session row lists (the first, in time order); `feedback_responses` counts all."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class SessionEvent:
     country: str | None = None
     engagement_time_ms: int | None = None
     """Foreground time the client reports (heartbeats, page pings); None when it reports none."""
+    survey_id: str | None = None
+    feedback_scale: str | None = None
+    feedback_score: int | None = None
+    feedback_comment: str | None = None
+    """Of a feedback event (schema v3): its survey, scale, score and comment (scrubbed by the decode step)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,30 @@ class SessionRow:
     split_reason: SplitReason
     is_final: bool
     engaged_time_ms: int
-    """Foreground time (README "Engaged time"); last, as the column V0013 added."""
+    """Foreground time (README "Engaged time"); after the older fields, as the column V0013 added."""
+    feedback_responses: int = 0
+    """Feedback events of the session (README "Feedback"; V0014)."""
+    feedback: str | None = None
+    """The first `MAX_SESSION_FEEDBACK` of them in time order as a JSON array (`feedback_json`); None when
+    the session has none."""
+
+
+def feedback_entry(event: SessionEvent) -> dict[str, object]:
+    """One entry of `sessions.feedback` (README "Feedback")."""
+    return {
+        "ts": event.ts,
+        "survey_id": event.survey_id,
+        "scale": event.feedback_scale,
+        "score": event.feedback_score,
+        "comment": event.feedback_comment,
+    }
+
+
+def feedback_json(entries: Sequence[dict[str, object]]) -> str | None:
+    """The `sessions.feedback` JSON text of a session's entries (None when there are none)."""
+    if not entries:
+        return None
+    return json.dumps(list(entries), ensure_ascii=False, separators=(",", ":"))
 
 
 def engaged_time(duration_ms: int, reported_ms: int | None) -> int:
@@ -137,6 +170,9 @@ class OpenSession:
     conversions: int = 0
     reported_engagement_ms: int | None = None
     """Sum of the events' engagement_time_ms; None while no event of the session carried one."""
+    feedback_responses: int = 0
+    feedback: list[dict[str, object]] = field(default_factory=list)
+    """The first MAX_SESSION_FEEDBACK feedback entries, in time order."""
 
     def row(self, user_key: str, reason: SplitReason, is_final: bool) -> SessionRow:
         duration = self.end - self.start
@@ -172,6 +208,8 @@ class OpenSession:
             bounce=not engaged,
             split_reason=reason,
             is_final=is_final,
+            feedback_responses=self.feedback_responses,
+            feedback=feedback_json(self.feedback),
         )
 
 
@@ -223,6 +261,10 @@ class SessionState:
             session.conversions += 1
         if event.engagement_time_ms is not None:
             session.reported_engagement_ms = (session.reported_engagement_ms or 0) + event.engagement_time_ms
+        if event.event_type == FEEDBACK_EVENT:
+            session.feedback_responses += 1
+            if len(session.feedback) < MAX_SESSION_FEEDBACK:
+                session.feedback.append(feedback_entry(event))
 
     def add(self, events: Iterable[SessionEvent]) -> list[SessionRow]:
         """Apply a batch of events (any order; they must not be older than the open session's end
@@ -278,6 +320,10 @@ SESSION_EVENT_FIELDS: Final = (
     "browser",
     "country",
     "engagement_time_ms",
+    "survey_id",
+    "feedback_scale",
+    "feedback_score",
+    "feedback_comment",
 )
 """The order in which the job packs each event of a gap-session (a JSON array per event). Fields are only
 ever appended: an event packed before a field existed unpacks with the field's default (state restored

@@ -108,6 +108,18 @@ def _session_row(
     reported = [e["engagement_time_ms"] for e in events if e.get("engagement_time_ms") is not None]
     engaged_time_ms = sum(reported) if reported else end - start
     engaged = engaged_time_ms > 10_000 or len(views) >= 2 or n_conversions >= 1
+    # Feedback (README "Feedback"): every feedback event counted, the first 20 listed in time order.
+    answers = [e for e in events if e["event_type"] == "feedback"]
+    listed = [
+        {
+            "ts": e["ts"],
+            "survey_id": e.get("survey_id"),
+            "scale": e.get("feedback_scale"),
+            "score": e.get("feedback_score"),
+            "comment": e.get("feedback_comment"),
+        }
+        for e in answers[:20]
+    ]
     first = events[0]
     return {
         "session_id": _session_id(user, start),
@@ -134,6 +146,8 @@ def _session_row(
         "bounce": not engaged,
         "split_reason": reason,
         "is_final": True,
+        "feedback_responses": len(answers),
+        "feedback": listed or None,
     }
 
 
@@ -280,6 +294,11 @@ def expected(
         views = sum(1 for e in first if e["event_type"] == "page_view")
         errors = sum(1 for e in first if e["event_type"] == "error")
         vitals = [e for e in first if e["event_type"] == "web_vital"]
+        answers = [e for e in first if e["event_type"] == "feedback"]
+        nps = [e["feedback_score"] for e in answers if e["feedback_scale"] == "0-10"]
+        csat = [e["feedback_score"] for e in answers if e["feedback_scale"] == "1-5"]
+        promoters = sum(1 for score in nps if score >= 9)
+        detractors = sum(1 for score in nps if score <= 6)
         return {
             "events": len(first),
             "page_views": views,
@@ -291,6 +310,15 @@ def expected(
             "lcp_p75": percentile_linear([e["lcp_ms"] for e in vitals if e.get("lcp_ms") is not None], 0.75),
             "inp_p75": percentile_linear([e["inp_ms"] for e in vitals if e.get("inp_ms") is not None], 0.75),
             "cls_p75": percentile_linear([e["cls"] for e in vitals if e.get("cls") is not None], 0.75),
+            "feedback_responses": len(answers),
+            "nps_responses": len(nps),
+            "nps_score_sum": sum(nps),
+            "nps_promoters": promoters,
+            "nps_passives": len(nps) - promoters - detractors,
+            "nps_detractors": detractors,
+            "nps": 100 * (promoters - detractors) / len(nps) if nps else None,
+            "csat_responses": len(csat),
+            "csat_score_sum": sum(csat),
         }
 
     def key(start: int, end: int, dimension: str, value: str) -> dict[str, Any]:

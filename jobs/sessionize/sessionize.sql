@@ -55,6 +55,8 @@ CREATE TEMPORARY TABLE sessions_sink (
   bounce BOOLEAN,
   split_reason STRING,
   is_final BOOLEAN,
+  feedback_responses INT,
+  feedback STRING,
   PRIMARY KEY (session_id, session_start) NOT ENFORCED
 ) WITH (
   {sessions_options}
@@ -78,6 +80,15 @@ CREATE TEMPORARY TABLE kpi_1m_sink (
   revision INT,
   users_sketch BYTES,
   bot_events BIGINT,
+  feedback_responses BIGINT,
+  nps_responses BIGINT,
+  nps_score_sum BIGINT,
+  nps_promoters BIGINT,
+  nps_passives BIGINT,
+  nps_detractors BIGINT,
+  nps DOUBLE,
+  csat_responses BIGINT,
+  csat_score_sum BIGINT,
   PRIMARY KEY (window_start, dimension, dimension_value) NOT ENFORCED
 ) WITH (
   {kpi_1m_options}

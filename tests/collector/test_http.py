@@ -18,7 +18,7 @@ import pytest
 
 from jobs.common.contract import decode_framed, load_catalog
 from jobs.common.settings import KafkaSettings
-from tests.collector.builders import T0, click, page_view
+from tests.collector.builders import T0, click, feedback, page_view
 from tests.collector.running import (
     ORIGIN,
     OTHER_KEY,
@@ -138,6 +138,74 @@ def test_a_batch_is_answered_per_event_and_only_its_valid_events_are_on_kafka(
     assert records[1][2] == full_record(
         without_id, event_id=generated, received_at=received_at, ip="127.0.0.0"
     )
+
+
+def test_feedback_events_follow_the_contract_and_reach_kafka_with_their_comment_scrubbed(
+    kafka_settings: KafkaSettings, collector: RunningCollector
+) -> None:
+    """issue 22 item 6: feedback (schema v3) through /v1/batch: the contract's feedback rule answers each
+    event; an accepted comment is on Kafka PII-scrubbed (README "Feedback")."""
+    start = end_offset(kafka_settings, collector.topic)
+    nps = feedback(
+        "anon-7", T0, event_id="fb-1", feedback_comment="Mail me at bo@example.com, +44 20 7946 0958"
+    )
+    csat = feedback("anon-7", T0 + 1, scale="1-5", score=4, event_id="fb-2")
+    response = post(
+        collector,
+        [
+            nps,
+            feedback("anon-8", T0, score=11),
+            feedback("anon-8", T0, scale="1-5", score=0),
+            feedback("anon-8", T0, scale="stars"),
+            feedback("anon-8", T0, survey_id=""),
+            feedback("anon-8", T0, score="9"),
+            csat,
+        ],
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "accepted": 2,
+        "rejected": 5,
+        "skipped": 0,
+        "results": [
+            {"status": "accepted", "event_id": "fb-1"},
+            {
+                "status": "rejected",
+                "reason": "impossible_value",
+                "detail": "field 'feedback_score' is 11, outside the 0-10 scale",
+            },
+            {
+                "status": "rejected",
+                "reason": "impossible_value",
+                "detail": "field 'feedback_score' is 0, outside the 1-5 scale",
+            },
+            {
+                "status": "rejected",
+                "reason": "impossible_value",
+                "detail": "field 'feedback_scale' is 'stars', not one of 0-10, 1-5",
+            },
+            {
+                "status": "rejected",
+                "reason": "missing_field",
+                "detail": "field 'survey_id' is missing or empty (required for feedback)",
+            },
+            {
+                "status": "rejected",
+                "reason": "impossible_value",
+                "detail": "field 'feedback_score' is a JSON string, expected an integer",
+            },
+            {"status": "accepted", "event_id": "fb-2"},
+        ],
+    }
+    records = records_after(kafka_settings, collector.topic, start)
+    received_at = records[0][2]["received_at"]
+    assert [value for _, _, value in records] == [
+        full_record(
+            nps, feedback_comment="Mail me at [email], [number]", received_at=received_at, ip="127.0.0.0"
+        ),
+        full_record(csat, received_at=received_at, ip="127.0.0.0"),
+    ]
 
 
 def test_a_resent_batch_without_event_ids_gets_the_same_ids(collector: RunningCollector) -> None:

@@ -154,7 +154,8 @@ def test_an_event_without_id_gets_a_content_hash_that_a_resend_reproduces() -> N
         ({**click("u"), "properties": {"a": 1}}, "impossible_value",
          "field 'properties' is a JSON object, expected an object of strings"),
         ({**click("u"), "event_type": "swipe"}, "impossible_value",
-         "field 'event_type' is 'swipe', not one of click, custom, error, heartbeat, page_view, web_vital"),
+         "field 'event_type' is 'swipe', not one of click, custom, error, feedback, heartbeat, page_view, "
+         "web_vital"),
         ({**click("u"), "cls": -0.1, "event_type": "web_vital"}, "impossible_value",
          "field 'cls' is -0.1, must be a finite number >= 0"),
         (page_view("u", path="/" + "x" * 600), "impossible_value",

@@ -79,6 +79,10 @@ V2_FIELDS: dict[str, Any] = {
     "screen_height": 844,
     "ip": "203.0.113.7",
 }
+V3_FIELDS: dict[str, Any] = dict.fromkeys(
+    ("survey_id", "feedback_scale", "feedback_score", "feedback_comment")
+)
+"""The feedback fields schema v3 adds (issue 22 item 6): None when an older version wrote the event."""
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from jobs.common.contract import (
     is_future,
     limits_problem,
     read_catalog,
+    scrub_comment,
     user_key,
 )
 from jobs.common.limits import (
@@ -307,6 +308,28 @@ def test_the_v2_share_picks_the_schema_versions(share: float, ids: set[int]) -> 
     lines = truth(run(replace(BASE, events=3_000, v2_share=share)))
 
     assert {line["schema_id"] for line in lines} == ids
+
+
+def test_a_feedback_share_ends_sessions_of_v2_users_with_survey_answers_written_as_v3() -> None:
+    """issue 22 item 6: survey answers (NPS and CSAT, comments with fake PII), valid, byte-exact to their
+    ground truth, decoded with the comment scrubbed; without the option there are none."""
+    records = run(replace(BASE, events=3_000, feedback_share=0.3, duplicate_fraction=0.05))
+    lines = truth(records)
+    answers = [
+        (r, line) for r, line in zip(records, lines, strict=True) if line["event"]["event_type"] == "feedback"
+    ]
+
+    assert len(answers) >= 20
+    assert {line["schema_id"] for _, line in answers} == {7}
+    assert {line["event"]["feedback_scale"] for _, line in answers} == {"0-10", "1-5"}
+    assert any("@" in (line["event"]["feedback_comment"] or "") for _, line in answers)
+    for record, line in answers:
+        assert encode(line["event"], 7) == record[1]
+        decoded = decode(record[1])
+        assert isinstance(decoded, DecodedEvent), decoded
+        comment = line["event"]["feedback_comment"]
+        assert decoded.event == {**line["event"], "feedback_comment": comment and scrub_comment(comment)}
+    assert all(line["schema_id"] != 7 for line in truth(run(replace(BASE, events=3_000))))
 
 
 def test_v2_from_switches_the_producers_mid_stream() -> None:

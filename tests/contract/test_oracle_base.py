@@ -26,7 +26,7 @@ from jobs.common.oracle import (
 )
 from uxstream.contract.generator import Generator, GeneratorConfig, truth_line
 
-from .conftest import T0, V2_FIELDS, EventBuilder
+from .conftest import T0, V2_FIELDS, V3_FIELDS, EventBuilder
 
 HOUR = 3_600_000
 TTL = DEFAULT_DEDUP_TTL_MS
@@ -180,7 +180,7 @@ def test_v1_events_get_the_v2_defaults_as_decoding_gives_them(page_view: EventBu
     (oracle_event,) = clean(records(line(0, event))).events
     decoded = decode(encode(event, 1))
 
-    assert oracle_event.event == {**event, "page_load_ms": 1200.0, **dict.fromkeys(V2_FIELDS)}
+    assert oracle_event.event == {**event, "page_load_ms": 1200.0, **dict.fromkeys(V2_FIELDS), **V3_FIELDS}
     assert isinstance(decoded, DecodedEvent) and decoded.event == oracle_event.event
 
 

@@ -72,7 +72,7 @@ def error_of(path: Path, schema_version: int | None = None) -> str:
             {k: v for k, v in minimal().items() if k != "event_id"},
             "events.jsonl:2: field 'event_id' is required",
         ),
-        (minimal(cuntry="DE"), "events.jsonl:2: unknown field 'cuntry' (ux_event v2 has no such field)"),
+        (minimal(cuntry="DE"), "events.jsonl:2: unknown field 'cuntry' (ux_event v3 has no such field)"),
         (minimal(page_path=7), "events.jsonl:2: field 'page_path' must be a string or null"),
         (minimal(event_type=None), "events.jsonl:2: field 'event_type' must be a string"),
         (minimal(lcp_ms="fast"), "events.jsonl:2: field 'lcp_ms' must be a number or null"),

@@ -63,7 +63,7 @@ def test_the_shipped_schemas_pass_the_check() -> None:
     report = check_schemas(SCHEMA_DIR)
 
     assert report.problems == ()
-    assert report.pairs == ("ux_event v1 → v2",)
+    assert report.pairs == ("ux_event v1 → v2", "ux_event v2 → v3")
 
 
 # ------------------------------------------------------------------------------------ evolution rules
@@ -181,7 +181,7 @@ def schema_copy(tmp_path: Path) -> Path:
 
 def test_schema_check_passes_on_the_shipped_schemas(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "check"]) == 0
-    assert "schema check passed: 6 schema versions in 5 subjects" in capsys.readouterr().out
+    assert "schema check passed: 7 schema versions in 5 subjects" in capsys.readouterr().out
 
 
 def test_schema_check_fails_with_the_field_when_a_version_breaks_compatibility(
@@ -205,7 +205,7 @@ def test_schema_check_reports_an_unlisted_file_and_a_gap_in_versions(
     shutil.copy(schema_copy / "alert.v1.avsc", schema_copy / "alert.v2.avsc")
     catalog = json.loads((schema_copy / CATALOG_FILE).read_text(encoding="utf-8"))
     catalog["schemas"].append(
-        {"id": 7, "subject": "ux.kpi-value", "version": 3, "file": "kpi_window.v1.avsc"}
+        {"id": 8, "subject": "ux.kpi-value", "version": 3, "file": "kpi_window.v1.avsc"}
     )
     (schema_copy / CATALOG_FILE).write_text(json.dumps(catalog), encoding="utf-8")
 

@@ -37,7 +37,7 @@ from jobs.common.contract import (
 from jobs.common.topics import DLQ, EVENTS
 from uxstream.contract.generator import avro_long
 
-from .conftest import T0, V2_FIELDS, EventBuilder
+from .conftest import T0, V2_FIELDS, V3_FIELDS, EventBuilder
 
 V1_ID, V2_ID = 1, 2
 
@@ -65,7 +65,7 @@ def test_a_v2_event_decodes_to_itself(page_view_v2: EventBuilder) -> None:
 
     decoded = decode(encode(event, V2_ID))
 
-    assert decoded == DecodedEvent(V2_ID, event)
+    assert decoded == DecodedEvent(V2_ID, {**event, **V3_FIELDS})
 
 
 def test_a_v1_event_decodes_with_the_v2_defaults_filled(page_view: EventBuilder) -> None:
@@ -75,7 +75,7 @@ def test_a_v1_event_decodes_with_the_v2_defaults_filled(page_view: EventBuilder)
 
     assert isinstance(decoded, DecodedEvent)
     assert decoded.schema_id == V1_ID
-    assert decoded.event == {**event, **dict.fromkeys(V2_FIELDS)}
+    assert decoded.event == {**event, **dict.fromkeys(V2_FIELDS), **V3_FIELDS}
 
 
 def test_a_mixed_v1_v2_stream_decodes_completely(page_view: EventBuilder, page_view_v2: EventBuilder) -> None:
@@ -321,7 +321,7 @@ def test_any_valid_event_survives_encode_then_decode(case: tuple[int, dict[str, 
 
     assert isinstance(decoded, DecodedEvent), decoded
     assert decoded.schema_id == schema_id
-    assert decoded.event == {**dict.fromkeys(V2_FIELDS), **event}
+    assert decoded.event == {**dict.fromkeys(V2_FIELDS), **V3_FIELDS, **event}
 
 
 @settings(max_examples=300, deadline=None)

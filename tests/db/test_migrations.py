@@ -39,8 +39,9 @@ TIME_COLUMN = {
 }
 """The hypertable time column of each table (migrations/timescaledb/T0001, T0003, T0004)."""
 
-TS, TEXT, BIGINT, INT, BOOL, DOUBLE, DATE, BYTEA = (
+TS, TEXT, BIGINT, INT, BOOL, DOUBLE, DATE, BYTEA, JSONB = (
     "timestamp with time zone", "text", "bigint", "integer", "boolean", "double precision", "date", "bytea",
+    "jsonb",
 )  # fmt: skip
 NULL, NOT_NULL = "YES", "NO"
 
@@ -55,6 +56,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("conversions", INT, NOT_NULL), ("engaged", BOOL, NOT_NULL), ("bounce", BOOL, NOT_NULL),
         ("split_reason", TEXT, NOT_NULL), ("is_final", BOOL, NOT_NULL),
         ("engaged_time_ms", BIGINT, NULL),  # V0013: NULL on rows written before it
+        ("feedback_responses", INT, NULL), ("feedback", JSONB, NULL),  # V0014 (README "Feedback")
     ],
     t.KPI_1M: [
         ("window_start", TS, NOT_NULL), ("window_end", TS, NOT_NULL), ("dimension", TEXT, NOT_NULL),
@@ -65,6 +67,11 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("revision", INT, NOT_NULL),
         ("users_sketch", BYTEA, NULL),  # V0010: DataSketches HLL of the row's user pseudonyms
         ("bot_events", BIGINT, NULL),  # V0011: bot events of the window (README "Enrichment")
+        # V0014: feedback counts, score sums and NPS parts (README "Feedback"); NULL on older rows
+        ("feedback_responses", BIGINT, NULL), ("nps_responses", BIGINT, NULL),
+        ("nps_score_sum", BIGINT, NULL), ("nps_promoters", BIGINT, NULL), ("nps_passives", BIGINT, NULL),
+        ("nps_detractors", BIGINT, NULL), ("nps", DOUBLE, NULL), ("csat_responses", BIGINT, NULL),
+        ("csat_score_sum", BIGINT, NULL),
     ],
     t.KPI_SLIDING_5M: [
         ("window_start", TS, NOT_NULL), ("window_end", TS, NOT_NULL), ("dimension", TEXT, NOT_NULL),
@@ -518,7 +525,7 @@ def test_views_count_new_sessions_and_late_events_per_window_and_dimension(
         ("page_path", "/a", 1),
     ]
     # Every kpi_1m column but the user sketch (V0010), which is merged from kpi_1m itself (uxstream uniques),
-    # not read per window (V0012 added bot_events to the view).
+    # not read per window (V0012 added bot_events to the view, V0014 the feedback columns).
     kpi_columns = [c[0] for c in COLUMNS[t.KPI_1M] if c[0] != "users_sketch"]
     full_columns = [
         r[0]
@@ -529,4 +536,5 @@ def test_views_count_new_sessions_and_late_events_per_window_and_dimension(
             (t.KPI_1M_FULL,),
         )
     ]
-    assert sorted(full_columns) == sorted([*kpi_columns, "new_sessions", "late_events"])
+    derived = ["nps_mean_score", "csat_mean_score"]  # V0014: score sum / responses per scale
+    assert sorted(full_columns) == sorted([*kpi_columns, "new_sessions", "late_events", *derived])

@@ -192,6 +192,17 @@ CASES: list[tuple[str, Violation, tuple[str, ...]]] = [
         ("kpi_1m.events", "unexpected_rows_expectation", "sum(sessions.event_count)"),
     ),
     (
+        "an NPS that does not follow from its promoters and detractors",
+        lambda pg: sql(
+            pg,
+            f"""UPDATE {t.KPI_1M} SET feedback_responses = 2, nps_responses = 2, nps_score_sum = 13,
+                  nps_promoters = 1, nps_passives = 0, nps_detractors = 1, nps = 50, csat_responses = 0,
+                  csat_score_sum = 0
+                WHERE page_views = 1 AND dimension = 'page_path'""",
+        ),
+        ("kpi_1m.feedback_responses, nps_*, csat_*", "unexpected_rows_expectation", "nps = 100 (P - D) / N"),
+    ),
+    (
         "sliding window disagrees with its minutes",
         lambda pg: sql(pg, f"UPDATE {t.KPI_SLIDING_5M} SET page_views = 4 WHERE page_views = 3"),
         ("kpi_sliding_5m.page_views, error_events, active_users", "sums of the kpi_1m minutes"),

@@ -181,6 +181,9 @@ T0: Final = 1_736_155_800_000
 """2025-01-06T09:30:00Z."""
 
 V2_ONLY: Final = ("session_hint", "engagement_time_ms", "consent", "screen_width", "screen_height", "ip")
+V3_ONLY: Final = ("survey_id", "feedback_scale", "feedback_score", "feedback_comment")
+V3_SCHEMA_ID: Final = 7
+"""ux_event v3 (the feedback fields, issue 22 item 6)."""
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -230,11 +233,32 @@ def v1_event(**overrides: Any) -> dict[str, Any]:
 
 
 def encode_v1(record: Mapping[str, Any]) -> bytes:
-    return contract.encode({k: v for k, v in record.items() if k not in V2_ONLY}, 1)
+    return contract.encode({k: v for k, v in record.items() if k not in V2_ONLY and k not in V3_ONLY}, 1)
 
 
 def encode_v2(record: Mapping[str, Any]) -> bytes:
-    return contract.encode(record, 2)
+    """v2, or v3 when the record sets a v3-only (feedback) field."""
+    if any(record.get(name) is not None for name in V3_ONLY):
+        return contract.encode(record, V3_SCHEMA_ID)
+    return contract.encode({k: v for k, v in record.items() if k not in V3_ONLY}, 2)
+
+
+def encode_v3(record: Mapping[str, Any]) -> bytes:
+    return contract.encode(record, V3_SCHEMA_ID)
+
+
+def feedback_event(**overrides: Any) -> dict[str, Any]:
+    """A valid v3 feedback event (NPS 9 with a comment); `overrides` replace fields."""
+    values: dict[str, Any] = {
+        "event_type": "feedback",
+        "event_name": "survey_answered",
+        "survey_id": "nps-2025q1",
+        "feedback_scale": "0-10",
+        "feedback_score": 9,
+        "feedback_comment": "Great, mail me at jane.doe@example.com or call +49 170 1234567",
+    }
+    values.update(overrides)
+    return event(**values)
 
 
 def same_float(a: float, b: float) -> bool:
@@ -278,3 +302,16 @@ def jvm_event_times(payloads: list[bytes | None]) -> list[int | None]:
         timeout=120,
     ).stdout
     return [json.loads(line)["event_time"] for line in out.splitlines()]
+
+
+def jvm_scrub(texts: list[str]) -> list[str]:
+    """`io.uxstream.udf.CommentScrub` over each text (`DecodeCli --scrub`: hex UTF-8 lines in and out)."""
+    out = subprocess.run(
+        ["java", "-cp", jvm_classpath(), "io.uxstream.udf.DecodeCli", "--scrub"],
+        input="".join(text.encode().hex() + "\n" for text in texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [bytes.fromhex(line).decode() for line in out.splitlines()]

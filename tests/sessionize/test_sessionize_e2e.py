@@ -26,7 +26,7 @@ import pytest
 from jobs.common import tables
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.sessionize.oracle import expected
-from tests.support.db import normalize, snapshot
+from tests.support.db import assert_table_equals, normalize, snapshot
 from tests.support.jobs import flink_log, restarts
 from tests.support.kafka import committed_decoded
 from tests.support.sessionize import (
@@ -44,7 +44,13 @@ from tests.support.sessionize import (
     prepare,
     run_job,
 )
-from tests.support.streams import HOSTILE_EVENTS, copy_records, with_hostile_events
+from tests.support.streams import (
+    FEEDBACK_ANSWERS,
+    HOSTILE_EVENTS,
+    copy_records,
+    with_feedback_events,
+    with_hostile_events,
+)
 from uxstream.db import connect
 from uxstream.paths import ROOT
 
@@ -58,9 +64,15 @@ SHARED_RUN_PARALLELISM = 2
 def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
-    """The shared stream on a fresh topic, a fresh migrated database, and one run of the job."""
+    """The shared stream on a fresh topic, a fresh migrated database, and one run of the job. The generated
+    stream carries the hostile events (issue 16) and the feedback scenarios (issue 22 item 6)."""
     folder = tmp_path_factory.mktemp("sessionize")
-    run = prepare(pg_settings, folder, GENERATOR_ARGS, rewrite=with_hostile_events)
+    run = prepare(
+        pg_settings,
+        folder,
+        GENERATOR_ARGS,
+        rewrite=lambda lines: with_feedback_events(with_hostile_events(lines)),
+    )
     run_job(run, {"FLINK_LOG_DIR": str(folder / "flink-log")}, parallelism=SHARED_RUN_PARALLELISM)
     stream_logs[run.topic] = flink_log(folder / "flink-log")
     yield run
@@ -95,6 +107,50 @@ def test_hostile_events_go_to_the_dlq_with_their_reason_and_the_job_never_restar
     log = stream_logs[stream.topic]
     assert "switched from state RUNNING to FINISHED" in log  # the log is the run's: the check can fail
     assert restarts(log) == 0
+
+
+def test_feedback_sits_in_its_session_and_its_kpi_windows_with_comments_scrubbed(
+    kafka_settings: KafkaSettings, stream: Run
+) -> None:
+    """issue 22 item 6 (README "Feedback"): the scenarios of streams.FEEDBACK_ANSWERS (both scales, several
+    users, one answering twice, comments with an e-mail and numbers) sit in their sessions next to the
+    session's errors and in the KPI windows' NPS parts, exactly as the oracle says; no stored comment keeps
+    an e-mail or a number; the invalid answers are dead letters with the contract's reason."""
+    want = stream.expected()
+    answered = [s for s in want["sessions"] if s["feedback_responses"]]
+    valid = sum(len(answers) for answers, reason in FEEDBACK_ANSWERS if reason is None)
+    assert sum(s["feedback_responses"] for s in answered) == valid  # every valid answer is in a session
+    assert len({s["user_key"] for s in answered}) >= 4
+    session_columns = ("session_id", "session_start", "error_count", "feedback_responses", "feedback")
+    assert_table_equals(
+        stream.pg, tables.SESSIONS, [{c: s[c] for c in session_columns} for s in want["sessions"]]
+    )
+    feedback_columns = (
+        "window_start", "dimension", "dimension_value", "feedback_responses", "nps_responses",
+        "nps_score_sum", "nps_promoters", "nps_passives", "nps_detractors", "nps", "csat_responses",
+        "csat_score_sum",
+    )  # fmt: skip
+    windows = [{c: r[c] for c in feedback_columns} for r in want["kpi_1m"] if r["feedback_responses"]]
+    assert {r["nps"] for r in windows if r["dimension"] == "global"} >= {100.0, 0.0, -100.0}
+    assert_table_equals(stream.pg, tables.KPI_1M, windows, " WHERE feedback_responses > 0")
+    with connect(stream.pg) as conn:
+        comments = [
+            entry["comment"]
+            for (feedback,) in conn.execute("SELECT feedback FROM sessions WHERE feedback IS NOT NULL")
+            for entry in feedback
+            if entry["comment"]
+        ]
+    assert "Love it! Write me: [email]" in comments
+    assert "Checkout failed twice, order [number], call [number]" in comments
+    assert not [c for c in comments if "@" in c or any(c[i : i + 4].isdigit() for i in range(len(c)))]
+    letters = {
+        letter["original"]: (letter["reason"], letter["detail"])
+        for _, letter in committed_decoded(kafka_settings, stream.dlq_topic, DLQ_SUBJECT)
+    }
+    assert sorted(d for d in letters.values() if "feedback" in d[1] or "survey_id" in d[1]) == [
+        ("impossible_value", "field 'feedback_score' is 11, outside the 0-10 scale"),
+        ("missing_field", "field 'survey_id' is missing or empty (required for feedback)"),
+    ]
 
 
 @pytest.mark.parametrize("table", tables.SESSIONIZE_TABLES)

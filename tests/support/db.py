@@ -27,13 +27,15 @@ def drop_database(pg_settings: PostgresSettings, pg: PostgresSettings) -> None:
 
 def normalize(value: Any) -> Any:
     """A stored or expected value in comparable form: instants as epoch ms, floats to 9 places (NaN as
-    None), lists as tuples."""
+    None), lists as tuples, objects as sorted (key, value) tuples."""
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
     if isinstance(value, float):
         return None if math.isnan(value) else round(value, 9)
     if isinstance(value, list):
         return tuple(normalize(v) for v in value)
+    if isinstance(value, dict):  # JSONB objects (sessions.feedback)
+        return tuple(sorted((k, normalize(v)) for k, v in value.items()))
     return value
 
 

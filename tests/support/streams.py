@@ -156,3 +156,114 @@ def with_hostile_events(truth_lines: Sequence[str], every: int = 97) -> list[str
                 )
     assert next(hostile, None) is None, "the stream is too short for every hostile event"
     return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
+
+
+FEEDBACK_SCHEMA_ID: Final = 7
+"""ux_event v3, the first version with the feedback fields (schemas/avro/catalog.json)."""
+
+FEEDBACK_ANSWERS: Final[tuple[tuple[tuple[dict[str, Any], ...], str | None], ...]] = (
+    (
+        (
+            {
+                "feedback_scale": "0-10",
+                "feedback_score": 10,
+                "feedback_comment": "Love it! Write me: ana.silva@example.org",
+            },
+        ),
+        None,
+    ),
+    (({"feedback_scale": "0-10", "feedback_score": 7},), None),
+    (
+        (
+            {
+                "feedback_scale": "0-10",
+                "feedback_score": 2,
+                "feedback_comment": "Checkout failed twice, order 4411 2233, call +1 (555) 010-9999",
+            },
+            {
+                "survey_id": "csat-checkout",
+                "feedback_scale": "1-5",
+                "feedback_score": 1,
+                "feedback_comment": "Slow.",
+            },
+        ),
+        None,
+    ),
+    (({"survey_id": "csat-checkout", "feedback_scale": "1-5", "feedback_score": 5},), None),
+    (
+        (
+            {
+                "survey_id": "csat-checkout",
+                "feedback_scale": "1-5",
+                "feedback_score": 3,
+                "feedback_comment": "",
+            },
+        ),
+        None,
+    ),
+    (({"feedback_scale": "0-10", "feedback_score": 11},), "impossible_value"),
+    (({"survey_id": None, "feedback_scale": "1-5", "feedback_score": 4},), "missing_field"),
+)
+"""Feedback scenarios (issue 22 item 6) for `with_feedback_events`: per user, the answers given right after
+one of their ordinary events (changes to a feedback event of survey `nps-2025q1`), and the reason the
+contract rejects them for (None: valid). Both scales, several users, one user answering twice, comments
+with an e-mail and numbers to scrub, an empty comment, and two invalid answers."""
+
+
+def with_feedback_events(truth_lines: Sequence[str]) -> list[str]:
+    """The ground-truth lines with `FEEDBACK_ANSWERS` inserted (schema v3): each scenario's answers follow
+    an ordinary, on-time page view of a different user, spread over the stream, 1 s, 2 s, … after it
+    (so they are on time and join that user's session); `seq` is renumbered."""
+    lines = [json.loads(line) for line in truth_lines]
+    candidates = [
+        index
+        for index, line in enumerate(lines)
+        if line.get("event") is not None
+        and line.get("expected_reason") is None
+        and not line.get("tags")
+        and line["event"]["event_type"] == "page_view"
+    ]
+    chosen: dict[int, tuple[tuple[dict[str, Any], ...], str | None]] = {}
+    users: set[str] = set()
+    scenarios = iter(FEEDBACK_ANSWERS)
+    scenario = next(scenarios, None)
+    step = max(1, len(candidates) // (len(FEEDBACK_ANSWERS) + 1))
+    for index in candidates[step::step]:
+        event = lines[index]["event"]
+        user = event.get("user_id") or event["anonymous_id"]
+        if scenario is None or user in users:
+            continue
+        users.add(user)
+        chosen[index] = scenario
+        scenario = next(scenarios, None)
+    assert scenario is None, "the stream is too short for every feedback scenario"
+    out: list[dict[str, Any]] = []
+    for index, line in enumerate(lines):
+        out.append(line)
+        if index not in chosen:
+            continue
+        answers, reason = chosen[index]
+        template = line["event"]
+        for number, changes in enumerate(answers, 1):
+            event = {
+                **{k: v for k, v in template.items() if k not in ("page_load_ms", "properties")},
+                "event_id": f"feedback-{index}-{number}",
+                "event_type": "feedback",
+                "event_name": "survey_answered",
+                "ts": template["ts"] + number * 1_000,
+                "received_at": template["received_at"] + number * 1_000,
+                "survey_id": "nps-2025q1",
+                **changes,
+            }
+            extra: dict[str, Any] = {"expected_reason": reason} if reason else {}
+            out.append(
+                {
+                    **line,
+                    "schema_id": FEEDBACK_SCHEMA_ID,
+                    "timestamp": event["received_at"],
+                    "event": event,
+                    **extra,
+                    "tags": ["feedback" if reason is None else "invalid_feedback"],
+                }
+            )
+    return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]

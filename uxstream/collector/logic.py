@@ -29,6 +29,7 @@ from jobs.common.contract import (
     Invalid,
     event_reader_schema,
     record_size_problem,
+    scrubbed,
     validate,
 )
 from jobs.common.limits import MAX_RECORD_BYTES
@@ -269,6 +270,7 @@ def prepare(
     problem: Invalid | None = validate(record)
     if problem is not None:
         return Rejected(problem.reason, problem.detail)
+    scrubbed(record)  # a feedback comment reaches Kafka PII-scrubbed already (README "Feedback")
     user = record["user_id"] or record["anonymous_id"]
     return Accepted(record["event_id"], user.encode("utf-8"), record)
 

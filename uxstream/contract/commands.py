@@ -273,6 +273,14 @@ def _register_generate(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="share of users whose SDK writes ux_event v2 (the rest write v1) (default 0.5)",
     )
     versions.add_argument(
+        "--feedback-share",
+        type=fraction,
+        default=0.0,
+        metavar="F",
+        help="share of the sessions of v2 users that end with a survey answer, a ux_event v3 feedback event "
+        "(NPS 0-10 or CSAT 1-5, some comments with fake e-mails/numbers the jobs scrub) (default 0)",
+    )
+    versions.add_argument(
         "--v2-from",
         metavar="TIME",
         help="before this event time every event is v1 (a producer switching mid-stream): ISO-8601, or an "
@@ -465,6 +473,7 @@ def generator_config(args: argparse.Namespace, partitions: int) -> GeneratorConf
         malformed_kinds=args.malformed_kinds,
         future_fraction=args.future_fraction,
         v2_share=args.v2_share,
+        feedback_share=args.feedback_share,
         v2_from_ms=v2_from,
         anomalies=anomalies,
     )

@@ -6,6 +6,8 @@ The simulation (all randomness from one `random.Random(seed)`, so a seed and the
   device type, OS/browser/user agent, country and app version drawn from realistic mixes; a share of the
   users are bots (headless user agents, page views every 0.4–2 s, nothing else). v2 fields (session hint,
   engagement time, consent, screen, IP) come from users whose SDK speaks v2 (`v2_share`, `v2_from`).
+  With `feedback_share` > 0, that share of the sessions of v2 users ends with a survey answer (a v3
+  `feedback` event: NPS 0-10 or CSAT 1-5, sometimes a comment with a fake e-mail or phone number).
 - **Sessions** start as a Poisson process sized so the traffic fills `duration` with `events` records;
   each picks a user. A session lands from an acquisition channel (direct, organic, paid, social, email,
   referral: referrer and UTM on the landing page), then browses pages: every page view carries its load
@@ -234,6 +236,9 @@ class GeneratorConfig:
     malformed_kinds: tuple[str, ...] = tuple(MALFORMED_KINDS)
     future_fraction: float = 0.0
     v2_share: float = 0.5
+    feedback_share: float = 0.0
+    """Share of the sessions of v2 users that end with a feedback event (schema v3); 0 draws nothing, so
+    streams without feedback stay byte-identical to those of earlier versions."""
     v2_from_ms: int | None = None
     """Before this event time every event is written with v1 (a producer switching mid-stream)."""
     anomalies: tuple[Anomaly, ...] = ()
@@ -274,6 +279,7 @@ class GeneratorConfig:
             "malformed_fraction": self.malformed_fraction,
             "future_fraction": self.future_fraction,
             "v2_share": self.v2_share,
+            "feedback_share": self.feedback_share,
         }
         for name, value in shares.items():
             if not 0.0 <= value <= 1.0:
@@ -497,11 +503,13 @@ V2_SEGMENTS: Final = (
     ("consent", "screen_width", "screen_height", "ip"),
 )
 """Field groups the generator encodes: v1 is SEGMENTS_V1, v2 inserts V2_SEGMENTS before properties."""
+V3_SEGMENTS: Final = (("survey_id", "feedback_scale", "feedback_score", "feedback_comment"),)
+"""v3 inserts the feedback group after the v2 groups (before properties)."""
 
 
-def check_layout(entry: SchemaEntry, v2: bool) -> None:
+def check_layout(entry: SchemaEntry, v2: bool, v3: bool = False) -> None:
     """The generator's field groups must cover the schema's fields exactly, in order."""
-    groups = [*SEGMENTS_V1[:-1], *(V2_SEGMENTS if v2 else ()), SEGMENTS_V1[-1]]
+    groups = [*SEGMENTS_V1[:-1], *(V2_SEGMENTS if v2 else ()), *(V3_SEGMENTS if v3 else ()), SEGMENTS_V1[-1]]
     expected = tuple(itertools.chain.from_iterable(groups))
     if entry.field_names != expected:
         raise ContractError(
@@ -684,6 +692,23 @@ ERRORS: Final = _Choice(
     [30, 15, 10, 20, 20, 5],
 )
 CLICK_TARGETS: Final = ("nav_menu", "search_box", "product_card", "cta_banner", "footer_link", "filter")
+FEEDBACK_SURVEYS: Final = (("nps-2025q1", "0-10"), ("csat-checkout", "1-5"))
+NPS_SCORES: Final = _Choice(list(range(11)), [2, 1, 1, 2, 2, 4, 5, 10, 14, 22, 37])
+CSAT_SCORES: Final = _Choice([1, 2, 3, 4, 5], [6, 8, 16, 35, 35])
+FEEDBACK_COMMENTS: Final = _Choice(
+    [
+        None,
+        "Great shop, fast delivery.",
+        "Checkout was slow on my phone.",
+        "Please contact me at jane.doe@example.com about my order.",
+        "Order 4411 2233 never arrived, call me on +1 555 010 9999",
+        "My card 4111 1111 1111 1111 was charged twice!",
+        "Could not find the sizing guide.",
+    ],
+    [45, 15, 12, 8, 8, 4, 8],
+)
+"""Feedback comments, some with the PII the decode step scrubs (fake e-mails, phone and card numbers)."""
+
 CLICK_COUNTS: Final = _Choice([0, 1, 2, 3, 4, 6], [35, 30, 15, 10, 6, 4])
 
 # ------------------------------------------------------------------------------------- simulation
@@ -705,9 +730,10 @@ class _User:
     performance: tuple[float, float, float]
 
 
-# Raw event: (ts, kind, page, measures, engagement, properties, tag); engagement 0: null, 1: heartbeat.
+# Raw event: (ts, kind, page, measures, engagement, properties, tag); engagement 0: null, 1: heartbeat, a
+# Piece: a feedback answer's v3 fields (written with v3).
 _Page = tuple[Piece, str]
-_Raw = tuple[int, Piece, _Page, Piece, int, Piece, str | None]
+_Raw = tuple[int, Piece, _Page, Piece, "int | Piece", Piece, str | None]
 _Step = tuple[int, Piece, Piece]
 
 _NO_MEASURES: Final = (None, None, None, None, None, None)
@@ -800,11 +826,12 @@ class Generator:
         self.truth = truth
         self.catalog = catalog or load_catalog()
         versions = self.catalog.versions(EVENT_SUBJECT)
-        if len(versions) < 2:
-            raise ContractError("the generator needs ux.events-value versions 1 and 2")
-        self.v1, self.v2 = versions[0], versions[1]
+        if len(versions) < 3:
+            raise ContractError("the generator needs ux.events-value versions 1, 2 and 3")
+        self.v1, self.v2, self.v3 = versions[0], versions[1], versions[2]
         check_layout(self.v1, v2=False)
         check_layout(self.v2, v2=True)
+        check_layout(self.v3, v2=True, v3=True)
         for name in self.v1.field_names:  # shared groups are encoded once: their types must agree
             if _field(self.v1, name) != _field(self.v2, name):
                 raise ContractError(f"field '{name}' differs between ux_event v1 and v2: update {__name__}")
@@ -823,8 +850,9 @@ class Generator:
             self._s_client,
         ) = segments
         self._measures = _Measures(measures)
-        self._header = {1: header(self.v1.id), 2: header(self.v2.id)}
-        self._schema_id = {1: self.v1.id, 2: self.v2.id}
+        self._s_feedback = FieldGroup(self.v3, V3_SEGMENTS[0])
+        self._header = {1: header(self.v1.id), 2: header(self.v2.id), 3: header(self.v3.id)}
+        self._schema_id = {1: self.v1.id, 2: self.v2.id, 3: self.v3.id}
         self._other_ids = [e.id for e in self.catalog.entries if e.subject != EVENT_SUBJECT]
         self._rng = random.Random(config.seed)
         self._users: dict[int, _User] = {}
@@ -1026,7 +1054,25 @@ class Generator:
                 append((end - 50 - int(random_() * 950), vital_kind, page, vitals, 0, no_props, tag))
             referrer = SITE + path
             t = end + 200 + int(random_() * 1_800)
+        if self.config.feedback_share and user.v2 and random_() < self.config.feedback_share:
+            append(
+                (
+                    t,
+                    self.kind("feedback", "survey_answered"),
+                    page,
+                    no_measures,
+                    self._answer(rng),
+                    no_props,
+                    None,
+                )
+            )
         return out
+
+    def _answer(self, rng: random.Random) -> Piece:
+        """The feedback fields of one survey answer (schema v3)."""
+        survey, scale = FEEDBACK_SURVEYS[int(rng.random() * len(FEEDBACK_SURVEYS))]
+        score = (NPS_SCORES if scale == "0-10" else CSAT_SCORES).pick(rng)
+        return self._s_feedback.fast((survey, scale, score, FEEDBACK_COMMENTS.pick(rng)))
 
     def _bot_session(self, rng: random.Random, user: _User, start: int) -> list[_Raw]:
         page_view = self.kind("page_view", "page_view")
@@ -1126,10 +1172,11 @@ class Generator:
         key, partition, key_json = user.key, user.partition, user.key_json
         ids_avro, ids_json = user.ids
         device_avro, device_json = user.device
-        v1_header, v2_header = self._header[1], self._header[2]
+        v1_header, v2_header, v3_header = self._header[1], self._header[2], self._header[3]
         head = f'"partition":{partition},"key":{key_json},"timestamp":'
         v1_head = f'"schema_id":{self._schema_id[1]},{head}'
         v2_head = f'"schema_id":{self._schema_id[2]},{head}'
+        v3_head = f'"schema_id":{self._schema_id[3]},{head}'
         no_block: Piece = (b"", "")
         v2_blocks: tuple[Piece, Piece] = (no_block, no_block)
         if user.v2:
@@ -1171,7 +1218,11 @@ class Generator:
                     id_avro, kind, client_ts, measures = self._invalid_content(
                         rng, malformed, id_avro, kind, client_ts, measures
                     )
-            if user.v2 and ts >= v2_from:
+            if isinstance(engagement, tuple):  # a feedback answer: its SDK speaks v3 (only v2 users answer)
+                plain = v2_blocks[0]
+                block = (plain[0] + engagement[0], f"{plain[1]},{engagement[1]}")
+                header, line_head = v3_header, v3_head
+            elif user.v2 and ts >= v2_from:
                 header, block, line_head = v2_header, v2_blocks[engagement], v2_head
             else:
                 header, block, line_head = v1_header, no_block, v1_head

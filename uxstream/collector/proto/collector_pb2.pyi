@@ -18,7 +18,7 @@ REJECTED: Status
 SKIPPED: Status
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "event_type", "event_name", "user_id", "anonymous_id", "ts", "page_url", "page_path", "page_title", "referrer", "utm_source", "utm_medium", "utm_campaign", "device_type", "os", "browser", "user_agent", "country", "app_version", "lcp_ms", "inp_ms", "cls", "error_type", "error_message", "page_load_ms", "session_hint", "engagement_time_ms", "consent", "screen_width", "screen_height", "properties")
+    __slots__ = ("event_id", "event_type", "event_name", "user_id", "anonymous_id", "ts", "page_url", "page_path", "page_title", "referrer", "utm_source", "utm_medium", "utm_campaign", "device_type", "os", "browser", "user_agent", "country", "app_version", "lcp_ms", "inp_ms", "cls", "error_type", "error_message", "page_load_ms", "session_hint", "engagement_time_ms", "consent", "screen_width", "screen_height", "properties", "survey_id", "feedback_scale", "feedback_score", "feedback_comment")
     class PropertiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,10 @@ class Event(_message.Message):
     SCREEN_WIDTH_FIELD_NUMBER: _ClassVar[int]
     SCREEN_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    SURVEY_ID_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_SCALE_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_COMMENT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_type: str
     event_name: str
@@ -88,7 +92,11 @@ class Event(_message.Message):
     screen_width: int
     screen_height: int
     properties: _containers.ScalarMap[str, str]
-    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., event_name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., ts: _Optional[int] = ..., page_url: _Optional[str] = ..., page_path: _Optional[str] = ..., page_title: _Optional[str] = ..., referrer: _Optional[str] = ..., utm_source: _Optional[str] = ..., utm_medium: _Optional[str] = ..., utm_campaign: _Optional[str] = ..., device_type: _Optional[str] = ..., os: _Optional[str] = ..., browser: _Optional[str] = ..., user_agent: _Optional[str] = ..., country: _Optional[str] = ..., app_version: _Optional[str] = ..., lcp_ms: _Optional[float] = ..., inp_ms: _Optional[float] = ..., cls: _Optional[float] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., page_load_ms: _Optional[float] = ..., session_hint: _Optional[str] = ..., engagement_time_ms: _Optional[int] = ..., consent: _Optional[str] = ..., screen_width: _Optional[int] = ..., screen_height: _Optional[int] = ..., properties: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    survey_id: str
+    feedback_scale: str
+    feedback_score: int
+    feedback_comment: str
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., event_name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., ts: _Optional[int] = ..., page_url: _Optional[str] = ..., page_path: _Optional[str] = ..., page_title: _Optional[str] = ..., referrer: _Optional[str] = ..., utm_source: _Optional[str] = ..., utm_medium: _Optional[str] = ..., utm_campaign: _Optional[str] = ..., device_type: _Optional[str] = ..., os: _Optional[str] = ..., browser: _Optional[str] = ..., user_agent: _Optional[str] = ..., country: _Optional[str] = ..., app_version: _Optional[str] = ..., lcp_ms: _Optional[float] = ..., inp_ms: _Optional[float] = ..., cls: _Optional[float] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., page_load_ms: _Optional[float] = ..., session_hint: _Optional[str] = ..., engagement_time_ms: _Optional[int] = ..., consent: _Optional[str] = ..., screen_width: _Optional[int] = ..., screen_height: _Optional[int] = ..., properties: _Optional[_Mapping[str, str]] = ..., survey_id: _Optional[str] = ..., feedback_scale: _Optional[str] = ..., feedback_score: _Optional[int] = ..., feedback_comment: _Optional[str] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("batch_id", "events", "do_not_track")

@@ -14,6 +14,7 @@ import java.util.List;
  * <pre>
  *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli             # payloads in, verdicts out
  *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli --constants # the validity constants as JSON
+ *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli --scrub       # hex UTF-8 lines in, scrubbed out
  *   java -cp uxstream-udf.jar io.uxstream.udf.DecodeCli --bench FILE ROUNDS  # decode speed, one core
  *   java -cp uxstream-udf.jar:flink-dist.jar:flink-table-*.jar io.uxstream.udf.DecodeCli --event-time  # ux_event_time
  * </pre>
@@ -54,11 +55,37 @@ public final class DecodeCli {
       string(json, EventLimits.PROPERTIES_FIELD);
       json.append(",\"STRING_LIMITS\":");
       ints(json, EventLimits.STRING_LIMITS);
+      json.append(",\"FEEDBACK_SCALES\":");
+      strings(json, FeedbackRules.SCALES);
+      json.append(",\"FEEDBACK_BOUNDS\":[");
+      for (int i = 0; i < FeedbackRules.BOUNDS.length; i++) {
+        json.append(i > 0 ? "," : "").append('[').append(FeedbackRules.BOUNDS[i][0]).append(',')
+            .append(FeedbackRules.BOUNDS[i][1]).append(']');
+      }
+      json.append("],\"EMAIL_PATTERN\":");
+      string(json, CommentScrub.EMAIL.pattern());
+      json.append(",\"NUMBER_PATTERN\":");
+      string(json, CommentScrub.NUMBER.pattern());
       json.append(",\"APPLIED_LIMITS\":");
       ints(json, new EventDecoder().appliedLimits());
       out.write(json.append('}').toString());
       out.newLine();
       out.flush();
+      return;
+    }
+    if (args.length == 1 && args[0].equals("--scrub")) {
+      BufferedReader lines = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.US_ASCII));
+      String line;
+      while ((line = lines.readLine()) != null) {
+        byte[] scrubbed = CommentScrub.scrub(hex(line.trim()));
+        StringBuilder text = new StringBuilder(scrubbed.length * 2);
+        for (byte b : scrubbed) {
+          text.append(Character.forDigit((b >> 4) & 0xf, 16)).append(Character.forDigit(b & 0xf, 16));
+        }
+        out.write(text.toString());
+        out.newLine();
+        out.flush();
+      }
       return;
     }
     if (args.length == 1 && args[0].equals("--event-time")) {

@@ -34,6 +34,7 @@ public final class EventDecoder {
   private final List<String> fieldNames;
   private final EventRules rules;
   private final EventLimits limits;
+  private final int comment; // feedback_comment's position (-1 before schema v3): scrubbed when valid
   private final Map<Long, Plans.RecordPlan> plans = new HashMap<>();
   private final Input input = new Input();
 
@@ -52,6 +53,7 @@ public final class EventDecoder {
     this.fieldNames = List.copyOf(names);
     this.rules = new EventRules(fieldNames);
     this.limits = new EventLimits(reader);
+    this.comment = fieldNames.indexOf(CommentScrub.FIELD);
     for (Catalog.Entry entry : catalog.entries()) { // compile every event version up front: fail fast
       if (entry.schema.getFullName().equals(readerName)) {
         plans.put((long) entry.id, new Plans.RecordPlan(entry.schema, reader));
@@ -153,6 +155,9 @@ public final class EventDecoder {
     }
     if (problem != null) {
       return DecodeResult.invalid(problem[0], problem[1], schemaId);
+    }
+    if (comment >= 0 && values[comment] instanceof byte[]) {
+      values[comment] = CommentScrub.scrub((byte[]) values[comment]);
     }
     return DecodeResult.valid(schemaId, values);
   }

@@ -63,7 +63,10 @@ final class EventLimits {
       "error_message", 4_096,
       "session_hint", 128,
       "consent", 32,
-      "ip", 64);
+      "ip", 64,
+      "survey_id", 128,
+      "feedback_scale", 8,
+      "feedback_comment", 1_000);
 
   private static final int MAP = -1;
   private static final VarHandle LONGS =

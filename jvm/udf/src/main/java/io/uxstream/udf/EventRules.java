@@ -17,6 +17,8 @@ import java.util.List;
  *   <li>{@code impossible_value}: ts or received_at before 2000-01-01 or after 9999-12-31; lcp_ms, inp_ms,
  *       cls, page_load_ms or engagement_time_ms negative, NaN or infinite; ip present but not an IPv4/IPv6
  *       address (parsed literally, never resolved).
+ *   <li>feedback events ({@link FeedbackRules}): {@code missing_field} without survey_id, feedback_scale or
+ *       feedback_score; {@code impossible_value} for an unknown scale or a score outside it.
  * </ol>
  *
  * {@link EventLimits} runs before these rules (rule 0 of the Python module: size and content limits).
@@ -30,7 +32,7 @@ final class EventRules {
 
   /** Sorted, as Python's {@code ", ".join(sorted(EVENT_TYPES))} lists them. */
   static final List<String> EVENT_TYPES =
-      List.of("click", "custom", "error", "heartbeat", "page_view", "web_vital");
+      List.of("click", "custom", "error", "feedback", "heartbeat", "page_view", "web_vital");
 
   static final long MIN_TS_MS = 946_684_800_000L;
   static final long MAX_TS_MS = 253_402_300_799_999L;
@@ -58,6 +60,7 @@ final class EventRules {
   private final int[] webVitals;
   private final int[] nonNegative;
   private final int ip;
+  private final FeedbackRules feedback;
 
   /** Rules over records in the reader schema whose field names are {@code fieldNames}, in order. */
   EventRules(List<String> fieldNames) {
@@ -72,6 +75,7 @@ final class EventRules {
     webVitals = WEB_VITALS.stream().mapToInt(fieldNames::indexOf).toArray();
     nonNegative = NON_NEGATIVE_NUMBERS.stream().mapToInt(fieldNames::indexOf).toArray();
     ip = fieldNames.indexOf("ip");
+    feedback = new FeedbackRules(fieldNames);
   }
 
   private static Object get(Object[] values, int index) {
@@ -200,6 +204,9 @@ final class EventRules {
           IMPOSSIBLE_VALUE, "field 'ip' is " + PyText.repr(address) + ", not an IPv4 or IPv6 address"
         };
       }
+    }
+    if (sameBytes(type, FeedbackRules.FEEDBACK)) {
+      return feedback.validate(values);
     }
     return null;
   }
