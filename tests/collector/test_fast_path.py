@@ -222,3 +222,19 @@ def test_the_cached_ip_rule_is_ipaddresss_verdict() -> None:
             assert problem == contract.Invalid(
                 "impossible_value", f"field 'ip' is {ip!r}, not an IPv4 or IPv6 address"
             ), ip
+
+
+def test_the_unrolled_varint_is_the_avro_long_of_every_size() -> None:
+    def reference(value: int) -> bytes:
+        n = (value << 1) ^ (value >> 63)
+        out = bytearray()
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        return bytes(out + bytes((n,)))
+
+    edges = [0, 1, 2**63 - 1, -(2**63), T0, NOW, -T0]
+    for bits in range(1, 64):
+        edges += [2**bits, 2**bits - 1, -(2**bits), -(2**bits) - 1, 2**bits + 12345 % 2**bits]
+    for value in edges:
+        assert logic._varint(value) == reference(value), value
