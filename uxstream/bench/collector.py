@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from jobs.common.settings import KafkaSettings
 from jobs.common.topics import ensure_topics
@@ -177,14 +178,125 @@ async def _grpc_load(target: str, seconds: float) -> dict[str, Any]:
     return {"events_per_s": acked / elapsed, "refused_batches": refused, "seconds": elapsed}
 
 
+# ------------------------------------------------------------------------------- CPU per event (no I/O)
+
+
+def generator_batches(batch: int, batches: int, seed: int = 7) -> list[bytes]:
+    """JSON bodies of `batches` batches of `batch` generator events, as a client sends them (no
+    received_at or ip: the collector sets those)."""
+    from uxstream.contract.generator import Generator, GeneratorConfig
+
+    config = GeneratorConfig(events=batch * batches, seed=seed, start_ms=T0, partitions=1)
+    records = [json.loads("{" + r[4])["event"] for r in Generator(config).records() if r[4]]
+    for record in records:
+        record.pop("received_at", None)
+        record.pop("ip", None)
+    return [json.dumps(records[i : i + batch]).encode() for i in range(0, len(records), batch)]
+
+
+def _cpu_us(run: Callable[[], int], repeat: int) -> float:
+    """Process CPU µs per item of `run()` (which returns how many items it handled), best of `repeat`."""
+    best = math.inf
+    for _ in range(repeat):
+        started = time.process_time()
+        items = run()
+        best = min(best, (time.process_time() - started) / max(items, 1) * 1e6)
+    return best
+
+
+def cpu_profile(batch: int = 200, batches: int = 25, repeat: int = 5) -> dict[str, Any]:
+    """CPU µs per event of each stage of POST /v1/batch after the HTTP layer, in this process (no
+    network): JSON parsing (`parse_batch`), validation (`prepare`), framed Avro (`encode_record` + the
+    record-size rule), the producer call (librdkafka's enqueue into a producer with the collector's
+    settings and no reachable broker: no delivery, so the poll thread's callbacks are not counted), and
+    the whole path (`parse_batch` + `service.prepare_batch`, the loop `Collector.ingest` runs)."""
+    from confluent_kafka import Producer
+
+    from uxstream.collector import logic
+    from uxstream.collector.service import BatchResult, prepare_batch
+
+    limits = logic.BodyLimits(10**8, 10**8, 1000, 10**6)
+    bodies = generator_batches(batch, batches)
+    parsed = [cast(list[Any], logic.parse_batch(body, limits)) for body in bodies]
+    events = [event for one in parsed for event in one]
+    received_at, ip, frame = T0 + 3_600_000, "203.0.113.0", b"\x00\x00\x00\x00\x02"
+    prepared = [
+        logic.prepare(e, project="bench", received_at=received_at, client_ip=ip, truncate=False)
+        for e in events
+    ]
+    accepted = [p for p in prepared if isinstance(p, logic.Accepted)]
+    values = [(a.key, frame + logic.encode_record(a.record)) for a in accepted]
+    producer = Producer({
+        "bootstrap.servers": "127.0.0.1:9", "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+        "compression.type": "lz4", "partitioner": "murmur2_random", "log_level": 0,
+        "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 4_194_304,
+    })  # fmt: skip
+
+    def on_delivery(error: Any, message: Any) -> None:
+        pass
+
+    def parse() -> int:
+        return sum(len(cast(list[Any], logic.parse_batch(body, limits))) for body in bodies)
+
+    def validate() -> int:
+        for event in events:
+            logic.prepare(event, project="bench", received_at=received_at, client_ip=ip, truncate=False)
+        return len(events)
+
+    def encode() -> int:
+        for one in accepted:
+            logic.size_problem(frame + logic.encode_record(one.record))
+        return len(accepted)
+
+    def produce() -> int:
+        for key, value in values:
+            producer.produce("ux.bench.cpu", value, key, on_delivery=on_delivery, timestamp=received_at)
+        producer.purge()
+        return len(values)
+
+    def pipeline() -> int:
+        count = 0
+        for body in bodies:
+            batch_events = cast(list[Any], logic.parse_batch(body, limits))
+            result = BatchResult()
+            prepare_batch(
+                batch_events, result, project="bench", received_at=received_at, client_ip=ip,
+                do_not_track=False, header=frame,
+                produce=lambda key, value: producer.produce(
+                    "ux.bench.cpu", value, key, on_delivery=on_delivery, timestamp=received_at
+                ),
+            )  # fmt: skip
+            count += len(batch_events)
+        producer.purge()
+        return count
+
+    stages = {
+        name: round(_cpu_us(run, repeat), 2)
+        for name, run in (("parse", parse), ("prepare", validate), ("encode", encode), ("produce", produce))
+    }
+    total = _cpu_us(pipeline, repeat)
+    return {
+        "batch_events": batch, "events": len(events), "accepted": len(accepted),
+        "us_per_event": stages, "pipeline_us_per_event": round(total, 2),
+        "events_per_cpu_s": round(1e6 / total),
+    }  # fmt: skip
+
+
 def client_main(argv: list[str]) -> int:
     """`python -m uxstream.bench.collector http|grpc …`: one load phase, its result as JSON on stdout."""
     parser = argparse.ArgumentParser(prog="uxstream.bench.collector")
-    parser.add_argument("mode", choices=("http", "grpc"))
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("mode", choices=("http", "grpc", "cpu"))
+    parser.add_argument("--port", type=int, help="the collector's port (http, grpc)")
+    parser.add_argument("--batch", type=int, default=200, help="cpu: events per batch")
+    parser.add_argument("--batches", type=int, default=25, help="cpu: batches per round")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, help="HTTP requests/s (open loop); default: closed loop")
     args = parser.parse_args(argv)
+    if args.mode == "cpu":
+        print(json.dumps(cpu_profile(args.batch, args.batches)))
+        return 0
+    if args.port is None:
+        parser.error("--port is required for http and grpc")
     with contextlib.suppress(ImportError):
         import uvloop
 

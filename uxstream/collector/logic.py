@@ -17,7 +17,7 @@ import math
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, Literal, cast
@@ -232,6 +232,54 @@ def content_event_id(project: str, event: Mapping[str, Any]) -> str:
     return "c-" + digest.hexdigest()[:32]
 
 
+def _build_record_source() -> str:
+    """Source of `_fast_record(raw)`: the client's fields of a JSON object as a record dict, straight-line
+    code per field in schema order (no loop, no spec lookups). It returns None at the first value whose
+    type is not exactly what the field takes (a str subclass, a bool, an out-of-range int, …): the caller
+    then runs the reference loop (`prepare_reference`), which names the problem. So the fast path only
+    ever accepts what the reference accepts, with the same record."""
+    lines = ["def _fast_record(raw):", "    get = raw.get"]
+    names = []
+    for index, (name, kind, missing) in enumerate(_client_plan()):
+        if not name.isidentifier():
+            raise ValueError(f"field {name!r}: not an identifier")
+        var = f"v{index}"
+        names.append((name, var))
+        lines.append(f"    {var} = get({name!r})")
+        default = "{}" if kind == "map" else repr(missing)
+        lines.append(f"    if {var} is None:")
+        lines.append(f"        {var} = {default}")
+        if kind == "string":
+            check = f"type({var}) is not str"
+        elif kind == "long":
+            check = f"type({var}) is not int or not {-(2**63)} <= {var} < {2**63}"
+        elif kind == "int":
+            check = f"type({var}) is not int or not {-_INT32} <= {var} < {_INT32}"
+        elif kind == "double":
+            check = f"type({var}) is not float and type({var}) is not int"
+        else:
+            check = f"type({var}) is not dict or ({var} and not _all_str({var}))"
+        lines.append(f"    elif {check}:")
+        lines.append("        return None")
+    fields = ", ".join(f"{name!r}: {var}" for name, var in names)
+    lines.append(f"    return {{{fields}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _all_str(mapping: dict[Any, Any]) -> bool:
+    for item in mapping.values():  # noqa: SIM110 (a loop: no generator object per event)
+        if type(item) is not str:
+            return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _fast_record() -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    namespace: dict[str, Any] = {"_all_str": _all_str}
+    exec(compile(_build_record_source(), "<collector fast record>", "exec"), namespace)
+    return cast(Callable[[dict[str, Any]], "dict[str, Any] | None"], namespace["_fast_record"])
+
+
 def prepare(
     raw: Any,
     *,
@@ -243,7 +291,34 @@ def prepare(
 ) -> Prepared:
     """One event of a batch → what is written, or why not. `client_ip` is the connection's address (or the
     trusted proxy's X-Forwarded-For); only its truncation (SEMANTICS.md, Privacy) reaches the record
-    (`truncate=False`: the caller truncated it already, once per batch)."""
+    (`truncate=False`: the caller truncated it already, once per batch).
+
+    The fast path (`_fast_record`) builds the record of a well-typed JSON object; anything else goes to
+    `prepare_reference`. Both give the same result for every input (tests/collector/test_fast_path.py)."""
+    if do_not_track:
+        return Skipped(SKIP_DNT)
+    if type(raw) is not dict:
+        return prepare_reference(
+            raw, project=project, received_at=received_at, client_ip=client_ip, truncate=truncate
+        )
+    record = _fast_record()(raw)
+    if record is None:
+        return prepare_reference(
+            raw, project=project, received_at=received_at, client_ip=client_ip, truncate=truncate
+        )
+    return _finish(record, raw, project, received_at, truncated_ip(client_ip) if truncate else client_ip)
+
+
+def prepare_reference(
+    raw: Any,
+    *,
+    project: str,
+    received_at: int,
+    client_ip: str | None,
+    do_not_track: bool = False,
+    truncate: bool = True,
+) -> Prepared:
+    """`prepare` field by field from the schema's specs (the slow, obviously right path)."""
     if do_not_track:
         return Skipped(SKIP_DNT)
     if not isinstance(raw, dict):
@@ -261,12 +336,19 @@ def prepare(
                 detail = f"field '{name}' is a JSON {_json_kind(value)}, expected {wanted}"
                 return Rejected(IMPOSSIBLE_VALUE, detail)
         record[name] = value
+    return _finish(record, raw, project, received_at, truncated_ip(client_ip) if truncate else client_ip)
+
+
+def _finish(
+    record: dict[str, Any], raw: dict[str, Any], project: str, received_at: int, ip: str | None
+) -> Prepared:
+    """The collector's fields and the contract's rules on a well-typed record."""
     if record.get("consent") == "denied":
         return Skipped(SKIP_CONSENT)
     if not record["event_id"]:
         record["event_id"] = content_event_id(project, raw)
     record["received_at"] = received_at
-    record["ip"] = truncated_ip(client_ip) if truncate else client_ip
+    record["ip"] = ip
     problem: Invalid | None = validate(record)
     if problem is not None:
         return Rejected(problem.reason, problem.detail)
@@ -375,11 +457,22 @@ _SECOND_BRANCH: Final = b"\x02"
 _pack_double = struct.Struct("<d").pack
 
 
+_ONE_BYTE: Final = tuple(bytes((n,)) for n in range(128))
+
+
 def _varint(value: int) -> bytes:
-    """Avro long: zig-zag, then base-128 varint."""
+    """Avro long: zig-zag, then base-128 varint (the common sizes unrolled: 1 and 2 bytes, and the 6 of
+    an epoch-millisecond timestamp)."""
     n = (value << 1) ^ (value >> 63)
     if n < 0x80:
-        return bytes((n,))
+        return _ONE_BYTE[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if 0x8_0000_0000 <= n < 0x400_0000_0000:
+        return bytes((
+            n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
+            n >> 28 & 0x7F | 0x80, n >> 35,
+        ))  # fmt: skip
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -388,35 +481,66 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_received_varint: Final = lru_cache(maxsize=16)(_varint)
+"""`_varint` of `received_at`: one value per batch, so encoded once per batch."""
+
+
 def _string(value: str) -> bytes:
     data = value.encode("utf-8")
     return _varint(len(data)) + data
 
 
+_SMALL_LENGTHS: Final = tuple(bytes(((n << 1),)) for n in range(64))
+"""The Avro long of 0..63 (one byte): the length prefix of most strings."""
+
+
+def _encoder_source() -> str:
+    """Source of `_encode(record)`: the Avro binary body in the reader schema as straight-line code per
+    field (no loop over the specs, no per-field branching on the type at run time)."""
+    lines = ["def _encode(record):", "    out = []", "    add = out.append"]
+    for spec in field_specs():
+        value = f"record[{spec.name!r}]"
+        body: list[str]
+        if spec.kind == "string":
+            body = ["data = v.encode()", "n = len(data)"]
+            body += ["add(SMALL[n] if n < 64 else VARINT(n))", "add(data)"]
+        elif spec.kind == "double":
+            body = ["add(DOUBLE(v))"]
+        elif spec.kind == "map":
+            body = [
+                "if v:",
+                "    add(VARINT(len(v)))",
+                "    for key, item in v.items():",
+                "        add(STRING(key))",
+                "        add(STRING(item))",
+                "add(NULL)",
+            ]
+        elif spec.name == "received_at":
+            body = ["add(RECEIVED(v))"]
+        else:
+            body = ["add(VARINT(v))"]
+        lines.append(f"    v = {value}")
+        if spec.nullable:
+            lines += ["    if v is None:", "        add(NULL)", "    else:", "        add(SECOND)"]
+            lines += [f"        {line}" for line in body]
+        else:
+            lines += [f"    {line}" for line in body]
+    lines.append("    return b''.join(out)")
+    return "\n".join(lines) + "\n"
+
+
+@lru_cache(maxsize=1)
+def _encoder() -> Callable[[Mapping[str, Any]], bytes]:
+    namespace: dict[str, Any] = {
+        "SMALL": _SMALL_LENGTHS, "VARINT": _varint, "RECEIVED": _received_varint, "DOUBLE": _pack_double,
+        "STRING": _string, "NULL": _NULL, "SECOND": _SECOND_BRANCH,
+    }  # fmt: skip
+    exec(compile(_encoder_source(), "<collector avro encoder>", "exec"), namespace)
+    return cast(Callable[[Mapping[str, Any]], bytes], namespace["_encode"])
+
+
 def encode_record(record: Mapping[str, Any]) -> bytes:
     """Avro binary body of a prepared record in the reader schema: the bytes fastavro writes
-    (`contract.encode_body`), about three times faster; a check-tier test compares the two."""
-    parts: list[bytes] = []
-    append = parts.append
-    for spec in field_specs():
-        value = record[spec.name]
-        if spec.nullable:
-            if value is None:
-                append(_NULL)
-                continue
-            append(_SECOND_BRANCH)  # every nullable field of the event schema is ["null", T]
-        kind = spec.kind
-        if kind == "string":
-            append(_string(value))
-        elif kind == "double":
-            append(_pack_double(value))
-        elif kind == "map":
-            if value:
-                append(_varint(len(value)))
-                for key, item in value.items():
-                    append(_string(key))
-                    append(_string(item))
-            append(_NULL)
-        else:
-            append(_varint(value))
-    return b"".join(parts)
+    (`contract.encode_body`), several times faster (a per-schema encoder generated once); the tests compare
+    the two (tests/collector/test_logic.py, tests/collector/test_fast_path.py)."""
+    return _encoder()(record)
