@@ -129,13 +129,15 @@ def fed(
         for thread in senders:
             thread.join(300)
     records = committed_records(kafka_settings, topic)
-    written = [decode_framed(r.value)[1] for r in records]
+    framed = [decode_framed(r.value) for r in records]  # (writer schema: the collector's latest, event)
+    written = [event for _, event in framed]
     truth = folder / "truth.jsonl"
     truth.write_text(
         "".join(
-            json.dumps({"seq": n, "schema_id": 2, "partition": 0, "key": r.key.decode() if r.key else None,
-                        "timestamp": r.timestamp, "event": value}) + "\n"
-            for n, (r, value) in enumerate(zip(records, written, strict=True))
+            json.dumps({"seq": n, "schema_id": schema.id, "partition": 0,
+                        "key": r.key.decode() if r.key else None, "timestamp": r.timestamp,
+                        "event": value}) + "\n"
+            for n, (r, (schema, value)) in enumerate(zip(records, framed, strict=True))
         ),
         encoding="utf-8",
     )  # fmt: skip

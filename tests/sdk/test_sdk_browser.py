@@ -277,13 +277,15 @@ def visit(
     if os.environ.get("UXSTREAM_SAVE_SDK_FIXTURES") == "1":
         save_fixtures(sent)
     records = committed_records(kafka_settings, topic)
-    written = [decode_framed(r.value)[1] for r in records]
+    framed = [decode_framed(r.value) for r in records]  # (writer schema: the collector's latest, event)
+    written = [event for _, event in framed]
     truth = folder / "truth.jsonl"
     truth.write_text(
         "".join(
-            json.dumps({"seq": n, "schema_id": 2, "partition": 0, "key": r.key.decode() if r.key else None,
-                        "timestamp": r.timestamp, "event": value}) + "\n"
-            for n, (r, value) in enumerate(zip(records, written, strict=True))
+            json.dumps({"seq": n, "schema_id": schema.id, "partition": 0,
+                        "key": r.key.decode() if r.key else None, "timestamp": r.timestamp,
+                        "event": value}) + "\n"
+            for n, (r, (schema, value)) in enumerate(zip(records, framed, strict=True))
         ),
         encoding="utf-8",
     )  # fmt: skip
