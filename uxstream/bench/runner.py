@@ -245,10 +245,11 @@ class JobProcess:
             raise BenchError(f"{self.spec.job}: the monitor saw no record read: {self.log_tail()}")
         if span.source_records != events:
             raise BenchError(f"{self.spec.job}: read {span.source_records} records, expected {events}")
-        wall = self.exited - self.launched
+        finished = next((e for e in self.events if e.get("event") == "finished"), {})
+        exited = self.exited - float(finished.get("linger_s", 0.0))  # jobrun lingers for the last poll
+        wall = exited - self.launched
         startup = span.start - self.launched
         busy = self._cpu_end[0] - self._cpu_start[0]
-        finished = next((e for e in self.events if e.get("event") == "finished"), {})
         wall_rate = round(events / max(wall - startup, 1e-9), 1)
         # A tiny input on a loaded box can be read completely before the monitor's first poll sees the job:
         # no record is left to time in the span. Report the wall-clock rate then, and say so.
@@ -259,7 +260,7 @@ class JobProcess:
             "running_s": round((seen.running_at or span.start) - self.launched, 3),
             "processing_s": round(span.seconds, 3),
             "end_observed": span.end_observed,
-            "tail_s": round(self.exited - span.end, 3),
+            "tail_s": round(exited - span.end, 3),
             "events_per_s": round(span.records / span.seconds, 1) if measured else wall_rate,
             "events_per_s_basis": "span"
             if measured
