@@ -78,9 +78,22 @@ def test_job_runs_carry_vertex_load_and_the_bottleneck(smoke_run: tuple[Path, di
     assert result["figures"]["latency"]["windows"]
 
 
+def test_the_enrichment_ab_pairs_runs_and_the_switched_off_run_consults_no_verdict_cache(
+    smoke_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    _, result, _ = smoke_run
+    figures = result["figures"]
+    (enriched,) = figures["sessionize"]["runs"]
+    (plain,) = figures["sessionize_unenriched"]["runs"]
+    assert plain["ua_cache"] == {"hits": 0, "misses": 0, "hit_rate": None}
+    expected = round(1 - enriched["events_per_s"] / plain["events_per_s"], 3)
+    assert figures["sessionize"]["enrichment_cost"]["median"] == expected
+
+
 def test_the_markdown_table_is_written(smoke_run: tuple[Path, dict[str, Any], str]) -> None:
     folder, result, stdout = smoke_run
     text = (folder / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert "| measurement | median | min – max | target |" in text
     assert "sessionize ÷ bare pipeline" in text and result["command"] in text
+    assert "enrichment cost: 1 − sessionize ÷ sessionize with enrichment off" in text
     assert "done:" in stdout  # progress lines were printed

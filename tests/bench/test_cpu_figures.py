@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from uxstream.bench.harness import ua_cache
 from uxstream.bench.monitor import Observation, Span, cpu_in_span, thread_cpu_seconds, thread_kind
 
 JOB = thread_kind("Source: ux_even")
@@ -42,3 +43,18 @@ def test_the_threads_of_a_live_process_are_read_from_proc() -> None:
     threads = thread_cpu_seconds(os.getpid())
     assert threads and all(seconds >= 0 for seconds in threads.values())
     assert any(key.split(":", 1)[0] == str(os.getpid()) for key in threads)  # the main thread's tid
+
+
+def test_the_verdict_cache_figure_sums_every_decode_operator_and_ignores_other_counters() -> None:
+    record = {
+        "vertices": [
+            {"operators": {"0.Calc[3].uxstream.enrichment.ua_cache_hits": 900,
+                           "0.Calc[3].uxstream.enrichment.ua_cache_misses": 60,
+                           "0.Calc[3].numRecordsIn": 5_000}},
+            {"operators": {"0.Calc[9].uxstream.enrichment.ua_cache_hits": 100,
+                           "0.Calc[9].uxstream.enrichment.ua_cache_misses": 40}},
+            {"operators": {}},
+        ]
+    }  # fmt: skip
+    assert ua_cache(record) == {"hits": 1000, "misses": 100, "hit_rate": 0.9091}
+    assert ua_cache({"vertices": [{"operators": {}}]})["hit_rate"] is None

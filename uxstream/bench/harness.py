@@ -55,8 +55,21 @@ from uxstream.paths import ROOT
 
 RESULTS_DIR: Final = ROOT / "bench-results"
 MARKDOWN: Final = ROOT / "BENCHMARKS.md"
-MEASUREMENTS: Final = ("kafka", "decode", "generator", "collector", "jobs", "latency", "anomaly")
-"""What `--skip` can leave out (`jobs`: the bare pipeline, sessionize and funnels runs)."""
+MEASUREMENTS: Final = (
+    "kafka", "decode", "generator", "collector", "jobs", "enrichment", "latency", "anomaly",
+)  # fmt: skip
+"""What `--skip` can leave out (`jobs`: the bare pipeline, sessionize and funnels runs; `enrichment`: the
+sessionize runs with enrichment off that the enrichment cost is measured against)."""
+VARIANTS: Final[dict[str, tuple[str, tuple[tuple[str, str], ...]]]] = {
+    "bare": ("bare", ()),
+    "sessionize": ("sessionize", ()),
+    "sessionize_unenriched": (
+        "sessionize",
+        (("UXSTREAM_ENRICH_USER_AGENT", "false"), ("UXSTREAM_GEOIP_DB", "off")),
+    ),
+    "funnels": ("funnels", ()),
+}
+"""A job run's name → the job and its extra environment (jobs/common/enrichment.py names the switches)."""
 
 BACKLOG_ARGS: Final = (
     "--seed", "7", "--partitions", "1", "--duration", "1h",
@@ -136,6 +149,7 @@ REQUIRED_FIGURES: Final = (
     "sessionize.checkpoint_ms.median",
     "sessionize.checkpoint_ms.max",
     "sessionize.ratio_to_bare.median",
+    "sessionize_unenriched.events_per_s.median",
     "funnels.events_per_s.median",
     "funnels.ratio_to_bare.median",
     "funnels.reached_python_share.median",
@@ -277,6 +291,19 @@ def job_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
     result["runs"] = runs
     return result
+
+
+def ua_cache(record: dict[str, Any]) -> dict[str, Any]:
+    """The user-agent verdict cache's hits and misses over a run (every decode operator's gauges summed)."""
+    totals = {"ua_cache_hits": 0, "ua_cache_misses": 0}
+    for vertex in record["vertices"]:
+        for metric, value in vertex["operators"].items():
+            kind = metric.rsplit(".", 1)[-1]
+            if kind in totals:
+                totals[kind] += int(value)
+    hits, misses = totals["ua_cache_hits"], totals["ua_cache_misses"]
+    rate = round(hits / (hits + misses), 4) if hits + misses else None
+    return {"hits": hits, "misses": misses, "hit_rate": rate}
 
 
 def bottleneck(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -425,12 +452,15 @@ class Harness:
             self.say(f"generator {i + 1}/{self.config.repeats}: {rates[-1]:,.0f} records/s")
         return {"events_per_s": spread(rates), "events": self.config.generator_events}
 
-    def job_run(self, job: str, repeat: int, topic: str) -> dict[str, Any]:
-        """One bounded run of `job` over the backlog (sessionize: on a fresh database)."""
+    def job_run(self, name: str, repeat: int, topic: str) -> dict[str, Any]:
+        """One bounded run of the variant `name` (VARIANTS) over the backlog; sessionize and funnels on a
+        fresh database."""
         cfg = self.config
-        run_id = f"{self.run_id}-{job}-{repeat}"
+        job, env = VARIANTS[name]
+        run_id = f"{self.run_id}-{name.replace('_', '-')}-{repeat}"
         spec = JobSpec(
             job=job,
+            env=env,
             topic=topic,
             bounded=True,
             run_id=run_id,
@@ -438,12 +468,12 @@ class Harness:
             checkpoint_interval_ms=cfg.checkpoint_interval_ms,
             flink_options=cfg.flink_options,
             profile_after_records=int(cfg.events * PROFILE_FROM[job])
-            if cfg.profile and repeat == 0
+            if cfg.profile and repeat == 0 and name == job
             else None,
             flame_samples=FLAME_SAMPLES[job],
         )
         timeout = max(900.0, cfg.events / 500)
-        self.say(f"{job} {repeat + 1}/{cfg.repeats}: running bounded over {cfg.events:,} records …")
+        self.say(f"{name} {repeat + 1}/{cfg.repeats}: running bounded over {cfg.events:,} records …")
         try:
             if job in ("sessionize", "funnels"):
                 with fresh_database(self.pg, f"uxstream_bench_{run_id.replace('-', '_')}") as pg:
@@ -456,8 +486,10 @@ class Harness:
             python_in = sum(v["records_in"] for v in record["vertices"] if FUNNELS_PYTHON_VERTEX in v["name"])
             record["reached_python"] = python_in
             record["reached_python_share"] = python_in / cfg.events
+        if job == "sessionize":
+            record["ua_cache"] = ua_cache(record)
         self.say(
-            f"{job} {repeat + 1}/{cfg.repeats}: {record['events_per_s']:,.0f} events/s catching up "
+            f"{name} {repeat + 1}/{cfg.repeats}: {record['events_per_s']:,.0f} events/s catching up "
             f"({record['processing_s']:.1f} s), start-up {record['startup_s']:.1f} s, "
             f"wall {record['wall_s']:.1f} s, peak RSS {record['peak_rss_mb']:,.0f} MB, "
             f"{record['checkpoints']['completed']} checkpoint(s), "
@@ -468,7 +500,8 @@ class Harness:
 
     def jobs(self, topic: str, pool: ThreadPoolExecutor | None) -> dict[str, Any]:
         """bare, sessionize and funnels, `repeats` times each, alternating (or all at once with a pool)."""
-        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "sessionize": [], "funnels": []}
+        names = [n for n in VARIANTS if n != "sessionize_unenriched" or "enrichment" not in self.config.skip]
+        runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         pending = [(job, i) for i in range(self.config.repeats) for job in runs]
         if pool is None:
             for job, i in pending:
@@ -486,6 +519,14 @@ class Harness:
         pairs = zip(runs["funnels"], runs["bare"], strict=True)
         funnel_ratios = [f["events_per_s"] / b["events_per_s"] for f, b in pairs]
         figures["funnels"]["ratio_to_bare"] = spread(funnel_ratios, 3)
+        if "sessionize_unenriched" in runs:
+            pairs = zip(runs["sessionize"], runs["sessionize_unenriched"], strict=True)
+            costs = [1 - s["events_per_s"] / u["events_per_s"] for s, u in pairs]
+            figures["sessionize"]["enrichment_cost"] = spread(costs, 3)
+        hit_rates = [r["ua_cache"]["hit_rate"] for r in runs["sessionize"]]
+        hit_rates = [h for h in hit_rates if h is not None]
+        if hit_rates:
+            figures["sessionize"]["ua_cache_hit_rate"] = spread(hit_rates, 4)
         shares = [r["reached_python_share"] for r in runs["funnels"]]
         figures["funnels"]["reached_python_share"] = spread(shares, 5)
         return figures

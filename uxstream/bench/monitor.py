@@ -38,7 +38,8 @@ VERTEX_METRICS: Final = (
     "accumulated-backpressured-time",
     "accumulated-idle-time",
 )
-OPERATOR_COUNTERS: Final = ("numRecordsIn", "numRecordsOut")
+OPERATOR_COUNTERS: Final = ("numRecordsIn", "numRecordsOut", "ua_cache_hits", "ua_cache_misses")
+"""Per-operator metrics read every second (the last two: io.uxstream.udf.Enrichment's verdict cache)."""
 MIN_SPAN_S: Final = 0.05
 
 

@@ -146,6 +146,24 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
         _get(f, "sessionize.events_per_s_wall_minus_startup"),
         " ev/s",
     )
+    row(
+        "sessionize with enrichment off (user agents, geolocation), catch-up",
+        _get(f, "sessionize_unenriched.events_per_s"),
+        " ev/s",
+    )
+    cost = _get(f, "sessionize.enrichment_cost")
+    if cost:
+        lines.append(
+            "| enrichment cost: 1 − sessionize ÷ sessionize with enrichment off (same repeat) | "
+            f"{100 * cost['median']:.1f} % | {100 * cost['min']:.1f} – {100 * cost['max']:.1f} % | ≤ 10 % |"
+        )
+    hit_rate = _get(f, "sessionize.ua_cache_hit_rate")
+    if hit_rate:
+        lines.append(
+            "| user-agent verdict cache hit rate (sessionize, every decode operator) | "
+            f"{100 * hit_rate['median']:.2f} % | "
+            f"{100 * hit_rate['min']:.2f} – {100 * hit_rate['max']:.2f} % | |"
+        )
     row("**funnels** (raw events), catch-up", _get(f, "funnels.events_per_s"), " ev/s", "≥ 100,000 ev/s")
     row("funnels ÷ bare pipeline (same repeat)", _get(f, "funnels.ratio_to_bare"), "", "", 2)
     share = _get(f, "funnels.reached_python_share")

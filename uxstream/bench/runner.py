@@ -75,6 +75,8 @@ class JobSpec:
     """Take flame graphs of every vertex once the sources have read this many records (None: never)."""
     flame_samples: int = 100
     """Stack samples per flame graph, 20 ms apart."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment of the job process (e.g. enrichment switched off for the A/B)."""
 
     @property
     def dlq_topic(self) -> str:
@@ -141,6 +143,7 @@ class JobProcess:
         env = dict(os.environ)
         if s.database is not None:
             env["UXSTREAM_PG_DB"] = s.database.dbname
+        env.update(s.env)
         self._log = open(s.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish())
         self._load_start = os.getloadavg()
         self._cpu_start = box_cpu_seconds()
