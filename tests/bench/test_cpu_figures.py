@@ -56,5 +56,5 @@ def test_the_verdict_cache_figure_sums_every_decode_operator_and_ignores_other_c
             {"operators": {}},
         ]
     }  # fmt: skip
-    assert ua_cache(record) == {"hits": 1000, "misses": 100, "hit_rate": 0.9091}
+    assert ua_cache(record) == {"hits": 1000, "misses": 100, "hit_rate": 0.909091}
     assert ua_cache({"vertices": [{"operators": {}}]})["hit_rate"] is None

@@ -302,7 +302,7 @@ def ua_cache(record: dict[str, Any]) -> dict[str, Any]:
             if kind in totals:
                 totals[kind] += int(value)
     hits, misses = totals["ua_cache_hits"], totals["ua_cache_misses"]
-    rate = round(hits / (hits + misses), 4) if hits + misses else None
+    rate = round(hits / (hits + misses), 6) if hits + misses else None
     return {"hits": hits, "misses": misses, "hit_rate": rate}
 
 
@@ -526,7 +526,7 @@ class Harness:
         hit_rates = [r["ua_cache"]["hit_rate"] for r in runs["sessionize"]]
         hit_rates = [h for h in hit_rates if h is not None]
         if hit_rates:
-            figures["sessionize"]["ua_cache_hit_rate"] = spread(hit_rates, 4)
+            figures["sessionize"]["ua_cache_hit_rate"] = spread(hit_rates, 6)
         shares = [r["reached_python_share"] for r in runs["funnels"]]
         figures["funnels"]["reached_python_share"] = spread(shares, 5)
         return figures

@@ -159,10 +159,11 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
         )
     hit_rate = _get(f, "sessionize.ua_cache_hit_rate")
     if hit_rate:
+        misses = [r.get("ua_cache", {}).get("misses") for r in _get(f, "sessionize.runs") or []]
         lines.append(
-            "| user-agent verdict cache hit rate (sessionize, every decode operator) | "
-            f"{100 * hit_rate['median']:.2f} % | "
-            f"{100 * hit_rate['min']:.2f} – {100 * hit_rate['max']:.2f} % | |"
+            "| user-agent verdict cache hit rate (sessionize, every decode operator; misses per run: "
+            f"{', '.join(str(m) for m in misses)}) | {100 * hit_rate['median']:.3f} % | "
+            f"{100 * hit_rate['min']:.3f} – {100 * hit_rate['max']:.3f} % | |"
         )
     row("**funnels** (raw events), catch-up", _get(f, "funnels.events_per_s"), " ev/s", "≥ 100,000 ev/s")
     row("funnels ÷ bare pipeline (same repeat)", _get(f, "funnels.ratio_to_bare"), "", "", 2)
