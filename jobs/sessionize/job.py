@@ -334,13 +334,15 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 5
+STATE_LAYOUT = 6
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
 (issue 22): every event row carries is_bot (the decode step's enrichment); bots excluded, counted as
 bot_events. v5 (issue 22 item 6): the minute windows aggregate feedback counts and sums, and the packed
-session events carry the feedback fields."""
+session events carry the feedback fields. v6 (issue 22 item 4): session_events runs per device key with
+the device's identity link in its state and the packed events carry user_id; the minute windows' user sets
+carry identity links."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,
