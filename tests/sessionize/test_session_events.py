@@ -246,7 +246,7 @@ def test_gap_sessions_follow_the_gap_rule_exactly_whatever_the_watermark_did_in_
 ) -> None:
     emitted = emissions.of(FIXED_USERS)
     assert sorted((e.user, e.events, e.end_reason) for e in emitted if e.call == "gap_only") == [
-        ("bot", [n for *_, n in BOT_EVERY_10_MIN], "gap"),
+        ("bot", [n for _, _, n, _ in BOT_EVERY_10_MIN], "gap"),
         ("exact", [1, 2], "gap"),
         ("exact", [3], "gap"),
         ("other", [9], "gap"),
