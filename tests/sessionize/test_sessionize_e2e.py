@@ -118,7 +118,8 @@ def test_a_login_mid_session_makes_one_session_of_the_user_and_a_later_anonymous
     """issue 22 item 4 (README "Identity: one visitor across a login"), streams.with_identity_events: the
     anonymous page views before the login and the views after it are ONE session of the user, on the
     device that logged in; the device's anonymous return 31 minutes later is the user's too; the user's
-    server-side event is a session of its own; an anonymous device stays anonymous; a device shared by two
+    server-side event (another anonymous id) is a session of its own, the user's; an anonymous device stays
+    anonymous; a device shared by two
     users in one session belongs to the first one identified. Exactly as the oracle says."""
     ids = {name: PSEUDONYM(raw) for name, raw in IDENTITY_IDS.items()}
     with connect(stream.pg) as conn:
@@ -133,7 +134,7 @@ def test_a_login_mid_session_makes_one_session_of_the_user_and_a_later_anonymous
         (login, user, 4, 4, "/pricing", "/dashboard"),
         (ids["shared_device"], ids["first_user"], 3, 3, "/", "/account"),
         (ids["anonymous_device"], ids["anonymous_device"], 2, 2, "/pricing", "/docs"),
-        (user, user, 1, 1, "/api/orders", "/api/orders"),
+        (ids["server_device"], user, 1, 1, "/api/orders", "/api/orders"),
         (login, user, 1, 1, "/pricing", "/pricing"),
     ]
     want = [r for r in stream.expected()["sessions"] if r["device_key"] in ids.values()]

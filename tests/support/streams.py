@@ -272,6 +272,7 @@ def with_feedback_events(truth_lines: Sequence[str]) -> list[str]:
 IDENTITY_IDS: Final = {
     "login_device": "identity-anon-login",
     "login_user": "identity-user-login",
+    "server_device": "identity-anon-server",
     "anonymous_device": "identity-anon-only",
     "shared_device": "identity-anon-shared",
     "first_user": "identity-user-first",
@@ -286,8 +287,8 @@ _IDENTITY_TIMELINE: Final = (
     (20, "login_device", None, "/signup"),
     (40, "login_device", "login_user", "/welcome"),
     (60, "login_device", "login_user", "/dashboard"),
-    # The same user's server-side event (no anonymous id): a session of its own device key, the user id.
-    (30, None, "login_user", "/api/orders"),
+    # The same user's server-side event (the server's own anonymous id): a session of its own, the user's.
+    (30, "server_device", "login_user", "/api/orders"),
     # Anonymous throughout: its own session, under the anonymous id.
     (10, "anonymous_device", None, "/pricing"),
     (50, "anonymous_device", None, "/docs"),
