@@ -9,6 +9,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -111,12 +112,12 @@ def test_the_jvm_rows_link_is_applied_by_the_finaliser_and_carried_across_splits
         ev(T0 + 65 * MINUTE),
         ev(T0 + 85 * MINUTE),
     ]
-    linked = {"linked_user": "u1", "linked_ts": T0 - DAY}
+    linked: dict[str, Any] = {"linked_user": "u1", "linked_ts": T0 - DAY}
     # Split by max duration at T0 + 65 min: the first part is u2's (its own login), the second carries u2.
     assert owners(split_gap_session(DEVICE, rules, pack(events), "gap", **linked)) == [("u2", 3), ("u2", 2)]
     # An anonymous row takes the device's link; one too old (beyond the 30-day TTL) leaves it anonymous.
     assert owners(split_gap_session(DEVICE, rules, pack(events[:1]), "gap", **linked)) == [("u1", 1)]
-    old = {"linked_user": "u1", "linked_ts": T0 - 31 * DAY}
+    old: dict[str, Any] = {"linked_user": "u1", "linked_ts": T0 - 31 * DAY}
     assert owners(split_gap_session(DEVICE, rules, pack(events[:1]), "gap", **old)) == [(DEVICE, 1)]
 
 

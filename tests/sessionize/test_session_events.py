@@ -308,5 +308,5 @@ def first_difference(
         if g != w:
             rows = [(e.events, e.end_reason, e.at, e.linked_user, e.linked_ts) for e in emitted]
             return f"{call.name} {user}: session {i}: got {g}\nwant {w}\nemitted {rows}\ntimeline {timeline}"
-    rows = [(e.events, e.end_reason, e.at) for e in emitted]
+    rows = [(e.events, e.end_reason, e.at, e.linked_user, e.linked_ts) for e in emitted]
     return f"{call.name} {user}: {len(got)} sessions, want {len(want)}; emitted {rows}"

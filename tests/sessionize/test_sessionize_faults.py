@@ -341,8 +341,8 @@ def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once
             pseudonym = PSEUDONYM(erased)
             with connect(run.pg) as conn:
                 for table, columns, _ in tables.USER_KEYED_TABLES:
-                    named = " OR ".join(f"{column} = %(p)s" for column in columns)
-                    found = conn.execute(f"SELECT count(*) FROM {table} WHERE {named}", {"p": pseudonym})
+                    condition = " OR ".join(f"{column} = %(p)s" for column in columns)
+                    found = conn.execute(f"SELECT count(*) FROM {table} WHERE {condition}", {"p": pseudonym})
                     assert found.fetchone() == (0,), (
                         f"{table} holds rows of the erased user after the restore"
                     )
