@@ -88,12 +88,24 @@ def _present(conn: Any) -> set[str]:
 
 
 def _existing_tables(conn: Any, who: Subject) -> list[tuple[str, str, str, list[str]]]:
-    """(table, key column, time column, the values of the user in it) of the user-keyed tables this
-    database has (a job's migrations may not be applied yet)."""
+    """(table, SQL condition naming the user, time column, the values of the user in it) of the user-keyed
+    tables this database has (a job's migrations may not be applied yet). The condition holds when any key
+    column of the row names one of the values (`%(ids)s`); a key column a migration has not added yet is
+    left out."""
     present = _present(conn)
-    keyed = [(t, k, c, list(who.pseudonyms)) for t, k, c in tables.USER_KEYED_TABLES if t in present]
-    raw = [(t, k, c, list(who.ids)) for t, k, c in tables.RAW_USER_KEYED_TABLES if t in present]
-    return keyed + raw
+    columns: dict[str, set[str]] = {}
+    for table, column in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    ):
+        columns.setdefault(table, set()).add(column)
+    found = []
+    for spec, values in ((tables.USER_KEYED_TABLES, who.pseudonyms), (tables.RAW_USER_KEYED_TABLES, who.ids)):
+        for table, keys, time_column in spec:
+            if table in present:
+                keyed = [k for k in keys if k in columns.get(table, set())]
+                condition = " OR ".join(f"{k} = ANY(%(ids)s)" for k in keyed)
+                found.append((table, f"({condition})", f"{time_column}, {keyed[0]}", list(values)))
+    return found
 
 
 def _json_value(value: Any) -> Any:
@@ -113,11 +125,9 @@ def export_rows(pg: PostgresSettings, who: Subject) -> dict[str, list[dict[str, 
     """Every stored row of the user, per table, ordered by time (and the user's erased-list entries)."""
     out: dict[str, list[dict[str, Any]]] = {}
     with connect(pg) as conn:
-        for table, key, time_column, values in _existing_tables(conn, who):
+        for table, condition, order, values in _existing_tables(conn, who):
             out[table] = _rows(
-                conn.execute(
-                    f"SELECT * FROM {table} WHERE {key} = ANY(%s) ORDER BY {time_column}, {key}", (values,)
-                )
+                conn.execute(f"SELECT * FROM {table} WHERE {condition} ORDER BY {order}", {"ids": values})
             )
         out[tables.ERASED_PSEUDONYMS] = _rows(
             conn.execute(
@@ -141,8 +151,8 @@ def erase_rows(pg: PostgresSettings, who: Subject, by: str, reason: str | None) 
     the request, in one transaction. Returns the rows deleted per table."""
     with connect(pg) as conn, conn.transaction():
         deleted = {
-            table: conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (values,)).rowcount
-            for table, key, _, values in _existing_tables(conn, who)
+            table: conn.execute(f"DELETE FROM {table} WHERE {condition}", {"ids": values}).rowcount
+            for table, condition, _, values in _existing_tables(conn, who)
         }
         with conn.cursor() as cursor:
             cursor.executemany(

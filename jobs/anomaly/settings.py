@@ -12,7 +12,14 @@ from dataclasses import dataclass, field, fields
 from jobs.anomaly.logic import DEFAULT_SERIES_TTL_MS, DetectorError, DetectorSettings, MetricSpec
 from jobs.common import topics
 from jobs.common.flink_env import FlinkSettings
-from jobs.common.settings import KafkaSettings, PostgresSettings, SettingsError, env_int, env_str
+from jobs.common.settings import (
+    KafkaSettings,
+    PostgresSettings,
+    SettingsError,
+    env_int,
+    env_str,
+    parse_duration_ms,
+)
 
 PREFIX = "UXSTREAM_ANOMALY_"
 _FLOAT_FIELDS = (
@@ -49,27 +56,6 @@ def env_float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
-
-
-_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_duration_ms(name: str, raw: str) -> int:
-    """`8d`, `36h`, `90m`, `30s`, `500ms` or a whole number of milliseconds → milliseconds (positive)."""
-    text = raw.strip().lower()
-    number, unit = text, "ms"
-    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if text.endswith(suffix):
-            number, unit = text[: -len(suffix)].strip(), suffix
-            break
-    if not number.isdigit():
-        raise SettingsError(
-            f"{name}={raw!r} is not a duration: a whole number with a unit ms, s, m, h or d (e.g. 8d)"
-        )
-    value = int(number) * _DURATION_UNITS[unit]
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
-    return value
 
 
 def detector_from_env(env: Mapping[str, str]) -> DetectorSettings:

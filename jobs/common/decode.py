@@ -94,6 +94,9 @@ FUNCTIONS: Final = {
 
 USER_KEY: Final = "COALESCE(NULLIF(user_id, ''), anonymous_id)"
 """The user key of an event (SEMANTICS.md): its user_id, else its anonymous_id (sql/classify.sql)."""
+DEVICE_KEY: Final = "COALESCE(NULLIF(anonymous_id, ''), NULLIF(user_id, ''))"
+"""The device key of an event (README "Identity: one visitor across a login"): its anonymous_id, else its
+user_id. Sessions run per device key and are attributed to the user a login on the device names."""
 KAFKA_COLUMNS: Final = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 INVALID_COLUMNS: Final = ("kafka_key", "payload", *KAFKA_COLUMNS, "reason", "detail", "schema_id")
 

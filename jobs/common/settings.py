@@ -316,3 +316,36 @@ def _pg_password(env: Mapping[str, str], name: str) -> tuple[Secret | None, str 
     """(the secret, the file it came from) of `name` / `name_FILE`."""
     secret = env_secret(env, name)
     return secret, (env_str(env, f"{name}_FILE") if secret is not None else None)
+
+
+_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(name: str, raw: str) -> int:
+    """`8d`, `36h`, `90m`, `30s`, `500ms` or a whole number of milliseconds → milliseconds (positive)."""
+    text = raw.strip().lower()
+    number, unit = text, "ms"
+    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)].strip(), suffix
+            break
+    if not number.isdigit():
+        raise SettingsError(
+            f"{name}={raw!r} is not a duration: a whole number with a unit ms, s, m, h or d (e.g. 8d)"
+        )
+    value = int(number) * _DURATION_UNITS[unit]
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+IDENTITY_TTL_ENV: Final = "UXSTREAM_IDENTITY_TTL"
+DEFAULT_IDENTITY_TTL_MS: Final = 30 * 86_400_000
+"""How long (event time) a login on a device attributes the device's later anonymous events to the user
+(README "Identity: one visitor across a login"); sessionize and funnels read the same setting."""
+
+
+def identity_ttl_ms(env: Mapping[str, str]) -> int:
+    """UXSTREAM_IDENTITY_TTL (`30d`, `12h`, … or milliseconds), default 30 days."""
+    raw = env_str(env, IDENTITY_TTL_ENV)
+    return DEFAULT_IDENTITY_TTL_MS if raw is None else parse_duration_ms(IDENTITY_TTL_ENV, raw)

@@ -80,11 +80,12 @@ jobs' lookup (io.uxstream.udf.ErasedUser) so the erased users' events are droppe
 SMOKE_EVENTS: Final = "smoke_events"
 """Output of the smoke pipeline (jobs/smoke): one row per event with the demo's raw user_id."""
 USER_KEYED_TABLES: Final = (
-    (SESSIONS, "user_key", "session_start"),
-    (FUNNEL_ATTEMPTS, "user_key", "entered_at"),
-    (LATE_EVENTS, "user_key", "event_time"),
+    (SESSIONS, ("user_key", "device_key"), "session_start"),
+    (FUNNEL_ATTEMPTS, ("user_key",), "entered_at"),
+    (LATE_EVENTS, ("user_key",), "event_time"),
 )
-"""(table, pseudonymised user key column, time column) of every table that holds rows of one user: what
-`uxstream privacy erase` deletes and `export` returns."""
-RAW_USER_KEYED_TABLES: Final = ((SMOKE_EVENTS, "user_id", "event_time"),)
+"""(table, pseudonymised key columns, time column) of every table that holds rows of one user: what
+`uxstream privacy erase` deletes and `export` returns (a row is the user's when any key column names one of
+the user's pseudonyms: sessions also by the device they ran on, README "Identity")."""
+RAW_USER_KEYED_TABLES: Final = ((SMOKE_EVENTS, ("user_id",), "event_time"),)
 """The same for tables that hold the raw user id (the smoke demo only): erased and exported by raw id."""

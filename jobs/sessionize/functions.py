@@ -52,12 +52,14 @@ SESSION_ROW_TYPES = [
     DataTypes.BOOLEAN(),  # is_final
     DataTypes.INT(),  # feedback_responses
     DataTypes.STRING(),  # feedback (JSON array text; the sink column is JSONB)
+    DataTypes.STRING(),  # device_key (pseudonym)
 ]
 
 
 class SplitSessions(TableFunction):  # type: ignore[misc]
-    """(raw user key, packed events of one gap-session) → one row per final session, keyed by the user's
-    pseudonym (jobs/common/privacy.py): the raw id never leaves this function."""
+    """(raw device key, packed events of one gap-session, end reason, the device's identity link) → one row
+    per final session, keyed by its user's pseudonym (jobs/common/privacy.py; the user is resolved by the
+    identity rule of logic.py): no raw id leaves this function."""
 
     def __init__(self, rules: SessionRules) -> None:
         self.rules = rules
@@ -68,7 +70,9 @@ class SplitSessions(TableFunction):  # type: ignore[misc]
         # The key is read where the function runs (a TaskManager), never shipped inside the job graph.
         self.pseudonym = Pseudonymizer(PrivacySettings.from_env())
 
-    def eval(self, user_key: str, packed: str, end_reason: str) -> Iterator[tuple[object, ...]]:
+    def eval(
+        self, device_key: str, packed: str, end_reason: str, linked_user: str | None, linked_ts: int | None
+    ) -> Iterator[tuple[object, ...]]:
         if self.chaos is None:
             self.chaos = FailOnce()  # reads the environment of the worker, not the client
         self.chaos("sessionize.split_sessions")
@@ -76,7 +80,16 @@ class SplitSessions(TableFunction):  # type: ignore[misc]
         if end_reason not in END_REASONS:
             raise ValueError(f"session_events sent an unknown end reason {end_reason!r}")
         reason = cast(SplitReason, end_reason)
-        for row in split_gap_session(self.pseudonym(user_key), self.rules, packed, reason):
+        rows = split_gap_session(
+            device_key,
+            self.rules,
+            packed,
+            reason,
+            linked_user=linked_user,
+            linked_ts=linked_ts,
+            key=self.pseudonym,
+        )
+        for row in rows:
             yield (
                 row.session_id,
                 row.user_key,
@@ -104,6 +117,7 @@ class SplitSessions(TableFunction):  # type: ignore[misc]
                 row.is_final,
                 row.feedback_responses,
                 row.feedback,
+                row.device_key,
             )
 
 

@@ -27,6 +27,7 @@ from jobs.common.contract import (
     NPS_PROMOTER_MIN,
     NPS_SCALE,
 )
+from jobs.common.decode import DEVICE_KEY
 from jobs.common.pipeline import Pipeline, Step
 from jobs.sessionize.logic import (
     DOUBLE_KPI_METRICS,
@@ -180,8 +181,8 @@ SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(recei
 FROM ledger
 WHERE {counters.ledger_counters("reason")}""",
         f"CREATE TEMPORARY VIEW kpi_minutes AS\n{minutes}",
-        f"CREATE TEMPORARY VIEW session_input AS\nSELECT user_key, event_time, {packed} AS packed\n"
-        f"FROM clean\nWHERE {first}",
+        f"CREATE TEMPORARY VIEW session_input AS\nSELECT {DEVICE_KEY} AS device_key, "
+        f"NULLIF(user_id, '') AS user_id, event_time, {packed} AS packed\nFROM clean\nWHERE {first}",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
         f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
         f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",
@@ -194,19 +195,21 @@ SELECT s.session_id, s.user_key, to_utc(TO_TIMESTAMP_LTZ(s.session_start, 3)),
   s.duration_ms, s.event_count, s.page_views, s.distinct_pages, s.entry_page, s.exit_page, s.referrer,
   s.utm_source, s.utm_medium, s.utm_campaign, s.device_type, s.browser, s.country, s.error_count,
   s.conversions, s.engaged_time_ms, s.engaged, s.bounce, s.split_reason, s.is_final,
-  s.feedback_responses, s.feedback
+  s.feedback_responses, s.feedback, s.device_key
 FROM session_events(
-  input => TABLE session_input PARTITION BY user_key,
+  input => TABLE session_input PARTITION BY device_key,
   on_time => DESCRIPTOR(event_time),
   gap_ms => CAST({settings.session_gap_ms} AS BIGINT),
   max_duration_ms => CAST({settings.max_session_duration_ms} AS BIGINT),
   timezone => {connectors.sql_literal(settings.session_timezone if settings.split_at_midnight else "")},
+  identity_ttl_ms => CAST({settings.identity_ttl_ms} AS BIGINT),
   uid => '{SESSIONS_UID}'
 ) AS g,
-LATERAL TABLE(split_sessions(g.user_key, g.packed, g.end_reason)) AS s(session_id, user_key, session_start,
+LATERAL TABLE(split_sessions(g.device_key, g.packed, g.end_reason, g.linked_user, g.linked_ts))
+  AS s(session_id, user_key, session_start,
   session_end, duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer,
   utm_source, utm_medium, utm_campaign, device_type, browser, country, error_count, conversions,
-  engaged_time_ms, engaged, bounce, split_reason, is_final, feedback_responses, feedback)
+  engaged_time_ms, engaged, bounce, split_reason, is_final, feedback_responses, feedback, device_key)
 WHERE count_when('{counters.SESSIONS_CLOSED}', s.is_final)""",
     ]
     if settings.kpi_topic:
@@ -331,13 +334,15 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 5
+STATE_LAYOUT = 6
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
 (issue 22): every event row carries is_bot (the decode step's enrichment); bots excluded, counted as
 bot_events. v5 (issue 22 item 6): the minute windows aggregate feedback counts and sums, and the packed
-session events carry the feedback fields."""
+session events carry the feedback fields. v6 (issue 22 item 4): session_events runs per device key with
+the device's identity link in its state and the packed events carry user_id; the minute windows' user sets
+carry identity links."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -10,17 +10,25 @@ Rules, applied to each event `e` after the open session's last event `p` (start 
 2. `midnight`: e falls on a later local day than p in the session time zone (when enabled);
 3. `max_duration`: e.ts - S > max duration (the session would exceed it).
 A session that ends because the watermark passed end + gap is final with reason `gap`.
+
+Identity (README "Identity: one visitor across a login"): sessions run per device key (anonymous_id, else
+user_id). A session's user key is the user id of its earliest event that carries one (ties: the least user
+id); a session without any belongs to the user the device was last linked to (the latest earlier event
+carrying a user id; ties: the greatest) when that event is at most `identity_ttl_ms` before the session's
+start, else to the device key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
+
+from jobs.common.settings import DEFAULT_IDENTITY_TTL_MS
 
 SplitReason = Literal["gap", "midnight", "max_duration", "open"]
 
@@ -44,8 +52,11 @@ class SessionRules:
     split_at_midnight: bool = True
     max_duration_ms: int = DEFAULT_MAX_DURATION_MS
     conversion_events: frozenset[str] = frozenset({"order_completed", "signup_completed"})
+    identity_ttl_ms: int = DEFAULT_IDENTITY_TTL_MS
 
     def __post_init__(self) -> None:
+        if self.identity_ttl_ms < 0:
+            raise ValueError(f"identity TTL must not be negative, got {self.identity_ttl_ms} ms")
         if self.gap_ms <= 0:
             raise ValueError(f"session gap must be positive, got {self.gap_ms} ms")
         if self.max_duration_ms <= 0:
@@ -84,6 +95,8 @@ class SessionEvent:
     feedback_score: int | None = None
     feedback_comment: str | None = None
     """Of a feedback event (schema v3): its survey, scale, score and comment (scrubbed by the decode step)."""
+    user_id: str | None = None
+    """The event's user id (None: anonymous); what attributes the session to a user (identity)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,8 @@ class SessionRow:
     feedback: str | None = None
     """The first `MAX_SESSION_FEEDBACK` of them in time order as a JSON array (`feedback_json`); None when
     the session has none."""
+    device_key: str | None = None
+    """The (stored form of the) device key the session ran under (V0015: erase/export by anonymous id)."""
 
 
 def feedback_entry(event: SessionEvent) -> dict[str, object]:
@@ -173,8 +188,14 @@ class OpenSession:
     feedback_responses: int = 0
     feedback: list[dict[str, object]] = field(default_factory=list)
     """The first MAX_SESSION_FEEDBACK feedback entries, in time order."""
+    first_user: tuple[int, str] | None = None
+    """(ts, user id) of the earliest event carrying a user id (ties: the least id): the session's owner."""
+    last_user: tuple[int, str] | None = None
+    """(ts, user id) of the latest event carrying a user id (ties: the greatest id): the next link."""
 
-    def row(self, user_key: str, reason: SplitReason, is_final: bool) -> SessionRow:
+    def row(
+        self, user_key: str, reason: SplitReason, is_final: bool, device_key: str | None = None
+    ) -> SessionRow:
         duration = self.end - self.start
         engaged_ms = engaged_time(duration, self.reported_engagement_ms)
         engaged = (
@@ -210,6 +231,7 @@ class OpenSession:
             is_final=is_final,
             feedback_responses=self.feedback_responses,
             feedback=feedback_json(self.feedback),
+            device_key=device_key,
         )
 
 
@@ -219,12 +241,43 @@ def event_order(event: SessionEvent) -> tuple[int, str]:
 
 
 class SessionState:
-    """One user's sessionizer. `open` is the only state; it is None between sessions."""
+    """One device's sessionizer. `open` is the session state (None between sessions); `link` is the
+    device's identity link: (ts, user id) of the latest event carrying a user id of its closed sessions.
 
-    def __init__(self, user_key: str, rules: SessionRules, open_session: OpenSession | None = None) -> None:
+    `key` maps a raw id to what the rows store (the job: the pseudonymizer); `user_key` is the device key."""
+
+    def __init__(
+        self,
+        user_key: str,
+        rules: SessionRules,
+        open_session: OpenSession | None = None,
+        *,
+        link: tuple[int, str] | None = None,
+        key: Callable[[str], str] | None = None,
+    ) -> None:
         self.user_key = user_key
         self.rules = rules
         self.open = open_session
+        self.link = link
+        self.key: Callable[[str], str] = key or (lambda raw: raw)
+
+    def owner(self, session: OpenSession) -> str:
+        """The raw user key of `session` (module docstring, "Identity")."""
+        if session.first_user is not None:
+            return session.first_user[1]
+        link = self.link
+        if link is not None and session.start - link[0] <= self.rules.identity_ttl_ms:
+            return link[1]
+        return self.user_key
+
+    def _close(self, reason: SplitReason, is_final: bool) -> SessionRow:
+        session = self.open
+        assert session is not None
+        row = session.row(self.key(self.owner(session)), reason, is_final, self.key(self.user_key))
+        last = session.last_user
+        if is_final and last is not None and (self.link is None or last > self.link):
+            self.link = last
+        return row
 
     def split_reason(self, event: SessionEvent) -> SplitReason | None:
         """Why `event` starts a new session, or None when it continues the open one."""
@@ -261,6 +314,12 @@ class SessionState:
             session.conversions += 1
         if event.engagement_time_ms is not None:
             session.reported_engagement_ms = (session.reported_engagement_ms or 0) + event.engagement_time_ms
+        if event.user_id:
+            mark = (event.ts, event.user_id)
+            if session.first_user is None or mark < session.first_user:
+                session.first_user = mark
+            if session.last_user is None or mark > session.last_user:
+                session.last_user = mark
         if event.event_type == FEEDBACK_EVENT:
             session.feedback_responses += 1
             if len(session.feedback) < MAX_SESSION_FEEDBACK:
@@ -276,14 +335,14 @@ class SessionState:
             else:
                 reason = self.split_reason(event)
                 if reason is not None:
-                    closed.append(self.open.row(self.user_key, reason, is_final=True))
+                    closed.append(self._close(reason, is_final=True))
                     self.open = self._start(event)
             self._extend(self.open, event)
         return closed
 
     def snapshot(self) -> SessionRow | None:
         """The open session as a provisional row (`is_final=False`, reason `open`)."""
-        return None if self.open is None else self.open.row(self.user_key, "open", is_final=False)
+        return None if self.open is None else self._close("open", is_final=False)
 
     def expiry_ms(self) -> int | None:
         """Event time at which the open session becomes final: its end + gap."""
@@ -293,14 +352,22 @@ class SessionState:
         """Close the open session because the watermark passed end + gap."""
         if self.open is None:
             return None
-        row = self.open.row(self.user_key, "gap", is_final=True)
+        row = self._close("gap", is_final=True)
         self.open = None
         return row
 
 
-def sessionize_batch(user_key: str, rules: SessionRules, events: Sequence[SessionEvent]) -> list[SessionRow]:
-    """All sessions of a complete, finished event list (convenience for tests and backfills)."""
-    state = SessionState(user_key, rules)
+def sessionize_batch(
+    user_key: str,
+    rules: SessionRules,
+    events: Sequence[SessionEvent],
+    *,
+    link: tuple[int, str] | None = None,
+    key: Callable[[str], str] | None = None,
+) -> list[SessionRow]:
+    """All sessions of a complete, finished event list of one device (for tests, backfills and the JVM's
+    gap-sessions); `link` is the device's identity link before the first event."""
+    state = SessionState(user_key, rules, link=link, key=key)
     rows = state.add(events)
     last = state.expire()
     return [*rows, *([last] if last else [])]
@@ -324,6 +391,7 @@ SESSION_EVENT_FIELDS: Final = (
     "feedback_scale",
     "feedback_score",
     "feedback_comment",
+    "user_id",
 )
 """The order in which the job packs each event of a gap-session (a JSON array per event). Fields are only
 ever appended: an event packed before a field existed unpacks with the field's default (state restored
@@ -338,16 +406,25 @@ def events_from_json(packed: str) -> list[SessionEvent]:
 
 
 def split_gap_session(
-    user_key: str, rules: SessionRules, packed: str, end_reason: SplitReason = "gap"
+    device_key: str,
+    rules: SessionRules,
+    packed: str,
+    end_reason: SplitReason = "gap",
+    *,
+    linked_user: str | None = None,
+    linked_ts: int | None = None,
+    key: Callable[[str], str] | None = None,
 ) -> list[SessionRow]:
-    """Final sessions of a run of a user's events that the JVM closed (`session_events`).
+    """Final sessions of a run of a device's events that the JVM closed (`session_events`).
 
     The JVM emits either everything between two gaps > session gap (`end_reason` `gap`) or one session it
     closed early by a midnight or max-duration split (`end_reason` says which: the state bound of a user
-    who never goes idle). This applies the midnight and max-duration splits and computes the rows; the
-    last session ends with `end_reason`, the others with the reason the next one started.
+    who never goes idle), with the device's identity link before them (`linked_user` at `linked_ts`). This
+    applies the midnight and max-duration splits, attributes each session to its user and computes the
+    rows; the last session ends with `end_reason`, the others with the reason the next one started.
     """
-    rows = sessionize_batch(user_key, rules, events_from_json(packed))
+    link = None if linked_user is None or linked_ts is None else (linked_ts, linked_user)
+    rows = sessionize_batch(device_key, rules, events_from_json(packed), link=link, key=key)
     if rows and end_reason != rows[-1].split_reason:
         rows[-1] = replace(rows[-1], split_reason=end_reason)
     return rows

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from jobs.common import sketches
 from jobs.common.enrichment import EnrichmentSettings, enrich
 from jobs.common.oracle import FUTURE, ON_TIME, arrivals
+from jobs.common.settings import DEFAULT_IDENTITY_TTL_MS
 from jobs.sessionize.logic import (
     FIRST_REVISION,
     KPI_METRICS,
@@ -52,6 +53,12 @@ def user_key_of(event: Mapping[str, Any]) -> str:
     return str(user_id) if user_id else str(event["anonymous_id"])
 
 
+def device_key_of(event: Mapping[str, Any]) -> str:
+    """README "Identity": the anonymous id, else the user id."""
+    anonymous_id = event.get("anonymous_id")
+    return str(anonymous_id) if anonymous_id else str(event["user_id"])
+
+
 def expected_sessions(
     events: Iterable[Mapping[str, Any]],
     *,
@@ -60,17 +67,24 @@ def expected_sessions(
     split_at_midnight: bool = True,
     max_duration_ms: int = 24 * 3_600_000,
     conversion_events: Iterable[str] = ("order_completed", "signup_completed"),
+    identity_ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
 ) -> list[dict[str, Any]]:
-    """Final session rows (as dicts keyed like the `sessions` table) of clean events of a finished stream."""
+    """Final session rows (as dicts keyed like the `sessions` table) of clean events of a finished stream.
+
+    Sessions run per device key; each is attributed to a user by the identity rule (README "Identity: one
+    visitor across a login"), computed here over the device's whole session list: the user id of the
+    session's earliest identified event (ties: least id), else the latest identified event of the device's
+    earlier sessions (ties: greatest id) if at most `identity_ttl_ms` before the session's start, else the
+    device key."""
     zone = ZoneInfo(timezone)
     conversions = set(conversion_events)
-    by_user: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_device: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for event in events:
-        by_user[user_key_of(event)].append(event)
+        by_device[device_key_of(event)].append(event)
 
     rows: list[dict[str, Any]] = []
-    for user, user_events in by_user.items():
-        ordered = sorted(user_events, key=lambda e: (e["ts"], e["event_id"]))
+    for device, device_events in by_device.items():
+        ordered = sorted(device_events, key=lambda e: (e["ts"], e["event_id"]))
         slices: list[tuple[int, int, str]] = []  # (first index, end index exclusive, reason next started)
         begin = 0
         for i in range(1, len(ordered)):
@@ -86,8 +100,19 @@ def expected_sessions(
                 slices.append((begin, i, reason))
                 begin = i
         slices.append((begin, len(ordered), "gap"))
+        link: tuple[int, str] | None = None  # (ts, user id) of the device's latest identified event so far
         for first, stop, reason in slices:
-            rows.append(_session_row(user, ordered[first:stop], reason, conversions))
+            members = ordered[first:stop]
+            identified = [(int(e["ts"]), str(e["user_id"])) for e in members if e.get("user_id")]
+            if identified:
+                owner = min(identified)[1]
+            elif link is not None and members[0]["ts"] - link[0] <= identity_ttl_ms:
+                owner = link[1]
+            else:
+                owner = device
+            if identified and (link is None or max(identified) > link):
+                link = max(identified)
+            rows.append({**_session_row(owner, members, reason, conversions), "device_key": device})
     rows.sort(key=lambda r: (r["user_key"], r["session_start"]))
     return rows
 
@@ -201,6 +226,7 @@ def expected(
     job: str = "sessionize",
     pseudonym: Callable[[str], str] | None = None,
     enrichment: EnrichmentSettings | None = None,
+    identity_ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
 ) -> dict[str, list[dict[str, Any]]]:
     """Expected rows per table name, from the valid events in produce order (each Kafka partition with its
     own watermark: `jobs.common.oracle.arrivals`).
@@ -250,13 +276,13 @@ def expected(
                 continue
         on_time.append((event, occurrence))
         if occurrence == 1:
-            gap_sessions[user_key_of(event)][0].append(event)
+            gap_sessions[device_key_of(event)][0].append(event)
 
     # The late ledger is keyed (job, event_id, event_time): a repeated late record rewrites its row.
     ledger = {(r["job"], r["event_id"], r["event_time"]): r for r in late_rows}
 
     sessions: list[dict[str, Any]] = []
-    for user, pieces in gap_sessions.items():
+    for pieces in gap_sessions.values():
         for piece in pieces:
             rows = expected_sessions(
                 piece,
@@ -265,12 +291,16 @@ def expected(
                 split_at_midnight=split_at_midnight,
                 max_duration_ms=max_duration_ms,
                 conversion_events=conversions,
+                identity_ttl_ms=identity_ttl_ms,
             )
-            assert all(r["user_key"] == user for r in rows)
             if pseudonym is not None:
-                stored = pseudonym(user)
                 rows = [
-                    {**r, "user_key": stored, "session_id": _session_id(stored, r["session_start"])}
+                    {
+                        **r,
+                        "user_key": pseudonym(r["user_key"]),
+                        "device_key": pseudonym(r["device_key"]),
+                        "session_id": _session_id(pseudonym(r["user_key"]), r["session_start"]),
+                    }
                     for r in rows
                 ]
             sessions.extend(rows)

@@ -57,6 +57,7 @@ CREATE TEMPORARY TABLE sessions_sink (
   is_final BOOLEAN,
   feedback_responses INT,
   feedback STRING,
+  device_key STRING,
   PRIMARY KEY (session_id, session_start) NOT ENFORCED
 ) WITH (
   {sessions_options}

@@ -10,7 +10,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jobs.common import topics
 from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import FlinkSettings
-from jobs.common.settings import KafkaSettings, PostgresSettings, SettingsError, env_int, env_str
+from jobs.common.settings import (
+    DEFAULT_IDENTITY_TTL_MS,
+    KafkaSettings,
+    PostgresSettings,
+    SettingsError,
+    env_int,
+    env_str,
+    identity_ttl_ms,
+)
 from jobs.sessionize.logic import DEFAULT_GAP_MS, DEFAULT_MAX_DURATION_MS, SessionRules
 
 MINUTE_MS = 60_000
@@ -48,6 +56,8 @@ class SessionizeSettings:
     sliding_size_ms: int = 5 * MINUTE_MS
     sliding_step_ms: int = MINUTE_MS
     cumulative_step_ms: int = 5 * MINUTE_MS
+    identity_ttl_ms: int = DEFAULT_IDENTITY_TTL_MS
+    """UXSTREAM_IDENTITY_TTL: how long a login attributes later anonymous sessions to the user."""
 
     def __post_init__(self) -> None:
         try:
@@ -71,6 +81,7 @@ class SessionizeSettings:
             "sliding_step_ms",
             "cumulative_step_ms",
             "dedup_ttl_ms",
+            "identity_ttl_ms",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
@@ -96,6 +107,7 @@ class SessionizeSettings:
             split_at_midnight=self.split_at_midnight,
             max_duration_ms=self.max_session_duration_ms,
             conversion_events=frozenset(self.conversion_events),
+            identity_ttl_ms=self.identity_ttl_ms,
         )
 
     @classmethod
@@ -133,6 +145,7 @@ class SessionizeSettings:
             "idleness_ms": env_int(env, p + "IDLENESS_MS", cls.idleness_ms),
             "max_future_skew_ms": env_int(env, p + "MAX_FUTURE_SKEW_MS", cls.max_future_skew_ms),
             "dedup_ttl_ms": env_int(env, p + "DEDUP_TTL_MS", cls.dedup_ttl_ms),
+            "identity_ttl_ms": identity_ttl_ms(env),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -26,9 +26,9 @@ from jobs.anomaly.logic import (
     group_key,
 )
 from jobs.anomaly.oracle import expected
-from jobs.anomaly.settings import PREFIX, AnomalySettings, parse_duration_ms
+from jobs.anomaly.settings import PREFIX, AnomalySettings
 from jobs.common import tables
-from jobs.common.settings import SettingsError
+from jobs.common.settings import SettingsError, parse_duration_ms
 from tests.support.anomaly import DAY, HOUR, MINUTE, T0, WEEK, kpi_record
 
 TTL = 2 * HOUR

@@ -57,6 +57,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("split_reason", TEXT, NOT_NULL), ("is_final", BOOL, NOT_NULL),
         ("engaged_time_ms", BIGINT, NULL),  # V0013: NULL on rows written before it
         ("feedback_responses", INT, NULL), ("feedback", JSONB, NULL),  # V0014 (README "Feedback")
+        ("device_key", TEXT, NULL),  # V0015 (README "Identity"); NULL on rows written before it
     ],
     t.KPI_1M: [
         ("window_start", TS, NOT_NULL), ("window_end", TS, NOT_NULL), ("dimension", TEXT, NOT_NULL),
@@ -106,6 +107,7 @@ PRIMARY_KEYS = {
 SECONDARY_INDEXES = {
     "sessions_user_key_start_idx": (t.SESSIONS, ["user_key", "session_start"]),
     "sessions_start_idx": (t.SESSIONS, ["session_start"]),
+    "sessions_device_key_idx": (t.SESSIONS, ["device_key", "session_start"]),
     "late_events_event_time_idx": (t.LATE_EVENTS, ["event_time"]),
     "late_events_user_key_idx": (t.LATE_EVENTS, ["user_key", "event_time"]),
     "funnel_attempts_funnel_entered_idx": (t.FUNNEL_ATTEMPTS, ["funnel", "entered_at"]),

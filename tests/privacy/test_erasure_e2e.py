@@ -222,10 +222,10 @@ def identity(row: dict[str, Any]) -> tuple[Any, ...]:
 def user_rows(rows: dict[str, list[dict[str, Any]]], scenario: Scenario) -> dict[str, list[dict[str, Any]]]:
     """The rows of the user's ids, per table (pseudonyms under both keys; raw ids in smoke_events)."""
     out = {}
-    for table, key, _ in tables.USER_KEYED_TABLES:
-        out[table] = [r for r in rows[table] if r[key] in scenario.pseudonyms]
-    for table, key, _ in tables.RAW_USER_KEYED_TABLES:
-        out[table] = [r for r in rows[table] if r[key] in scenario.ids]
+    for table, keys, _ in tables.USER_KEYED_TABLES:
+        out[table] = [r for r in rows[table] if any(r.get(k) in scenario.pseudonyms for k in keys)]
+    for table, keys, _ in tables.RAW_USER_KEYED_TABLES:
+        out[table] = [r for r in rows[table] if any(r.get(k) in scenario.ids for k in keys)]
     return out
 
 
@@ -235,7 +235,8 @@ def expected_without_the_user(scenario: Scenario, table: str) -> Counter[tuple[A
     users = {e.event_id: e.user_key for e in run.truth.events}
     want = oracle(run)[table]
     if table == tables.SESSIONS:
-        kept = [r for r in want if r["user_key"] not in scenario.pseudonyms]
+        erased = set(scenario.pseudonyms)
+        kept = [r for r in want if r["user_key"] not in erased and r["device_key"] not in erased]
     else:
         kept = [r for r in want if users[r["event_id"]] not in scenario.ids]
     assert kept, f"no {table} rows of other users: the test would prove nothing"

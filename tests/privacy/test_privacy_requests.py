@@ -35,14 +35,15 @@ def database(pg_settings: PostgresSettings) -> Iterator[PostgresSettings]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def add_session(pg: PostgresSettings, user: str, start: str) -> None:
+def add_session(pg: PostgresSettings, user: str, start: str, device: str | None = None) -> None:
+    """A session of `user` (on device `device`: README "Identity"; default the user's own key)."""
     with connect(pg) as conn:
         conn.execute(
             f"INSERT INTO {tables.SESSIONS} (session_id, user_key, session_start, session_end, "
             "duration_ms, event_count, page_views, distinct_pages, error_count, conversions, engaged, "
-            "bounce, "
-            "split_reason, is_final) VALUES (%s, %s, %s, %s, 0, 1, 1, 1, 0, 0, false, true, 'gap', true)",
-            (f"s-{user}-{start}", PSEUDONYM(user), start, start),
+            "bounce, split_reason, is_final, device_key) "
+            "VALUES (%s, %s, %s, %s, 0, 1, 1, 1, 0, 0, false, true, 'gap', true, %s)",
+            (f"s-{user}-{start}", PSEUDONYM(user), start, start, PSEUDONYM(device or user)),
         )
 
 
@@ -167,6 +168,38 @@ def test_erase_by_user_id_and_anonymous_ids_reaches_every_id_and_the_late_ledger
     neither = privacy(database, "erase", "--by", "alice")
     assert neither.returncode == 2
     assert neither.stderr == "uxstream privacy: error: name the user with --user-id and/or --anonymous-id\n"
+
+
+def test_export_and_erase_by_an_anonymous_id_reach_the_sessions_it_was_stitched_into(
+    database: PostgresSettings,
+) -> None:
+    """README "Identity": a session of usr_1 that ran on device anon_a (anonymous views, then a login) is
+    anon_a's data too: export and erase by the anonymous id alone reach it; other devices' sessions of the
+    same user, and other users' sessions, stay."""
+    add_session(database, "usr_1", "2025-01-06T10:00:00Z", device="anon_a")
+    add_session(database, "usr_1", "2025-01-06T11:00:00Z", device="anon_b")
+    add_session(database, "anon_a", "2025-01-06T09:00:00Z")  # before the login: still anonymous
+    add_session(database, "usr_2", "2025-01-06T10:00:00Z", device="anon_c")
+    done = privacy(database, "export", "--anonymous-id", "anon_a")
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout)["tables"][tables.SESSIONS]
+    assert [(s["user_key"], s["device_key"]) for s in exported] == [
+        (PSEUDONYM("anon_a"), PSEUDONYM("anon_a")),
+        (PSEUDONYM("usr_1"), PSEUDONYM("anon_a")),
+    ]
+    done = privacy(database, "erase", "--anonymous-id", "anon_a")
+    assert done.returncode == 0, done.stderr
+    assert f"{tables.SESSIONS} 2, " in done.stdout  # "erased …: sessions 2, funnel_attempts 0, …"
+    with connect(database) as conn:
+        left = conn.execute(f"SELECT user_key, device_key FROM {tables.SESSIONS} ORDER BY 1, 2").fetchall()
+    assert left == sorted(
+        [(PSEUDONYM("usr_1"), PSEUDONYM("anon_b")), (PSEUDONYM("usr_2"), PSEUDONYM("anon_c"))]
+    )
+    # The erased device stays erased: a session that ran on it is not stored again, whoever it belongs to.
+    add_session(database.as_role("writer"), "usr_1", "2025-01-07T10:00:00Z", device="anon_a")
+    with connect(database) as conn:
+        count = conn.execute(f"SELECT count(*) FROM {tables.SESSIONS}").fetchone()
+    assert count == (2,)
 
 
 def test_the_database_stores_no_new_row_of_an_erased_user_whoever_writes_it(

@@ -122,9 +122,9 @@ def test_feedback_in_separate_sessions_stays_with_its_session() -> None:
     assert [[f["score"] for f in r["feedback"]] for r in rows] == [[10], [0]]
 
 
-def test_the_session_row_lists_the_v0014_columns_last() -> None:
+def test_the_session_row_lists_the_v0014_columns_then_the_v0015_column_last() -> None:
     names = [f.name for f in dataclasses.fields(SessionRow)]
-    assert names[-2:] == ["feedback_responses", "feedback"]
+    assert names[-3:] == ["feedback_responses", "feedback", "device_key"]
 
 
 # ------------------------------------------------------------------------------------- KPI windows

@@ -272,6 +272,7 @@ def test_a_session_row_summarizes_its_events() -> None:
         bounce=False,
         split_reason="gap",
         is_final=True,
+        device_key=USER,  # anonymous throughout: the device key is the user key
     )
 
 

@@ -47,9 +47,11 @@ from tests.support.sessionize import (
 from tests.support.streams import (
     FEEDBACK_ANSWERS,
     HOSTILE_EVENTS,
+    IDENTITY_IDS,
     copy_records,
     with_feedback_events,
     with_hostile_events,
+    with_identity_events,
 )
 from uxstream.db import connect
 from uxstream.paths import ROOT
@@ -65,13 +67,14 @@ def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     """The shared stream on a fresh topic, a fresh migrated database, and one run of the job. The generated
-    stream carries the hostile events (issue 16) and the feedback scenarios (issue 22 item 6)."""
+    stream carries the hostile events (issue 16), the identity (issue 22 item 4) and the feedback scenarios
+    (issue 22 item 6)."""
     folder = tmp_path_factory.mktemp("sessionize")
     run = prepare(
         pg_settings,
         folder,
         GENERATOR_ARGS,
-        rewrite=lambda lines: with_feedback_events(with_hostile_events(lines)),
+        rewrite=lambda lines: with_feedback_events(with_identity_events(with_hostile_events(lines))),
     )
     run_job(run, {"FLINK_LOG_DIR": str(folder / "flink-log")}, parallelism=SHARED_RUN_PARALLELISM)
     stream_logs[run.topic] = flink_log(folder / "flink-log")
@@ -107,6 +110,37 @@ def test_hostile_events_go_to_the_dlq_with_their_reason_and_the_job_never_restar
     log = stream_logs[stream.topic]
     assert "switched from state RUNNING to FINISHED" in log  # the log is the run's: the check can fail
     assert restarts(log) == 0
+
+
+def test_a_login_mid_session_makes_one_session_of_the_user_and_a_later_anonymous_visit_is_theirs_too(
+    stream: Run,
+) -> None:
+    """issue 22 item 4 (README "Identity: one visitor across a login"), streams.with_identity_events: the
+    anonymous page views before the login and the views after it are ONE session of the user, on the
+    device that logged in; the device's anonymous return 31 minutes later is the user's too; the user's
+    server-side event (another anonymous id) is a session of its own, the user's; an anonymous device stays
+    anonymous; a device shared by two
+    users in one session belongs to the first one identified. Exactly as the oracle says."""
+    ids = {name: PSEUDONYM(raw) for name, raw in IDENTITY_IDS.items()}
+    with connect(stream.pg) as conn:
+        rows = conn.execute(
+            "SELECT device_key, user_key, event_count, page_views, entry_page, exit_page"
+            f" FROM {tables.SESSIONS} WHERE device_key = ANY(%(ids)s) OR user_key = ANY(%(ids)s)"
+            " ORDER BY session_start",
+            {"ids": list(ids.values())},
+        ).fetchall()
+    login, user = ids["login_device"], ids["login_user"]
+    assert rows == [
+        (login, user, 4, 4, "/pricing", "/dashboard"),
+        (ids["shared_device"], ids["first_user"], 3, 3, "/", "/account"),
+        (ids["anonymous_device"], ids["anonymous_device"], 2, 2, "/pricing", "/docs"),
+        (ids["server_device"], user, 1, 1, "/api/orders", "/api/orders"),
+        (login, user, 1, 1, "/pricing", "/pricing"),
+    ]
+    want = [r for r in stream.expected()["sessions"] if r["device_key"] in ids.values()]
+    assert len(want) == 5
+    named = ", ".join(f"'{key}'" for key in ids.values())  # pseudonyms: k1_ and hex digits
+    assert_table_equals(stream.pg, tables.SESSIONS, want, f" WHERE device_key IN ({named})")
 
 
 def test_feedback_sits_in_its_session_and_its_kpi_windows_with_comments_scrubbed(
@@ -168,18 +202,19 @@ def test_the_sessions_table_holds_pseudonyms_never_a_raw_user_id(stream: Run) ->
     assert all(key.startswith("k1_") and len(key) == 35 for key in stored)
 
 
-def test_one_session_per_user_and_start_and_a_users_sessions_never_overlap(stream: Run) -> None:
+def test_one_session_per_device_and_start_and_a_devices_sessions_never_overlap(stream: Run) -> None:
     """Natural keys, not the tables' own primary keys (which the database enforces anyway): one session
-    per user and start, sessions of a user in sequence, one ledger row per event and job."""
+    per device and start, sessions of a device in sequence (a user's sessions on two devices may overlap:
+    README "Identity"), one ledger row per event and job."""
     with connect(stream.pg) as conn:
         sessions = conn.execute(
-            f"SELECT user_key, session_start, session_end FROM {tables.SESSIONS} ORDER BY 1, 2"
+            f"SELECT device_key, session_start, session_end FROM {tables.SESSIONS} ORDER BY 1, 2"
         ).fetchall()
         ledger = conn.execute(f"SELECT job, event_id FROM {tables.LATE_EVENTS}").fetchall()
     assert sessions and ledger, "no sessions or no ledger rows: the test would prove nothing"
     assert len({(user, start) for user, start, _ in sessions}) == len(sessions)
     overlaps = [(a, b) for a, b in itertools.pairwise(sessions) if a[0] == b[0] and b[1] <= a[2]]
-    assert not overlaps, f"sessions of one user overlap: {overlaps[:3]}"
+    assert not overlaps, f"sessions of one device overlap: {overlaps[:3]}"
     assert len(set(ledger)) == len(ledger), "an event has two ledger rows"
 
 

@@ -340,8 +340,9 @@ def test_a_whole_minicluster_killed_at_a_checkpoint_resumes_from_it_exactly_once
             assert_table_equals(run.pg, tables.LATE_EVENTS, want_ledger)
             pseudonym = PSEUDONYM(erased)
             with connect(run.pg) as conn:
-                for table, column, _ in tables.USER_KEYED_TABLES:
-                    found = conn.execute(f"SELECT count(*) FROM {table} WHERE {column} = %s", (pseudonym,))
+                for table, columns, _ in tables.USER_KEYED_TABLES:
+                    condition = " OR ".join(f"{column} = %(p)s" for column in columns)
+                    found = conn.execute(f"SELECT count(*) FROM {table} WHERE {condition}", {"p": pseudonym})
                     assert found.fetchone() == (0,), (
                         f"{table} holds rows of the erased user after the restore"
                     )

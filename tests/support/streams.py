@@ -267,3 +267,92 @@ def with_feedback_events(truth_lines: Sequence[str]) -> list[str]:
                 }
             )
     return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
+
+
+IDENTITY_IDS: Final = {
+    "login_device": "identity-anon-login",
+    "login_user": "identity-user-login",
+    "server_device": "identity-anon-server",
+    "anonymous_device": "identity-anon-only",
+    "shared_device": "identity-anon-shared",
+    "first_user": "identity-user-first",
+    "second_user": "identity-user-second",
+}
+"""The ids of `with_identity_events` (issue 22 item 4; README "Identity: one visitor across a login")."""
+
+_IDENTITY_TIMELINE: Final = (
+    # (seconds after the anchor, anonymous id, user id, page path)
+    # A visitor browses anonymously, logs in on /welcome and goes on: one session of the user.
+    (0, "login_device", None, "/pricing"),
+    (20, "login_device", None, "/signup"),
+    (40, "login_device", "login_user", "/welcome"),
+    (60, "login_device", "login_user", "/dashboard"),
+    # The same user's server-side event (the server's own anonymous id): a session of its own, the user's.
+    (30, "server_device", "login_user", "/api/orders"),
+    # Anonymous throughout: its own session, under the anonymous id.
+    (10, "anonymous_device", None, "/pricing"),
+    (50, "anonymous_device", None, "/docs"),
+    # Two users on one device within one session: the session belongs to the first one identified.
+    (5, "shared_device", None, "/"),
+    (25, "shared_device", "first_user", "/account"),
+    (45, "shared_device", "second_user", "/account"),
+)
+IDENTITY_RETURN_AFTER_S: Final = 60 + 31 * 60
+"""The login device comes back anonymously 31 minutes after its last event (a new session, appended at the
+end of the stream so it moves no other event's watermark): it belongs to the user it logged in as."""
+
+
+def with_identity_events(truth_lines: Sequence[str]) -> list[str]:
+    """The ground-truth lines with the identity scenarios of `_IDENTITY_TIMELINE` inserted in event-time
+    order after an ordinary, on-time page view in the middle of the stream (their anchor and template),
+    and the login device's return appended last; `seq` is renumbered."""
+    lines = [json.loads(line) for line in truth_lines]
+    candidates = [
+        index
+        for index, line in enumerate(lines)
+        if line.get("event") is not None
+        and line.get("expected_reason") is None
+        and not line.get("tags")
+        and line["event"]["event_type"] == "page_view"
+    ]
+    anchor_index = candidates[len(candidates) // 2]
+    template = lines[anchor_index]
+    anchor = int(template["event"]["ts"])
+
+    def scenario_line(
+        number: int, seconds: int, device: str | None, user: str | None, path: str
+    ) -> dict[str, Any]:
+        ts = anchor + seconds * 1_000 + 7  # never the same instant as a generated event
+        event = {
+            **{k: v for k, v in template["event"].items() if k not in ("properties",)},
+            "event_id": f"identity-{number}",
+            "anonymous_id": IDENTITY_IDS[device] if device else None,
+            "user_id": IDENTITY_IDS[user] if user else None,
+            "page_path": path,
+            "page_url": f"https://shop.example.com{path}",
+            "ts": ts,
+            "received_at": ts + 300,
+            "properties": {},
+        }
+        key = event["user_id"] or event["anonymous_id"]
+        return {
+            **template,
+            "key": key,
+            "timestamp": event["received_at"],
+            "event": event,
+            "tags": ["identity"],
+        }
+
+    inserted = sorted(
+        (scenario_line(n, *step) for n, step in enumerate(_IDENTITY_TIMELINE)), key=lambda x: x["event"]["ts"]
+    )
+    out: list[dict[str, Any]] = lines[: anchor_index + 1]
+    for line in lines[anchor_index + 1 :]:
+        while inserted and line.get("event") is not None and line["event"]["ts"] > inserted[0]["event"]["ts"]:
+            out.append(inserted.pop(0))
+        out.append(line)
+    out.extend(inserted)
+    out.append(
+        scenario_line(len(_IDENTITY_TIMELINE), IDENTITY_RETURN_AFTER_S, "login_device", None, "/pricing")
+    )
+    return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]

@@ -14,11 +14,20 @@ import org.apache.flink.table.functions.ProcessTableFunction;
 import org.apache.flink.types.Row;
 
 /**
- * {@code session_events(input => TABLE t PARTITION BY user_key, on_time => DESCRIPTOR(event_time),
- * gap_ms => 1800000, max_duration_ms => 86400000, timezone => 'Europe/Berlin', uid => '…')}: rows
- * {@code (user_key, packed, end_reason, rowtime)}, each holding events of one user in event-time order as
- * the JSON array {@code [e1, e2, …]} of the {@code packed} column (ties in arrival order; the Python
- * finaliser orders them by time and event id), and the reason the last session of the row ended.
+ * {@code session_events(input => TABLE t PARTITION BY device_key, on_time => DESCRIPTOR(event_time),
+ * gap_ms => 1800000, max_duration_ms => 86400000, timezone => 'Europe/Berlin', identity_ttl_ms => …,
+ * uid => '…')}: rows {@code (device_key, packed, end_reason, linked_user, linked_ts, rowtime)}, each holding
+ * events of one device in event-time order as the JSON array {@code [e1, e2, …]} of the {@code packed}
+ * column (ties in arrival order; the Python finaliser orders them by time and event id), the reason the
+ * last session of the row ended, and the device's identity link before the row.
+ *
+ * <p>Identity (README "Identity: one visitor across a login"): the input's {@code user_id} column (null for
+ * an anonymous event) is kept with each buffered event. After a row is emitted, the device's link becomes
+ * the user id of the row's latest event that carries one (event time; ties: the greatest user id), with
+ * that event's time; the next row carries it ({@code linked_user}, {@code linked_ts}), so the finaliser can
+ * attribute a session without any user id to the user the device was last linked to. The link outlives
+ * the buffer: it is forgotten by an event-time timer at {@code linked_ts + identity_ttl_ms}, after which
+ * no session could use it (the finaliser applies the same bound).
  *
  * <p>The session rules of SEMANTICS.md, exactly, applied to the events in time order: a new session starts
  * when the next event comes more than {@code gap_ms} after the previous one (a gap of exactly
@@ -42,10 +51,14 @@ import org.apache.flink.types.Row;
  *       holds at most one day (or one max duration) of events plus the out-of-orderness bound.
  * </ul>
  */
-@FunctionHint(output = @DataTypeHint("ROW<packed STRING, end_reason STRING>"))
+@FunctionHint(
+    output =
+        @DataTypeHint(
+            "ROW<packed STRING, end_reason STRING, linked_user STRING, linked_ts BIGINT>"))
 public class SessionEvents extends ProcessTableFunction<Row> {
   private static final long serialVersionUID = 1L;
   private static final String CLOSE = "close";
+  private static final String FORGET = "forget";
   static final String GAP = "gap";
   static final String MIDNIGHT = "midnight";
   static final String MAX_DURATION = "max_duration";
@@ -53,13 +66,17 @@ public class SessionEvents extends ProcessTableFunction<Row> {
   /**
    * The latest event time in the buffer (null: empty), the gap the timer was set with, the open session's
    * start (the earliest event time in the buffer) and the watermark at or after which a walk may close a
-   * session by midnight or max duration.
+   * session by midnight or max duration; the device's identity link (user id and the event time it was
+   * seen at, null: none) and how long a link is kept.
    */
   public static class Latest {
     public Long ts;
     public Long gapMs;
     public Long start;
     public Long boundary;
+    public String linkUser;
+    public Long linkTs;
+    public Long identityTtlMs;
   }
 
   public void eval(
@@ -72,7 +89,8 @@ public class SessionEvents extends ProcessTableFunction<Row> {
           Row input,
       @ArgumentHint(name = "gap_ms", type = @DataTypeHint("BIGINT")) Long gapMs,
       @ArgumentHint(name = "max_duration_ms", type = @DataTypeHint("BIGINT")) Long maxDurationMs,
-      @ArgumentHint(name = "timezone", type = @DataTypeHint("STRING")) String timezone)
+      @ArgumentHint(name = "timezone", type = @DataTypeHint("STRING")) String timezone,
+      @ArgumentHint(name = "identity_ttl_ms", type = @DataTypeHint("BIGINT")) Long identityTtlMs)
       throws Exception {
     if (gapMs == null || gapMs < 0) {
       throw new IllegalArgumentException("session_events: gap_ms must be a non-negative BIGINT, got " + gapMs);
@@ -81,12 +99,18 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       throw new IllegalArgumentException(
           "session_events: max_duration_ms must be a positive BIGINT, got " + maxDurationMs);
     }
+    if (identityTtlMs == null || identityTtlMs < 0) {
+      throw new IllegalArgumentException(
+          "session_events: identity_ttl_ms must be a non-negative BIGINT, got " + identityTtlMs);
+    }
     ZoneId zone = timezone == null || timezone.isEmpty() ? null : ZoneId.of(timezone);
     TimeContext<Long> time = ctx.timeContext(Long.class);
     long ts = time.time();
     String packed = input.getFieldAs("packed");
-    events.add(ts + ":" + packed);
+    String userId = input.getFieldAs("user_id");
+    events.add(Event.entry(ts, userId, packed));
     latest.gapMs = gapMs;
+    latest.identityTtlMs = identityTtlMs;
     if (latest.ts == null || ts > latest.ts) {
       latest.ts = ts;
       time.registerOnTime(CLOSE, ts + gapMs); // replaces the previous timer of this user
@@ -106,24 +130,60 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       Latest latest,
       @StateHint(type = @DataTypeHint("ARRAY<STRING>")) ListView<String> events)
       throws Exception {
+    TimeContext<Long> time = ctx.timeContext(Long.class);
+    if (FORGET.equals(ctx.currentTimer())) {
+      if (latest.ts == null) {
+        ctx.clearAll(); // nothing buffered and the link too old to attribute any later session
+      } // else: the open session may still use it; the close below decides
+      return;
+    }
     long gap = latest.gapMs;
-    StringBuilder session = new StringBuilder("[");
+    List<Event> session = new ArrayList<>();
     long previous = Long.MIN_VALUE;
     for (Event e : sorted(events)) {
       if (previous != Long.MIN_VALUE && e.ts - previous > gap) {
-        collect(Row.of(session.append(']').toString(), GAP));
-        session = new StringBuilder("[");
+        emit(latest, session, GAP);
+        session = new ArrayList<>();
       }
-      if (session.length() > 1) {
-        session.append(',');
-      }
-      session.append(e.packed);
+      session.add(e);
       previous = e.ts;
     }
-    if (session.length() > 1) {
-      collect(Row.of(session.append(']').toString(), GAP));
+    if (!session.isEmpty()) {
+      emit(latest, session, GAP);
     }
-    ctx.clearAll();
+    Long watermark = time.currentWatermark();
+    if (latest.linkUser == null
+        || watermark != null && latest.linkTs + latest.identityTtlMs <= watermark) {
+      ctx.clearAll();
+      return;
+    }
+    events.clear();
+    latest.ts = null;
+    latest.start = null;
+    latest.boundary = null;
+    ctx.clearAllTimers();
+    time.registerOnTime(FORGET, latest.linkTs + latest.identityTtlMs);
+  }
+
+  /** Emit one row of events (time order) with the link before it, then move the link past them. */
+  private void emit(Latest latest, List<Event> session, String reason) {
+    StringBuilder packed = new StringBuilder("[");
+    for (Event e : session) {
+      if (packed.length() > 1) {
+        packed.append(',');
+      }
+      packed.append(e.packed);
+    }
+    collect(Row.of(packed.append(']').toString(), reason, latest.linkUser, latest.linkTs));
+    for (Event e : session) {
+      if (e.userId != null
+          && (latest.linkTs == null
+              || e.ts > latest.linkTs
+              || e.ts == latest.linkTs && e.userId.compareTo(latest.linkUser) > 0)) {
+        latest.linkUser = e.userId;
+        latest.linkTs = e.ts;
+      }
+    }
   }
 
   /**
@@ -156,14 +216,7 @@ public class SessionEvents extends ProcessTableFunction<Row> {
         pending = e.ts; // an earlier event may still arrive: decide once the watermark passes this one
         break;
       }
-      StringBuilder session = new StringBuilder("[");
-      for (int j = start; j < i; j++) {
-        if (j > start) {
-          session.append(',');
-        }
-        session.append(all.get(j).packed);
-      }
-      collect(Row.of(session.append(']').toString(), reason));
+      emit(latest, all.subList(start, i), reason);
       start = i;
       sessionStart = e.ts;
       midnight = zone == null ? Long.MAX_VALUE : nextMidnight(sessionStart, zone);
@@ -203,17 +256,36 @@ public class SessionEvents extends ProcessTableFunction<Row> {
         .toEpochMilli();
   }
 
-  /** One buffered event: its time, the packed JSON value and the state entry it came from. */
+  /**
+   * One buffered event: its time, its user id (null: anonymous), the packed JSON value and the state entry
+   * it came from ({@code ts:L:user_id packed}, L the user id's length or {@code -} for none).
+   */
   private static final class Event {
     final long ts;
+    final String userId;
     final String packed;
     final String entry;
 
     Event(String entry) {
       int colon = entry.indexOf(':');
+      int second = entry.indexOf(':', colon + 1);
       this.ts = Long.parseLong(entry.substring(0, colon));
-      this.packed = entry.substring(colon + 1);
+      String length = entry.substring(colon + 1, second);
+      if (length.equals("-")) {
+        this.userId = null;
+        this.packed = entry.substring(second + 1);
+      } else {
+        int end = second + 1 + Integer.parseInt(length);
+        this.userId = entry.substring(second + 1, end);
+        this.packed = entry.substring(end);
+      }
       this.entry = entry;
+    }
+
+    static String entry(long ts, String userId, String packed) {
+      return userId == null
+          ? ts + ":-:" + packed
+          : ts + ":" + userId.length() + ":" + userId + packed;
     }
   }
 
