@@ -30,10 +30,12 @@ from jobs.sessionize.settings import SessionizeSettings
 from tests.decode.support import jvm_classpath
 from tests.sessionize.test_user_sketch import jvm_sketches
 from tests.support.identity_streams import (
+    ACTIVE_USERS,
     IDS,
     MINUTE,
     PATHS,
     identity_kpi_timeline,
+    scenario_active_users,
     with_identity_kpi_events,
 )
 from tests.support.sessionize import GENERATOR_ARGS
@@ -373,6 +375,13 @@ def test_oracle_an_anonymous_return_without_a_link_in_its_window_counts_as_the_a
     assert sliding[M0 + 11 * MINUTE] == 1  # the return alone
     daily = minutes_of(scenario["kpi_daily_cumulative"], "return")
     assert daily[M0 + 20 * MINUTE] == 1, "the day has the link: one person"
+
+
+def test_oracle_every_row_of_the_scenario_pages_is_as_stated() -> None:
+    rows = expected(
+        oracle_events(identity_kpi_timeline(M0)), enrichment=NO_ENRICHMENT, dimensions=("page_path",)
+    )
+    assert scenario_active_users(rows) == ACTIVE_USERS
 
 
 def test_oracle_the_global_rows_count_the_scenarios_people(scenario: Any) -> None:

@@ -10,7 +10,7 @@ event fields, for the check tier."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 SECOND: Final = 1_000
@@ -69,6 +69,39 @@ TIMELINE: Final = (
     (MINUTE + 30 * SECOND, "returner", "returner_user", "return"),
     (15 * MINUTE, "returner", None, "return"),
 )
+
+ACTIVE_USERS: Final = {
+    # scenario: (kpi_1m rows in time order, kpi_sliding_5m rows in time order, every kpi_daily_cumulative row)
+    "login": ([1], [1] * 5, 1),  # without stitching: [2], [2] * 5, 2
+    "earlier": ([1, 1], [1] * 6, 1),  # the four sliding windows that cover both minutes: 1, not 2
+    "devices": ([1, 1, 1, 1], [1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1], 1),  # 2: the laptop's login is outside
+    "kiosk": ([2], [2] * 5, 2),  # not 3
+    "return": ([1, 1], [1] * 10, 1),  # the return's sliding windows have no link: the anonymous id
+}
+"""The active users of each scenario's page-path rows, by rule 2 (the same in every stream that carries
+the scenario: its ids and paths are its own)."""
+
+
+def scenario_active_users(
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, tuple[list[int], list[int], int]]:
+    """{scenario: (kpi_1m active users in time order, kpi_sliding_5m likewise, the daily active users of
+    every kpi_daily_cumulative row)} of the scenario's page-path rows, in the shape of ACTIVE_USERS."""
+
+    def of(table: str, column: str, path: str) -> list[int]:
+        mine = [r for r in rows[table] if r["dimension"] == "page_path" and r["dimension_value"] == path]
+        return [int(r[column]) for r in sorted(mine, key=lambda r: r["window_end"])]
+
+    result: dict[str, tuple[list[int], list[int], int]] = {}
+    for name, path in PATHS.items():
+        daily = set(of("kpi_daily_cumulative", "daily_active_users", path))
+        assert len(daily) == 1, (name, daily)
+        result[name] = (
+            of("kpi_1m", "active_users", path),
+            of("kpi_sliding_5m", "active_users", path),
+            daily.pop(),
+        )
+    return result
 
 
 def identity_kpi_timeline(minute: int) -> list[dict[str, Any]]:
