@@ -68,14 +68,16 @@ def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     """The shared stream on a fresh topic, a fresh migrated database, and one run of the job. The generated
-    stream carries the hostile events (issue 16), the identity (issue 22 item 4) and the feedback scenarios
-    (issue 22 item 6)."""
+    stream carries the hostile events (issue 16), the identity scenarios of sessions and of KPI windows
+    (issue 22 item 4) and the feedback scenarios (issue 22 item 6)."""
     folder = tmp_path_factory.mktemp("sessionize")
     run = prepare(
         pg_settings,
         folder,
         GENERATOR_ARGS,
-        rewrite=lambda lines: with_feedback_events(with_identity_events(with_hostile_events(lines))),
+        rewrite=lambda lines: with_feedback_events(
+            identity_streams.with_identity_kpi_events(with_identity_events(with_hostile_events(lines)))
+        ),
     )
     run_job(run, {"FLINK_LOG_DIR": str(folder / "flink-log")}, parallelism=SHARED_RUN_PARALLELISM)
     stream_logs[run.topic] = flink_log(folder / "flink-log")
