@@ -34,6 +34,7 @@ from tests.support.identity_streams import (
     IDS,
     MINUTE,
     PATHS,
+    TIMELINE,
     identity_kpi_timeline,
     scenario_active_users,
     with_identity_kpi_events,
@@ -404,10 +405,12 @@ def test_the_scenario_rides_the_shared_stream_on_time_and_counted(tmp_path: Path
     events = load(truth).events
     scenario = [a for a in arrivals(events) if str(a.event["event_id"]).startswith("identity-kpi-")]
 
-    assert len(scenario) == len(identity_kpi_timeline(0))
+    assert len(scenario) == len(identity_kpi_timeline(M0))
     assert all(a.kind == ON_TIME and a.occurrence == 1 for a in scenario)
     assert not any(enrich(a.event, EnrichmentSettings())[1] for a in scenario), (
         "a bot's page view as template"
     )
     assert {a.event["page_path"] for a in scenario} == set(PATHS.values())
     assert {a.event["anonymous_id"] for a in scenario} <= set(IDS.values())
+    first = min(a.event["ts"] for a in scenario) - min(offset for offset, *_ in TIMELINE)
+    assert first % (5 * MINUTE) == 0, "the scenario must start at a 5-minute boundary"

@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from jobs.sessionize.settings import SessionizeSettings
+
 SECOND: Final = 1_000
 MINUTE: Final = 60 * SECOND
 
@@ -105,9 +107,9 @@ def scenario_active_users(
 
 
 def identity_kpi_timeline(minute: int) -> list[dict[str, Any]]:
-    """The scenario's events (event_id, ts, anonymous_id, user_id, page_path) from the minute-aligned
-    epoch-ms `minute`, in event-time order."""
-    assert minute % MINUTE == 0, "the scenario's minutes must be the windows' minutes"
+    """The scenario's events (event_id, ts, anonymous_id, user_id, page_path) from epoch-ms `minute`, a
+    5-minute boundary (as ACTIVE_USERS assumes), in event-time order."""
+    assert minute % (5 * MINUTE) == 0, "the scenario starts at a 5-minute boundary"
     events = [
         {
             "event_id": f"identity-kpi-{n}",
@@ -122,11 +124,11 @@ def identity_kpi_timeline(minute: int) -> list[dict[str, Any]]:
 
 
 def with_identity_kpi_events(truth_lines: Sequence[str]) -> list[str]:
-    """The ground-truth lines with the scenario inserted in event-time order: its first minute is 2 minutes
-    after (the minute of) an ordinary on-time page view in the middle of the stream, whose other fields the
-    scenario's page views copy; `seq` is renumbered. Every scenario event is on time (inserted before the
-    first record with a greater event time; the stream's jitter is seconds, the scenario starts a minute or
-    more after its anchor)."""
+    """The ground-truth lines with the scenario inserted in event-time order: its first minute is the first
+    5-minute boundary at least a minute after an ordinary on-time page view in the middle of the stream,
+    whose other fields the scenario's page views copy; `seq` is renumbered. Every scenario event is on time
+    (inserted before the first record with a greater event time; the stream's jitter is seconds, the
+    scenario starts a minute or more after its anchor)."""
     lines = [json.loads(line) for line in truth_lines]
     candidates = [
         index
@@ -139,7 +141,10 @@ def with_identity_kpi_events(truth_lines: Sequence[str]) -> list[str]:
     anchor_index = candidates[len(candidates) // 2]
     template = lines[anchor_index]
     anchor = int(template["event"]["ts"])
-    first_minute = anchor - anchor % MINUTE + 2 * MINUTE
+    # The first minute starts a cumulative step (the daily windows' figures depend on where their 5-minute
+    # ends fall, as ACTIVE_USERS states them), at least a minute after the anchor.
+    step = SessionizeSettings().cumulative_step_ms
+    first_minute = (anchor + MINUTE) - (anchor + MINUTE) % step + step
 
     def line_of(fields: dict[str, Any]) -> dict[str, Any]:
         event = {
