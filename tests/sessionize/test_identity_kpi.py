@@ -81,7 +81,7 @@ class Window:
 
     @classmethod
     def _links(cls, text: str) -> dict[str, str]:
-        return dict(pair.split("\x1c") for pair in cls._list(text))  # type: ignore[misc]
+        return dict(pair.split("\x1c") for pair in cls._list(text))
 
     @classmethod
     def _row(cls, text: str) -> dict[str, Any]:
