@@ -119,13 +119,15 @@ def statements(settings: SessionizeSettings) -> list[str]:
     )
     packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
     # The events are aggregated once, into the tumbling windows per dimension (with the exact set of their
-    # users); the sliding and cumulative windows are built from those rows (cascaded on minute_time), which
-    # needs their steps to be multiples of the tumbling window (settings.py checks it).
+    # people and the logins linking anonymous ids to user ids: io.uxstream.udf.UserSet, README "Active users
+    # and logins"); the sliding and cumulative windows are built from those rows (cascaded on minute_time),
+    # applying the links of every minute they cover, which needs their steps to be multiples of the tumbling
+    # window (settings.py checks it).
     minutes = f"""SELECT window_start AS minute_start, window_end AS minute_end, window_time AS minute_time,
   {dim_name} AS dimension, {dim_value} AS dimension_value,
   COUNT(*) FILTER (WHERE {first}) AS events,
   COUNT(*) FILTER (WHERE {page_view}) AS page_views,
-  user_set(user_key) FILTER (WHERE {first}) AS users,
+  user_set(user_id, anonymous_id) FILTER (WHERE {first}) AS people,
   COUNT(*) FILTER (WHERE {error}) AS error_events,
   COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}) AS conversions,
   COUNT(*) FILTER (WHERE occurrence > 1 AND {human}) AS duplicates,
@@ -146,12 +148,12 @@ FROM TABLE({tumble})
 GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
     kpi_1m = f"""SELECT to_utc(minute_start) AS window_start, to_utc(minute_end) AS window_end,
   dimension, dimension_value, events, page_views,
-  CAST(CARDINALITY(users) AS BIGINT) AS active_users,
+  CAST(CARDINALITY(people.users) AS BIGINT) AS active_users,
   error_events, conversions, duplicates,
   CAST(error_events AS DOUBLE) / NULLIF(page_views, 0) AS error_rate,
   lcp_p75, inp_p75, cls_p75,
   {FIRST_REVISION} AS revision,
-  {user_sketch("users")} AS users_sketch,
+  {user_sketch("people.users")} AS users_sketch,
   bot_events,
   feedback_responses, nps_responses, COALESCE(nps_score_sum, 0) AS nps_score_sum,
   nps_promoters, nps_passives, nps_detractors,
@@ -160,7 +162,7 @@ GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
 FROM kpi_minutes"""
     sliding = f"""SELECT to_utc(window_start) AS window_start, to_utc(window_end) AS window_end,
   dimension, dimension_value,
-  user_count(users) AS active_users,
+  user_count(people) AS active_users,
   SUM(page_views) AS page_views,
   SUM(error_events) AS error_events,
   CAST(SUM(error_events) AS DOUBLE) / NULLIF(SUM(page_views), 0) AS error_rate
@@ -168,7 +170,7 @@ FROM TABLE({hop})
 GROUP BY window_start, window_end, dimension, dimension_value"""
     daily = f"""SELECT CAST(window_start AS DATE) AS `day`, to_utc(window_start) AS window_start,
   to_utc(window_end) AS window_end, dimension, dimension_value,
-  user_count(users) AS daily_active_users,
+  user_count(people) AS daily_active_users,
   SUM(page_views) AS page_views
 FROM TABLE({cumulate})
 GROUP BY window_start, window_end, dimension, dimension_value"""

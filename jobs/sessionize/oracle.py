@@ -59,6 +59,30 @@ def device_key_of(event: Mapping[str, Any]) -> str:
     return str(anonymous_id) if anonymous_id else str(event["user_id"])
 
 
+def people_of(events: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The people of a KPI window row's counted events (README "Active users and logins"; issue 22 item 4
+    rule 2), from the whole window at once: an event with a user id counts as that user; an event without
+    one counts as the user id that an event of the same window links its anonymous id to (an event carrying
+    both ids links them; linked to several: the least user id, Python's string order), else as its
+    anonymous id."""
+    members = list(events)
+    links: dict[str, str] = {}
+    for event in members:
+        user, anonymous = event.get("user_id"), event.get("anonymous_id")
+        if user and anonymous:
+            known = links.get(str(anonymous))
+            links[str(anonymous)] = str(user) if known is None else min(known, str(user))
+    people: set[str] = set()
+    for event in members:
+        user = event.get("user_id")
+        if user:
+            people.add(str(user))
+        else:
+            anonymous = str(event["anonymous_id"])
+            people.add(links.get(anonymous, anonymous))
+    return people
+
+
 def expected_sessions(
     events: Iterable[Mapping[str, Any]],
     *,
@@ -332,7 +356,7 @@ def expected(
         return {
             "events": len(first),
             "page_views": views,
-            "active_users": len({user_key_of(e) for e in first}),
+            "active_users": len(people_of(first)),
             "error_events": errors,
             "conversions": sum(1 for e in first if e["event_name"] in conversions),
             "duplicates": sum(1 for _, n in members if n > 1),
@@ -355,9 +379,10 @@ def expected(
         return {"window_start": start, "window_end": end, "dimension": dimension, "dimension_value": value}
 
     def users_sketch(members: list[tuple[Mapping[str, Any], int]]) -> bytes:
-        # kpi_1m.users_sketch: the DataSketches HLL bytes of the row's users as stored (their pseudonyms),
-        # keys sorted first: exactly what io.uxstream.udf.UserSketch writes (jobs.common.sketches).
-        users = {user_key_of(e) for e, n in members if n == 1}
+        # kpi_1m.users_sketch: the DataSketches HLL bytes of the row's people (logins stitched) as stored
+        # (their pseudonyms), keys sorted first: exactly what io.uxstream.udf.UserSketch writes
+        # (jobs.common.sketches).
+        users = people_of(e for e, n in members if n == 1)
         return sketches.user_sketch_bytes(pseudonym(u) if pseudonym else u for u in users)
 
     def minute(ts: int) -> list[tuple[int, int]]:
@@ -426,12 +451,13 @@ def window_users(
     enrichment: EnrichmentSettings | None = None,
 ) -> dict[tuple[int, str, str], frozenset[str]]:
     """The exact set of (raw) user keys of each kpi_1m row, by (window_start, dimension, dimension_value):
-    the users `active_users` counts and `users_sketch` sketches (as pseudonyms), after the decode step's
-    enrichment (derived country/device, bots excluded unless `enrichment` says otherwise: as `expected`).
-    The exact unique users of a range and segment is the size of the union of its rows' sets, what merging
-    their sketches estimates."""
+    the people `active_users` counts and `users_sketch` sketches (as pseudonyms; logins stitched within the
+    row: `people_of`), after the decode step's enrichment (derived country/device, bots excluded unless
+    `enrichment` says otherwise: as `expected`). The exact unique users of a range and segment is the size
+    of the union of its rows' sets, what merging their sketches estimates (an anonymous id counted in one
+    minute stays counted even if a later minute links it: sketches cannot forget a key)."""
     enrichment = enrichment or EnrichmentSettings()
-    users: dict[tuple[int, str, str], set[str]] = defaultdict(set)
+    users: dict[tuple[int, str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for arrival in arrivals(
         events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
     ):
@@ -445,8 +471,8 @@ def window_users(
             # bot in `bot_events`), with or without a user in the set.
             members = users[(start, dimension, value)]
             if counted:
-                members.add(user_key_of(event))
-    return {key: frozenset(keys) for key, keys in users.items()}
+                members.append(event)
+    return {key: frozenset(people_of(members)) for key, members in users.items()}
 
 
 def expected_kpi_messages(

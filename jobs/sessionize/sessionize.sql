@@ -5,8 +5,10 @@
 
 -- Instants go to PostgreSQL as UTC wall-clock TIMESTAMPs (see io.uxstream.udf.ToUtc).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc' LANGUAGE JAVA;
--- Exact user sets for the cascaded KPI windows (io.uxstream.udf.UserSet): user_set(user_key) → the sorted
--- distinct keys of a tumbling window; user_count(users) → distinct users of the union of minute sets.
+-- Exact people for the cascaded KPI windows, logins stitched (io.uxstream.udf.UserSet, README "Active users
+-- and logins"): user_set(user_id, anonymous_id) → a tumbling window's people (sorted users, those counted as
+-- an anonymous id, links anonymous id → least user id); user_count(people) → the people of the union of
+-- minute rows, every covered minute's links applied.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_set AS 'io.uxstream.udf.UserSet$Collect' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_count AS 'io.uxstream.udf.UserSet$Count' LANGUAGE JAVA;
 -- user_sketch(users, key_files, lg_k, hll_type) → the DataSketches HLL bytes of the set's pseudonyms, sorted

@@ -26,6 +26,7 @@ import pytest
 from jobs.common import tables
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.sessionize.oracle import expected
+from tests.support import identity_streams
 from tests.support.db import assert_table_equals, normalize, snapshot
 from tests.support.jobs import flink_log, restarts
 from tests.support.kafka import committed_decoded
@@ -67,14 +68,16 @@ def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     """The shared stream on a fresh topic, a fresh migrated database, and one run of the job. The generated
-    stream carries the hostile events (issue 16), the identity (issue 22 item 4) and the feedback scenarios
-    (issue 22 item 6)."""
+    stream carries the hostile events (issue 16), the identity scenarios of sessions and of KPI windows
+    (issue 22 item 4) and the feedback scenarios (issue 22 item 6)."""
     folder = tmp_path_factory.mktemp("sessionize")
     run = prepare(
         pg_settings,
         folder,
         GENERATOR_ARGS,
-        rewrite=lambda lines: with_feedback_events(with_identity_events(with_hostile_events(lines))),
+        rewrite=lambda lines: with_feedback_events(
+            identity_streams.with_identity_kpi_events(with_identity_events(with_hostile_events(lines)))
+        ),
     )
     run_job(run, {"FLINK_LOG_DIR": str(folder / "flink-log")}, parallelism=SHARED_RUN_PARALLELISM)
     stream_logs[run.topic] = flink_log(folder / "flink-log")
@@ -141,6 +144,36 @@ def test_a_login_mid_session_makes_one_session_of_the_user_and_a_later_anonymous
     assert len(want) == 5
     named = ", ".join(f"'{key}'" for key in ids.values())  # pseudonyms: k1_ and hex digits
     assert_table_equals(stream.pg, tables.SESSIONS, want, f" WHERE device_key IN ({named})")
+
+
+def test_a_login_counts_as_one_active_user_in_the_minute_sliding_and_daily_windows(stream: Run) -> None:
+    """issue 22 item 4 rule 2 (README "Active users and logins"), tests/support/identity_streams.py: the
+    KPI rows of the scenario pages count people (a login within a minute, a login a minute after the
+    anonymous view, two devices of one user, a shared kiosk, an anonymous return without a link in its
+    windows) exactly as stated, and exactly as the oracle says."""
+    paths = list(identity_streams.PATHS.values())
+    named = " AND dimension = 'page_path' AND dimension_value = ANY(%(paths)s) ORDER BY window_end"
+    stored: dict[str, list[dict[str, Any]]] = {}
+    with connect(stream.pg) as conn:
+        for table, column in (
+            (tables.KPI_1M, "active_users"),
+            (tables.KPI_SLIDING_5M, "active_users"),
+            (tables.KPI_DAILY, "daily_active_users"),
+        ):
+            found = conn.execute(
+                f"SELECT dimension, dimension_value, window_end, {column} FROM {table} WHERE TRUE{named}",
+                {"paths": paths},
+            ).fetchall()
+            stored[table] = [
+                {"dimension": d, "dimension_value": v, "window_end": end, column: n} for d, v, end, n in found
+            ]
+    assert identity_streams.scenario_active_users(stored) == identity_streams.ACTIVE_USERS
+    want = stream.expected()
+    assert identity_streams.scenario_active_users(want) == identity_streams.ACTIVE_USERS
+    for table in (tables.KPI_1M, tables.KPI_SLIDING_5M, tables.KPI_DAILY):
+        rows = [r for r in want[table] if r["dimension"] == "page_path" and r["dimension_value"] in paths]
+        quoted = ", ".join(f"'{p}'" for p in paths)  # the scenario's own paths: no quotes in them
+        assert_table_equals(stream.pg, table, rows, f" WHERE dimension_value IN ({quoted})")
 
 
 def test_feedback_sits_in_its_session_and_its_kpi_windows_with_comments_scrubbed(

@@ -54,7 +54,7 @@ def random_keys(rng: random.Random, n: int) -> list[str]:
 def test_the_sketch_parameters_are_declared_once_and_the_job_passes_them() -> None:
     assert (sketches.LG_K, sketches.HLL_TYPE, sketches.BOUND_STD_DEVS) == (12, "HLL_4", 2)
     sql = "\n".join(job.statements(SessionizeSettings()))
-    call = f"user_sketch(users, '{privacy.key_files()}', 12, 'HLL_4') AS users_sketch"
+    call = f"user_sketch(people.users, '{privacy.key_files()}', 12, 'HLL_4') AS users_sketch"
     assert call in sql
 
 

@@ -1,42 +1,164 @@
 package io.uxstream.udf;
 
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.Collections;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.FunctionHint;
 import org.apache.flink.table.api.dataview.MapView;
 import org.apache.flink.table.functions.AggregateFunction;
+import org.apache.flink.types.Row;
 
 /**
- * Exact sets of users for cascaded KPI windows (jobs/sessionize/job.py): the 1-minute windows collect the
- * distinct user keys of each row ({@code user_set(user_key) -> ARRAY<STRING>}, sorted), and the sliding
- * and cumulative windows built from the minute rows count the distinct users of the union of their sets
- * ({@code user_count(users ARRAY<STRING>) -> BIGINT}): the same figure as {@code COUNT(DISTINCT
- * user_key)} over the events of the longer window, without aggregating every event three times.
+ * The people of the cascaded KPI windows (jobs/sessionize/job.py), exact, with logins stitched (README
+ * "Active users and logins", issue 22 item 4 rule 2).
  *
- * <p>The set lives in a {@link MapView}, which Flink keeps in keyed map state (one entry per user), so a
- * large window does not serialize the whole set on every event.
+ * <p>Per event: a non-empty {@code user_id} makes the event <em>identified</em> (it counts as that user);
+ * an event without one is <em>anonymous</em> (it counts as its {@code anonymous_id}); an event carrying both
+ * <em>links</em> its anonymous id to its user id. In a window, an anonymous id that an event of the same
+ * window row links to a user counts as that user (linked to several: the least user id, by Unicode code
+ * point order, Python's string order); else it counts as itself. Every link comes from an identified event
+ * of the same row, so a linked anonymous id adds no one: the window's people are its user ids plus its
+ * anonymous ids that no event of the window links.
+ *
+ * <p>{@code user_set(user_id STRING, anonymous_id STRING) -> PEOPLE} aggregates a 1-minute window row
+ * into {@code users} (the sorted resolved people: what {@code active_users} counts and {@code users_sketch}
+ * sketches), {@code anonymous} (the sorted subset of {@code users} counted as an anonymous id: a link in
+ * another minute of a longer window may still resolve it) and {@code links} (anonymous id → least user id
+ * linked in the minute). {@code user_count(people PEOPLE) -> BIGINT} counts the people of the union of such
+ * minute rows (the sliding and cumulative windows), applying the links of every minute covered: the same
+ * figure as the rule applied to the events of the longer window at once, without aggregating every event
+ * three times.
+ *
+ * <p>Sets and maps, a minimum per link: the results depend on the window's events alone, never on their
+ * arrival order, a restore or the slices a window is merged from. The state lives in {@link MapView}s
+ * (Flink keeps them in keyed map state, one entry per key), so a large window does not serialize its whole
+ * set on every event.
  */
 public final class UserSet {
   private UserSet() {}
 
-  /** The users of a window (MapView keys; values unused). */
+  /** The SQL type of a minute row's people ({@code user_set}'s result, {@code user_count}'s argument). */
+  public static final String PEOPLE =
+      "ROW<users ARRAY<STRING>, anonymous ARRAY<STRING>, links MAP<STRING, STRING>>";
+
+  /** Unicode code point order (Python's {@code str} order; Java's natural order is UTF-16 units). */
+  static final Comparator<String> CODE_POINTS = UserSet::compareCodePoints;
+
+  static int compareCodePoints(String a, String b) {
+    int i = 0;
+    int j = 0;
+    while (i < a.length() && j < b.length()) {
+      int ca = a.codePointAt(i);
+      int cb = b.codePointAt(j);
+      if (ca != cb) {
+        return Integer.compare(ca, cb);
+      }
+      i += Character.charCount(ca);
+      j += Character.charCount(cb);
+    }
+    return Boolean.compare(i < a.length(), j < b.length());
+  }
+
+  private static String id(String value) {
+    return value == null || value.isEmpty() ? null : value;
+  }
+
+  /**
+   * The people of a window: each key with whether an identified event (or, in a longer window, a minute in
+   * which it was identified) names it ({@code TRUE}) or only anonymous events do ({@code FALSE}); and the
+   * least user id each linked anonymous id is linked to.
+   */
   public static class Accumulator {
-    public MapView<String, Boolean> users = new MapView<>();
+    public MapView<String, Boolean> keys = new MapView<>();
+    public MapView<String, String> links = new MapView<>();
+
+    void identified(String user) throws Exception {
+      keys.put(user, Boolean.TRUE);
+    }
+
+    void anonymous(String anonymousId) throws Exception {
+      if (!keys.contains(anonymousId)) {
+        keys.put(anonymousId, Boolean.FALSE);
+      }
+    }
+
+    void link(String anonymousId, String user) throws Exception {
+      String known = links.get(anonymousId);
+      if (known == null || compareCodePoints(user, known) < 0) {
+        links.put(anonymousId, user);
+      }
+    }
+
+    void mergeFrom(Accumulator other) throws Exception {
+      for (Map.Entry<String, Boolean> key : other.keys.entries()) {
+        if (key.getValue()) {
+          identified(key.getKey());
+        } else {
+          anonymous(key.getKey());
+        }
+      }
+      for (Map.Entry<String, String> link : other.links.entries()) {
+        link(link.getKey(), link.getValue());
+      }
+    }
+
+    /** Whether {@code key} is one of the window's people (an anonymous id counts unless it is linked). */
+    boolean counts(Map.Entry<String, Boolean> key) throws Exception {
+      return key.getValue() || !links.contains(key.getKey());
+    }
+
+    /** The window's people as a {@link #PEOPLE} row (sorted arrays, sorted map). */
+    Row people() throws Exception {
+      List<String> users = new ArrayList<>();
+      List<String> anonymous = new ArrayList<>();
+      for (Map.Entry<String, Boolean> key : keys.entries()) {
+        if (counts(key)) {
+          users.add(key.getKey());
+          if (!key.getValue()) {
+            anonymous.add(key.getKey());
+          }
+        }
+      }
+      users.sort(CODE_POINTS);
+      anonymous.sort(CODE_POINTS);
+      Map<String, String> linked = new TreeMap<>(CODE_POINTS);
+      for (Map.Entry<String, String> link : links.entries()) {
+        linked.put(link.getKey(), link.getValue());
+      }
+      return Row.of(users.toArray(new String[0]), anonymous.toArray(new String[0]), linked);
+    }
+
+    long count() throws Exception {
+      long count = 0;
+      for (Map.Entry<String, Boolean> key : keys.entries()) {
+        if (counts(key)) {
+          count++;
+        }
+      }
+      return count;
+    }
   }
 
   static void mergeInto(Accumulator accumulator, Iterable<Accumulator> others) throws Exception {
     for (Accumulator other : others) {
-      for (String user : other.users.keys()) {
-        accumulator.users.put(user, Boolean.TRUE);
-      }
+      accumulator.mergeFrom(other);
     }
   }
 
-  /** {@code user_set(user_key STRING) -> ARRAY<STRING>}: the distinct non-null keys, sorted. */
-  @FunctionHint(output = @DataTypeHint("ARRAY<STRING>"))
-  public static class Collect extends AggregateFunction<String[], Accumulator> {
+  /** {@code user_set(user_id STRING, anonymous_id STRING) -> PEOPLE}: a minute row's people and links. */
+  @FunctionHint(output = @DataTypeHint(PEOPLE))
+  public static class Collect extends AggregateFunction<Row, Accumulator> {
     private static final long serialVersionUID = 1L;
 
     @Override
@@ -44,9 +166,16 @@ public final class UserSet {
       return new Accumulator();
     }
 
-    public void accumulate(Accumulator accumulator, String user) throws Exception {
+    public void accumulate(Accumulator accumulator, String userId, String anonymousId) throws Exception {
+      String user = id(userId);
+      String anonymous = id(anonymousId);
       if (user != null) {
-        accumulator.users.put(user, Boolean.TRUE);
+        accumulator.identified(user);
+        if (anonymous != null) {
+          accumulator.link(anonymous, user);
+        }
+      } else if (anonymous != null) {
+        accumulator.anonymous(anonymous);
       }
     }
 
@@ -55,21 +184,16 @@ public final class UserSet {
     }
 
     @Override
-    public String[] getValue(Accumulator accumulator) {
-      List<String> users = new ArrayList<>();
+    public Row getValue(Accumulator accumulator) {
       try {
-        for (String user : accumulator.users.keys()) {
-          users.add(user);
-        }
+        return accumulator.people();
       } catch (Exception e) {
         throw new IllegalStateException("user_set: cannot read the window's users", e);
       }
-      Collections.sort(users);
-      return users.toArray(new String[0]);
     }
   }
 
-  /** {@code user_count(users ARRAY<STRING>) -> BIGINT}: distinct users of the union of the sets. */
+  /** {@code user_count(people PEOPLE) -> BIGINT}: the people of the union of minute rows, links applied. */
   public static class Count extends AggregateFunction<Long, Accumulator> {
     private static final long serialVersionUID = 1L;
 
@@ -78,11 +202,31 @@ public final class UserSet {
       return new Accumulator();
     }
 
-    public void accumulate(Accumulator accumulator, String[] users) throws Exception {
+    public void accumulate(Accumulator accumulator, @DataTypeHint(PEOPLE) Row people) throws Exception {
+      if (people == null) {
+        return;
+      }
+      String[] users = (String[]) people.getField(0);
+      String[] anonymous = (String[]) people.getField(1);
+      @SuppressWarnings("unchecked")
+      Map<String, String> links = (Map<String, String>) people.getField(2);
+      Set<String> pending = anonymous == null ? Set.of() : new HashSet<>(Arrays.asList(anonymous));
       if (users != null) {
         for (String user : users) {
-          if (user != null) {
-            accumulator.users.put(user, Boolean.TRUE);
+          if (user == null) {
+            continue;
+          }
+          if (pending.contains(user)) {
+            accumulator.anonymous(user);
+          } else {
+            accumulator.identified(user);
+          }
+        }
+      }
+      if (links != null) {
+        for (Map.Entry<String, String> link : links.entrySet()) {
+          if (link.getKey() != null && link.getValue() != null) {
+            accumulator.link(link.getKey(), link.getValue());
           }
         }
       }
@@ -94,15 +238,101 @@ public final class UserSet {
 
     @Override
     public Long getValue(Accumulator accumulator) {
-      long count = 0;
       try {
-        for (String ignored : accumulator.users.keys()) {
-          count++;
-        }
+        return accumulator.count();
       } catch (Exception e) {
         throw new IllegalStateException("user_count: cannot read the window's users", e);
       }
-      return count;
     }
+  }
+
+  // ------------------------------------------------------------------------------ command line (tests)
+
+  private static final String MINUTES = "\u001e";
+  private static final String EVENTS = "\u001f";
+  private static final String IDS = "\u001d";
+  private static final String PAIR = "\u001c";
+
+  /**
+   * {@code java -cp uxstream-udf.jar:<Flink table jars> io.uxstream.udf.UserSet}: the functions themselves
+   * on windows read from stdin, one per line: minutes separated by U+001E, a minute's events by U+001F, an
+   * event {@code user_id U+001D anonymous_id} (empty: none). Per window one line on stdout, tab-separated:
+   * {@code user_count} over the minute rows accumulated one by one; the same over one accumulator per
+   * minute merged (as slices are); the minute rows of {@code user_set} (U+001E between minutes); the same
+   * with each minute aggregated in two halves then merged; the links of the whole window. A row prints as
+   * {@code users U+001D anonymous U+001D links}, lists joined by U+001F, a link as {@code anonymous U+001C
+   * user}. The check-tier tests of tests/sessionize/test_identity_kpi.py.
+   */
+  public static void main(String[] args) throws Exception {
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+    PrintStream out = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+    Collect collect = new Collect();
+    Count count = new Count();
+    for (String line = in.readLine(); line != null; line = in.readLine()) {
+      List<Row> rows = new ArrayList<>();
+      List<Row> halves = new ArrayList<>();
+      for (String minute : line.split(MINUTES, -1)) {
+        List<String[]> events = new ArrayList<>();
+        for (String event : minute.isEmpty() ? new String[0] : minute.split(EVENTS, -1)) {
+          String[] ids = event.split(IDS, -1);
+          if (ids.length != 2) {
+            throw new IOException("an event must be 'user_id U+001D anonymous_id', got: " + event);
+          }
+          events.add(ids);
+        }
+        rows.add(collect.getValue(collected(collect, events)));
+        Accumulator first = collected(collect, events.subList(0, events.size() / 2));
+        Accumulator second = collected(collect, events.subList(events.size() / 2, events.size()));
+        collect.merge(first, List.of(second));
+        halves.add(collect.getValue(first));
+      }
+      Accumulator whole = count.createAccumulator();
+      List<Accumulator> slices = new ArrayList<>();
+      for (Row row : rows) {
+        count.accumulate(whole, row);
+        Accumulator slice = count.createAccumulator();
+        count.accumulate(slice, row);
+        slices.add(slice);
+      }
+      Accumulator merged = count.createAccumulator();
+      count.merge(merged, slices);
+      out.append(Long.toString(count.getValue(whole))).append('\t')
+          .append(Long.toString(count.getValue(merged))).append('\t')
+          .append(format(rows)).append('\t')
+          .append(format(halves)).append('\t')
+          .append(links(whole.people())).append('\n');
+    }
+    out.flush();
+  }
+
+  private static Accumulator collected(Collect collect, List<String[]> events) throws Exception {
+    Accumulator accumulator = collect.createAccumulator();
+    for (String[] ids : events) {
+      collect.accumulate(accumulator, ids[0], ids[1]);
+    }
+    return accumulator;
+  }
+
+  private static String format(List<Row> rows) {
+    List<String> minutes = new ArrayList<>();
+    for (Row row : rows) {
+      minutes.add(
+          String.join(EVENTS, (String[]) row.getField(0))
+              + IDS
+              + String.join(EVENTS, (String[]) row.getField(1))
+              + IDS
+              + links(row));
+    }
+    return String.join(MINUTES, minutes);
+  }
+
+  private static String links(Row row) {
+    List<String> pairs = new ArrayList<>();
+    @SuppressWarnings("unchecked")
+    Map<String, String> links = (Map<String, String>) row.getField(2);
+    for (Map.Entry<String, String> link : links.entrySet()) {
+      pairs.add(link.getKey() + PAIR + link.getValue());
+    }
+    return String.join(EVENTS, pairs);
   }
 }

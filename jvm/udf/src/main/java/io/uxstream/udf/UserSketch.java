@@ -18,9 +18,10 @@ import org.apache.flink.table.functions.ScalarFunction;
  * {@code user_sketch(users ARRAY<STRING>, key_files STRING, lg_k INT, hll_type STRING) -> BYTES}: the
  * mergeable sketch of a KPI window's users that {@code kpi_1m.users_sketch} stores (README "Unique users
  * over any range"): an Apache DataSketches HLL sketch (compact serialization, the bytes the Python {@code
- * datasketches} package reads) of the <em>pseudonyms</em> of the window's distinct user keys, the keys that
- * {@code user_set} collected (so the sketch counts exactly the users {@code active_users} counts, and the
- * bytes in the database allow no membership test of a raw user id: the pseudonym key is a secret).
+ * datasketches} package reads) of the <em>pseudonyms</em> of the window's people, the {@code users} of the
+ * row {@code user_set} returns (logins stitched: an anonymous id a login of the row resolved is not among
+ * them; {@link UserSet}), so the sketch counts exactly the people {@code active_users} counts, and the bytes
+ * in the database allow no membership test of a raw user id: the pseudonym key is a secret.
  *
  * <p>Replay-deterministic by construction: the pseudonyms are sorted before they enter the sketch, so the
  * bytes are a function of the window's set of users alone, whatever the arrival order, parallelism or
