@@ -75,8 +75,10 @@ def stream(
         pg_settings,
         folder,
         GENERATOR_ARGS,
-        rewrite=lambda lines: with_feedback_events(
-            identity_streams.with_identity_kpi_events(with_identity_events(with_hostile_events(lines)))
+        # The identity scenarios go in last: they append their latest events after every generated line
+        # (so they make no other event late), and the feedback answers follow their own templates.
+        rewrite=lambda lines: identity_streams.with_identity_kpi_events(
+            with_identity_events(with_feedback_events(with_hostile_events(lines)))
         ),
     )
     run_job(run, {"FLINK_LOG_DIR": str(folder / "flink-log")}, parallelism=SHARED_RUN_PARALLELISM)

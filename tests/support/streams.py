@@ -348,7 +348,8 @@ def with_identity_events(truth_lines: Sequence[str]) -> list[str]:
     )
     out: list[dict[str, Any]] = lines[: anchor_index + 1]
     for line in lines[anchor_index + 1 :]:
-        while inserted and line.get("event") is not None and line["event"]["ts"] > inserted[0]["event"]["ts"]:
+        # Arrival order is the Kafka timestamp's (received_at): a future or late record says nothing of it.
+        while inserted and line["timestamp"] > inserted[0]["timestamp"]:
             out.append(inserted.pop(0))
         out.append(line)
     out.extend(inserted)
