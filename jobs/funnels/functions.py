@@ -1,8 +1,13 @@
-"""Flink adapters of the funnels job: two keyed process functions around `jobs.funnels.logic`.
+"""Flink adapters of the funnels job: three keyed process functions around `jobs.funnels.logic`.
 
-- `AttemptsFunction` (keyed by user key): buffers the user's pre-filtered events in state, registers an
-  event-time timer at each event's ts and at each open attempt's deadline, and on a timer advances the
-  user's `UserFunnels` to the timer's time; emits one row per ended attempt. State is cleared when nothing
+- `IdentityFunction` (keyed by device key; README "Identity in funnels"): forwards an event carrying a
+  user id at once under that user id and records its link; buffers the device's anonymous events to the
+  watermark (event-time timers) and resolves each to a user key with `DeviceIdentity`: the device's link,
+  or held until a link in the same visit, or released under the anonymous id when the visit ends. Output:
+  the event rows the attempts stage reads, now keyed by the resolved user key.
+- `AttemptsFunction` (keyed by the resolved user key): buffers the user's pre-filtered events in state,
+  registers an event-time timer at each event's ts and at each open attempt's deadline, and on a timer
+  advances the user's `UserFunnels` to the timer's time; emits one row per ended attempt. State is cleared when nothing
   is buffered or open; a state TTL is the safety net.
 - `WindowsFunction` (keyed by funnel): collects attempt summaries per tumbling window of entry time and,
   once the watermark passed window end + conversion window, emits the final window rows (with the
@@ -26,8 +31,10 @@ from jobs.common.chaos import FailOnce
 from jobs.common.contract import encode, load_catalog
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.funnels.logic import (
+    DeviceIdentity,
     Funnel,
     FunnelEvent,
+    Sighting,
     UserFunnels,
     relevant_event_names,
     window_rows,
@@ -85,9 +92,99 @@ def row_type(fields: list[tuple[str, Any]]) -> Any:
 STEPS_TAG = OutputTag("funnel-window-steps", row_type(STEP_FIELDS))
 
 
+def event_fields(attributes: Sequence[str]) -> list[tuple[str, Any]]:
+    """The event rows the attempts stage reads: (kind, user key, ts, event id, event name, *attributes)."""
+    return [
+        ("kind", Types.STRING()),
+        ("user_key", Types.STRING()),
+        ("ts", Types.LONG()),
+        ("event_id", Types.STRING()),
+        ("event_name", Types.STRING()),
+        *((f"attr_{i}", Types.STRING()) for i in range(len(attributes))),
+    ]
+
+
+class IdentityFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Input rows: the `routed` view of funnels.sql keyed by device key: (kind, device_key, ts, event_id,
+    event_name, *attribute values, late_row, dlq_key, dlq_value, dlq_ts, user_id); only kind 'event'
+    concerns it. Events that only link (no funnel step or exclusion) leave nothing but the link behind.
+    Its state (`DeviceIdentity`) is cleared once nothing is pending, held or linked: the link is forgotten
+    by an event-time timer `identity_ttl_ms` after it was made, never by a processing-time TTL."""
+
+    def __init__(
+        self, funnels: Sequence[Funnel], attributes: Sequence[str], gap_ms: int, identity_ttl_ms: int
+    ) -> None:
+        self.relevant = relevant_event_names(funnels)
+        self.attributes = tuple(attributes)
+        self.gap_ms = gap_ms
+        self.ttl_ms = identity_ttl_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(
+            ValueStateDescriptor("device-identity", Types.PICKLED_BYTE_ARRAY())
+        )
+
+    def _load(self) -> DeviceIdentity:
+        current = self.state.value()
+        return current if current is not None else DeviceIdentity()
+
+    def _row(self, user_key: str, event: FunnelEvent) -> Row:
+        return Row(
+            "event",
+            user_key,
+            event.ts,
+            event.event_id,
+            event.name,
+            *(event.attrs[a] for a in self.attributes),
+        )
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
+        if value[0] != "event":
+            return  # a late-ledger row or a dead letter: written by SQL from the same stream
+        names = self.attributes
+        n = len(names)
+        user_id, device_key = value[5 + n + 4], value[1]
+        step = self.relevant is None or value[4] in self.relevant
+        event = (
+            FunnelEvent(
+                ts=value[2],
+                event_id=value[3],
+                name=value[4],
+                attrs={names[i]: value[5 + i] for i in range(n)},
+            )
+            if step
+            else None
+        )
+        if user_id is not None:
+            if event is not None:
+                yield self._row(user_id, event)  # an event with a user id always counts for it
+            if device_key == user_id:
+                return  # no anonymous id: nothing to link
+            event = None
+        elif event is None:
+            return
+        device = self._load()
+        device.add(Sighting(ts=value[2], event_id=value[3], user_id=user_id, event=event))
+        self.state.update(device)
+        ctx.timer_service().register_event_time_timer(value[2])
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
+        device = self._load()
+        resolved = device.advance(ctx.get_current_key(), timestamp, self.gap_ms, self.ttl_ms)
+        if device.empty:
+            self.state.clear()
+        else:
+            self.state.update(device)
+            timers = ctx.timer_service()
+            for at in device.timers(self.gap_ms, self.ttl_ms):
+                timers.register_event_time_timer(at)
+        for user_key, event in resolved:
+            yield self._row(user_key, event)
+
+
 class AttemptsFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Input rows: the `routed` view of funnels.sql: (kind, user_key, ts, event_id, event_name, *attribute
-    values in `attributes` order, …); only kind 'event' concerns it."""
+    """Input rows: `IdentityFunction`'s output (`event_fields`): (kind, user_key, ts, event_id, event_name,
+    *attribute values in `attributes` order), the user key resolved by the identity stage."""
 
     def __init__(self, funnels: Sequence[Funnel], attributes: Sequence[str], state_ttl_ms: int) -> None:
         self.funnels = tuple(funnels)
