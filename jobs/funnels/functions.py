@@ -7,8 +7,8 @@
   the event rows the attempts stage reads, now keyed by the resolved user key.
 - `AttemptsFunction` (keyed by the resolved user key): buffers the user's pre-filtered events in state,
   registers an event-time timer at each event's ts and at each open attempt's deadline, and on a timer
-  advances the user's `UserFunnels` to the timer's time; emits one row per ended attempt. State is cleared when nothing
-  is buffered or open; a state TTL is the safety net.
+  advances the user's `UserFunnels` to the timer's time; emits one row per ended attempt. State is cleared
+  when nothing is buffered or open; a state TTL is the safety net.
 - `WindowsFunction` (keyed by funnel): collects attempt summaries per tumbling window of entry time and,
   once the watermark passed window end + conversion window, emits the final window rows (with the
   Confluent-framed funnel_window record for ux.funnel) and, as a side output, one row per step.
