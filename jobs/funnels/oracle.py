@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from jobs.common.enrichment import EnrichmentSettings, enrich
-from jobs.common.oracle import FUTURE, ON_TIME, arrivals
+from jobs.common.oracle import FUTURE, ON_TIME, Arrival, arrivals
 from jobs.common.settings import DEFAULT_IDENTITY_TTL_MS
 from jobs.funnels.logic import DEFAULT_VISIT_GAP_MS, Funnel, Step
 
@@ -72,6 +72,28 @@ def relevance(events: Sequence[Any], names: frozenset[str] | None) -> list[bool]
     return verdicts
 
 
+def relevant_arrivals(
+    events: Iterable[Any],
+    names: frozenset[str] | None,
+    *,
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+) -> list[Arrival]:
+    """The arrivals (`jobs.common.oracle.arrivals`) of the events the job classifies (`relevance`)."""
+    items = list(events)
+    # Every valid event is classified here and the irrelevant ones skipped: the numbering of an event_id's
+    # copies is the same, since a copy of a link that is no candidate any more only follows candidates.
+    return [
+        arrival
+        for arrival, relevant in zip(
+            arrivals(items, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms),
+            relevance(items, names),
+            strict=True,
+        )
+        if relevant
+    ]
+
+
 def classify(
     events: Iterable[Any],
     names: frozenset[str] | None,
@@ -85,16 +107,9 @@ def classify(
     enrichment = enrichment or EnrichmentSettings()
     ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
     counted: list[Mapping[str, Any]] = []
-    items = list(events)
-    # Every valid event is classified here and the irrelevant ones skipped: the numbering of an event_id's
-    # copies is the same, since a copy of a link that is no candidate any more only follows candidates.
-    for arrival, relevant in zip(
-        arrivals(items, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms),
-        relevance(items, names),
-        strict=True,
+    for arrival in relevant_arrivals(
+        events, names, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
     ):
-        if not relevant:
-            continue
         event, bot = enrich(arrival.event, enrichment)
         watermark = arrival.watermark
         ts = int(event["ts"])

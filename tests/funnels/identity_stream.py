@@ -70,6 +70,7 @@ def with_funnel_identity_events(truth_lines: Sequence[str]) -> list[str]:
         and line.get("expected_reason") is None
         and not line.get("tags")
         and line["event"]["event_type"] == "page_view"
+        and line["event"]["user_id"]  # a logged-in user's page view: never a bot's (they are anonymous)
     ]
     anchor_index = candidates[len(candidates) // 3]
     template = lines[anchor_index]
@@ -82,7 +83,9 @@ def with_funnel_identity_events(truth_lines: Sequence[str]) -> list[str]:
         event = {
             **{k: v for k, v in template["event"].items() if k != "properties"},
             "event_id": f"stitchfun-{number}",
+            "event_type": "page_view" if name == "page_view" else "custom",
             "event_name": name,
+            "page_load_ms": template["event"].get("page_load_ms") if name == "page_view" else None,
             "anonymous_id": anonymous,
             "user_id": user,
             "ts": ts,

@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 
 from jobs.common import counters, tables
-from jobs.common.oracle import CleanEvents, arrival_counts, arrivals, load
+from jobs.common.oracle import CleanEvents, arrival_counts, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.funnels.definitions import load_funnels
 from jobs.funnels.logic import relevant_event_names
-from jobs.funnels.oracle import expected
+from jobs.funnels.oracle import expected, relevant_arrivals
 from jobs.funnels.settings import DEFAULT_CONFIG
+from tests.funnels.identity_stream import EXPECTED, with_funnel_identity_events
 from tests.support.chaos import run_failing_once_after_a_checkpoint
 from tests.support.db import (
     assert_multisets_equal,
@@ -42,7 +43,7 @@ from tests.support.db import (
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded
 from tests.support.prometheus import wait_for_counters, wait_for_more_checkpoints
-from tests.support.streams import generate, generate_truth, unique_topic
+from tests.support.streams import generate, generate_truth, produce, unique_topic
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
@@ -147,8 +148,14 @@ def drop(pg_settings: PostgresSettings, run: Run) -> None:
 def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
-    """A generated stream on a fresh topic, a fresh migrated database, and one run of the job."""
-    run = prepare(pg_settings, tmp_path_factory.mktemp("funnels"), GENERATOR_ARGS, ANY_WITH_EXCLUSION)
+    """A generated stream with the identity scenarios (tests/funnels/identity_stream.py) on a fresh topic,
+    a fresh migrated database, and one run of the job."""
+    folder = tmp_path_factory.mktemp("funnels")
+    topic = unique_topic("test.funnels")
+    lines = with_funnel_identity_events(generate_truth(GENERATOR_ARGS, folder / "generated.jsonl"))
+    (folder / "truth.jsonl").write_text("".join(lines), encoding="utf-8")
+    produce(lines, topic, folder, "stream")
+    run = fresh_run(pg_settings, folder, folder / "truth.jsonl", ANY_WITH_EXCLUSION, topic)
     run_job(run)
     yield run
     drop(pg_settings, run)
@@ -247,6 +254,30 @@ def test_one_attempt_per_user_funnel_and_entry_and_a_users_attempts_never_overla
     assert not wrong, f"windows whose step rows are not one per step: {wrong[:3]}"
 
 
+def test_a_login_mid_funnel_gives_one_attempt_of_the_user_and_each_identity_scenario_its_attempt(
+    stream: Run,
+) -> None:
+    """issue 22 item 4, rule 3 (README "Identity in funnels"): the scenarios of identity_stream.py, each
+    one signup attempt under the user key the rule gives, in the oracle and in the table alike (the table
+    equals the oracle in full: test_every_table_equals_the_oracle)."""
+    pseudonym = Pseudonymizer(PrivacySettings.from_env())
+    want = sorted((pseudonym(user), status, steps) for user, status, steps in EXPECTED.values())
+    keys = {pseudonym(user) for user, _, _ in EXPECTED.values()} | {
+        pseudonym(key) for key in ("stitchfun-user-gap", "stitchfun-anon-login", "stitchfun-anon-return")
+    }
+    oracle_rows = sorted(
+        (a["user_key"], a["status"], a["furthest_step"])
+        for a in stream.expected()[tables.FUNNEL_ATTEMPTS]
+        if a["user_key"] in keys
+    )
+    assert oracle_rows == want
+    with connect(stream.pg) as conn:
+        stored = conn.execute(
+            f"SELECT user_key, status, furthest_step FROM {tables.FUNNEL_ATTEMPTS} WHERE funnel = 'signup'"
+        ).fetchall()
+    assert sorted(r for r in stored if r[0] in keys) == want
+
+
 def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:
     before = snapshot(stream.pg, TABLES)
     run_job(stream)
@@ -330,7 +361,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
             counters.DEAD_LETTERS: float(len(stream.truth.dead_letters)),
             **{
                 k: float(n)
-                for k, n in arrival_counts(arrivals(stream.truth.events, relevant=relevant)).items()
+                for k, n in arrival_counts(relevant_arrivals(stream.truth.events, relevant)).items()
             },
         }
         # (This stream has no on-time duplicate of a relevant event: 0 is exact here; the duplicates
