@@ -230,36 +230,58 @@ def resolve(
     ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
 ) -> list[tuple[str, Mapping[str, Any]]]:
     """(user key the event counts for, event) of every counted event, by the whole stream of its device."""
+    return [(user, event) for user, event, _ in _resolved(counted, gap_ms, ttl_ms)]
+
+
+def release_times(
+    counted: Iterable[Mapping[str, Any]],
+    *,
+    gap_ms: int = DEFAULT_VISIT_GAP_MS,
+    ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
+) -> dict[str, int]:
+    """event_id → the event time the watermark must reach before the event's user is known, for the held
+    events only (no link at or before them): the resolving link's ts, else the visit's last event + gap."""
+    return {
+        str(event["event_id"]): known
+        for _, event, known in _resolved(counted, gap_ms, ttl_ms)
+        if known != int(event["ts"])
+    }
+
+
+def _resolved(
+    counted: Iterable[Mapping[str, Any]], gap_ms: int, ttl_ms: int
+) -> list[tuple[str, Mapping[str, Any], int]]:
+    """(user key, event, event time from which the user key is known) of every counted event."""
     by_device: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for event in counted:
         by_device[str(event.get("anonymous_id") or event["user_id"])].append(event)
-    resolved: list[tuple[str, Mapping[str, Any]]] = []
+    resolved: list[tuple[str, Mapping[str, Any], int]] = []
     for device, device_events in by_device.items():
         ordered = sorted(device_events, key=_sighting_order)
         linking = [e for e in ordered if e.get("user_id")]
         for index, event in enumerate(ordered):
-            if event.get("user_id"):
-                resolved.append((str(event["user_id"]), event))
-                continue
             ts = int(event["ts"])
+            if event.get("user_id"):
+                resolved.append((str(event["user_id"]), event, ts))
+                continue
             before = [
                 (int(link["ts"]), str(link["user_id"]))
                 for link in linking
                 if int(link["ts"]) <= ts and ts - int(link["ts"]) <= ttl_ms
             ]
             if before:
-                resolved.append((max(before)[1], event))
+                resolved.append((max(before)[1], event, ts))
                 continue
-            user = device  # no link before: the first link later in the same visit, if any
-            previous = ts
+            # No link before: the first link later in the same visit, if any; else the anonymous id.
+            user, previous, known = device, ts, None
             for later in ordered[index + 1 :]:
                 if int(later["ts"]) - previous > gap_ms:
                     break
-                if later.get("user_id"):
-                    user = str(later["user_id"])
-                    break
                 previous = int(later["ts"])
-            resolved.append((user, event))
+                if later.get("user_id"):
+                    user, known = str(later["user_id"]), previous
+                    break
+            resolved.append((user, event, previous + gap_ms if known is None else known))
     return resolved
 
 
