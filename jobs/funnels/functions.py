@@ -31,7 +31,8 @@ from jobs.common.chaos import FailOnce
 from jobs.common.contract import encode, load_catalog
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.funnels.logic import (
-    DeviceIdentity,
+    Attempt,
+    DeviceFunnels,
     Funnel,
     FunnelEvent,
     Sighting,
@@ -104,39 +105,57 @@ def event_fields(attributes: Sequence[str]) -> list[tuple[str, Any]]:
     ]
 
 
+ANONYMOUS_ATTEMPTS_TAG = OutputTag("funnel-anonymous-attempts", row_type(ATTEMPT_FIELDS))
+"""Attempts of anonymous ids, ended in the identity stage (`DeviceFunnels`); joined with the per-user ones."""
+
+
+def attempt_row(a: Attempt) -> Row:
+    return Row(
+        a.attempt_id,
+        a.funnel,
+        a.user_key,
+        a.entered_at,
+        a.ended_at,
+        a.status,
+        a.furthest_step,
+        len(a.step_times),
+        a.step_times_json(),
+        a.time_to_convert_ms,
+        a.breakdown_json(),
+    )
+
+
 class IdentityFunction(KeyedProcessFunction):  # type: ignore[misc]
     """Input rows: the `routed` view of funnels.sql keyed by device key: (kind, device_key, ts, event_id,
     event_name, *attribute values, late_row, dlq_key, dlq_value, dlq_ts, user_id); only kind 'event'
     concerns it. Events that only link (no funnel step or exclusion) leave nothing but the link behind.
-    Its state (`DeviceIdentity`) is cleared once nothing is pending, held or linked: the link is forgotten
-    by an event-time timer `identity_ttl_ms` after it was made, never by a processing-time TTL."""
+    Output: events resolved to a user id (`event_fields`), and, as the side output
+    `ANONYMOUS_ATTEMPTS_TAG`, the ended attempts of the device's anonymous id (`DeviceFunnels`).
+    Its state is cleared once nothing is pending, held, linked or open: the link is forgotten by an
+    event-time timer `identity_ttl_ms` after it was made, never by a processing-time TTL."""
 
     def __init__(
         self, funnels: Sequence[Funnel], attributes: Sequence[str], gap_ms: int, identity_ttl_ms: int
     ) -> None:
+        self.funnels = tuple(funnels)
         self.relevant = relevant_event_names(funnels)
         self.attributes = tuple(attributes)
         self.gap_ms = gap_ms
         self.ttl_ms = identity_ttl_ms
+        self.pseudonym: Pseudonymizer | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.state = runtime_context.get_state(
-            ValueStateDescriptor("device-identity", Types.PICKLED_BYTE_ARRAY())
-        )
+        self.pseudonym = Pseudonymizer(PrivacySettings.from_env())
+        descriptor = ValueStateDescriptor("device-funnels", Types.PICKLED_BYTE_ARRAY())
+        self.state = runtime_context.get_state(descriptor)
 
-    def _load(self) -> DeviceIdentity:
+    def _load(self) -> DeviceFunnels:
         current = self.state.value()
-        return current if current is not None else DeviceIdentity()
+        return current if current is not None else DeviceFunnels()
 
     def _row(self, user_key: str, event: FunnelEvent) -> Row:
-        return Row(
-            "event",
-            user_key,
-            event.ts,
-            event.event_id,
-            event.name,
-            *(event.attrs[a] for a in self.attributes),
-        )
+        values = (event.attrs[a] for a in self.attributes)
+        return Row("event", user_key, event.ts, event.event_id, event.name, *values)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
         if value[0] != "event":
@@ -144,17 +163,10 @@ class IdentityFunction(KeyedProcessFunction):  # type: ignore[misc]
         names = self.attributes
         n = len(names)
         user_id, device_key = value[5 + n + 4], value[1]
-        step = self.relevant is None or value[4] in self.relevant
-        event = (
-            FunnelEvent(
-                ts=value[2],
-                event_id=value[3],
-                name=value[4],
-                attrs={names[i]: value[5 + i] for i in range(n)},
-            )
-            if step
-            else None
-        )
+        event: FunnelEvent | None = None
+        if self.relevant is None or value[4] in self.relevant:
+            attrs = {names[i]: value[5 + i] for i in range(n)}
+            event = FunnelEvent(ts=value[2], event_id=value[3], name=value[4], attrs=attrs)
         if user_id is not None:
             if event is not None:
                 yield self._row(user_id, event)  # an event with a user id always counts for it
@@ -168,18 +180,24 @@ class IdentityFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.state.update(device)
         ctx.timer_service().register_event_time_timer(value[2])
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        assert self.pseudonym is not None
         device = self._load()
-        resolved = device.advance(ctx.get_current_key(), timestamp, self.gap_ms, self.ttl_ms)
+        key = ctx.get_current_key()
+        resolved, ended = device.advance(
+            self.funnels, key, self.pseudonym(key), timestamp, self.gap_ms, self.ttl_ms
+        )
         if device.empty:
             self.state.clear()
         else:
             self.state.update(device)
             timers = ctx.timer_service()
-            for at in device.timers(self.gap_ms, self.ttl_ms):
+            for at in device.timers(self.funnels, self.gap_ms, self.ttl_ms):
                 timers.register_event_time_timer(at)
         for user_key, event in resolved:
             yield self._row(user_key, event)
+        for attempt in ended:
+            yield ANONYMOUS_ATTEMPTS_TAG, attempt_row(attempt)
 
 
 class AttemptsFunction(KeyedProcessFunction):  # type: ignore[misc]
@@ -240,19 +258,7 @@ class AttemptsFunction(KeyedProcessFunction):  # type: ignore[misc]
             for deadline in user.deadlines(self.funnels):
                 timers.register_event_time_timer(deadline)
         for a in ended:
-            yield Row(
-                a.attempt_id,
-                a.funnel,
-                a.user_key,
-                a.entered_at,
-                a.ended_at,
-                a.status,
-                a.furthest_step,
-                len(a.step_times),
-                a.step_times_json(),
-                a.time_to_convert_ms,
-                a.breakdown_json(),
-            )
+            yield attempt_row(a)
 
 
 class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]

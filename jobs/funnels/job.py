@@ -6,8 +6,8 @@
 Topology: decode (Java UDF) ─► DLQ │ keep events whose name matters to a funnel and the earliest link of
 each (anonymous_id, user_id) pair (JVM) ─► future/late flags ─► late ledger │ occurrence per event_id
 (dedup) ─► DataStream keyed by device key ─► Python `IdentityFunction` (resolves anonymous events to the
-user of the device's login; event-time timers) ─► keyed by the resolved user key ─► Python
-`AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │ keyed by funnel ─► Python
+user of the device's login; runs the attempts of anonymous ids; event-time timers) ─► keyed by the
+resolved user key ─► Python `AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │ keyed by funnel ─► Python
 `WindowsFunction` ─► funnel_windows, funnel_window_steps, ux.funnel (exactly-once, Avro).
 """
 
@@ -145,6 +145,7 @@ def attempts_and_windows(settings: FunnelsSettings) -> Callable[[Flow], None]:
         from pyflink.common.typeinfo import Types
 
         from jobs.funnels.functions import (
+            ANONYMOUS_ATTEMPTS_TAG,
             ATTEMPT_FIELDS,
             STEPS_TAG,
             WINDOW_FIELDS,
@@ -175,6 +176,7 @@ def attempts_and_windows(settings: FunnelsSettings) -> Callable[[Flow], None]:
             )
             .name("funnels: attempts per user")
             .uid(UID_ATTEMPTS)
+            .union(resolved.get_side_output(ANONYMOUS_ATTEMPTS_TAG))
         )
         windows = (
             attempts.key_by(lambda row: row[1], key_type=Types.STRING())
@@ -283,7 +285,8 @@ STATE_LAYOUT = 5
 optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment). v4 (issue 22
 item 6): every event row carries the feedback fields of ux_event v3. v5 (issue 22 item 4): the earliest
 link per (anonymous_id, user_id) pair (an OVER aggregate) before the classification, events keyed by
-device key into the identity stage (uid funnels.identity.v1) and then by resolved user key."""
+device key into the identity stage (uid funnels.identity.v1; it also holds the attempts of anonymous ids)
+and then by resolved user key."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

@@ -548,3 +548,56 @@ def resolve_device(
     for s in sightings:
         state.add(s)
     return state.advance(device_key, 2**62 if end is None else end, gap_ms, ttl_ms)
+
+
+class DeviceFunnels:
+    """A device's identity (`DeviceIdentity`) and the funnel state of its anonymous id (`UserFunnels`).
+
+    The anonymous id's events all come from this one device: the held events released under it when their
+    visit ends. They are run here rather than in the per-user stage, because only here is it known which
+    of them are still held: the anonymous id's attempts advance to the watermark, but never past a held
+    event (which may still join them when its visit ends without a login), so they take the held events in
+    event-time order exactly as the oracle does. Events resolved to a user id go on to the per-user stage."""
+
+    __slots__ = ("anonymous", "identity")
+
+    def __init__(self) -> None:
+        self.identity = DeviceIdentity()
+        self.anonymous = UserFunnels()
+
+    def __getstate__(self) -> tuple[DeviceIdentity, UserFunnels]:
+        return (self.identity, self.anonymous)
+
+    def __setstate__(self, state: tuple[DeviceIdentity, UserFunnels]) -> None:
+        self.identity, self.anonymous = state
+
+    @property
+    def empty(self) -> bool:
+        return self.identity.empty and self.anonymous.empty
+
+    def add(self, sighting: Sighting) -> None:
+        self.identity.add(sighting)
+
+    def timers(self, funnels: Sequence[Funnel], gap_ms: int, ttl_ms: int) -> list[int]:
+        return [*self.identity.timers(gap_ms, ttl_ms), *self.anonymous.deadlines(funnels)]
+
+    def advance(
+        self,
+        funnels: Sequence[Funnel],
+        device_key: str,
+        anonymous_key: str,
+        watermark: int,
+        gap_ms: int,
+        ttl_ms: int,
+    ) -> tuple[list[Resolved], list[Attempt]]:
+        """(events resolved to a user id, ended attempts of the anonymous id — `anonymous_key` in the rows)
+        once the watermark reached `watermark`."""
+        to_users: list[Resolved] = []
+        for user, event in self.identity.advance(device_key, watermark, gap_ms, ttl_ms):
+            if user == device_key:
+                self.anonymous.add(event)
+            else:
+                to_users.append((user, event))
+        held = self.identity.held
+        horizon = watermark if not held else min(watermark, held[0].ts - 1)
+        return to_users, self.anonymous.advance(funnels, anonymous_key, horizon)
