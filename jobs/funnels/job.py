@@ -7,8 +7,9 @@ Topology: decode (Java UDF) ─► DLQ │ keep events whose name matters to a f
 each (anonymous_id, user_id) pair (JVM) ─► future/late flags ─► late ledger │ occurrence per event_id
 (dedup) ─► DataStream keyed by device key ─► Python `IdentityFunction` (resolves anonymous events to the
 user of the device's login; runs the attempts of anonymous ids; event-time timers) ─► keyed by the
-resolved user key ─► Python `AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │ keyed by funnel ─► Python
-`WindowsFunction` ─► funnel_windows, funnel_window_steps, ux.funnel (exactly-once, Avro).
+resolved user key ─► Python `AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │
+keyed by funnel ─► Python `WindowsFunction` ─► funnel_windows, funnel_window_steps, ux.funnel
+(exactly-once, Avro).
 """
 
 from __future__ import annotations
