@@ -193,7 +193,11 @@ class IdentityFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.state.update(device)
             timers = ctx.timer_service()
             for at in device.timers(self.funnels, self.gap_ms, self.ttl_ms):
-                timers.register_event_time_timer(at)
+                # A deadline at or below the watermark is an anonymous attempt held back by a held event:
+                # the visit's end (a timer above) advances it. Re-registering it here would fire it again
+                # at once, for ever.
+                if at > timestamp:
+                    timers.register_event_time_timer(at)
         for user_key, event in resolved:
             yield self._row(user_key, event)
         for attempt in ended:

@@ -579,6 +579,8 @@ class DeviceFunnels:
         self.identity.add(sighting)
 
     def timers(self, funnels: Sequence[Funnel], gap_ms: int, ttl_ms: int) -> list[int]:
+        """When to call `advance` again: the identity's timers and the anonymous attempts' deadlines (one
+        at or below the watermark is held back by a held event; the visit's end advances it)."""
         return [*self.identity.timers(gap_ms, ttl_ms), *self.anonymous.deadlines(funnels)]
 
     def advance(

@@ -75,6 +75,10 @@ def streamed(
             for user, event in resolved:
                 to_user(user, event)
             attempts.extend(oracle_row(a) for a in ended)
+            if not device.empty:  # the job registers only timers above the watermark: one must be there
+                assert (
+                    any(t > watermark for t in device.timers(funnels, GAP, ttl_ms)) or device.identity.pending
+                )
             devices[key] = device
         for key in sorted(users):
             state = pickle.loads(pickle.dumps(users[key]))
@@ -313,3 +317,20 @@ def test_the_streaming_stage_equals_the_oracle_on_random_streams_of_single_devic
                 name = "started"
             events.append(ev(f"d{device}-{n:02d}", name, minute, f"device-{device}", user))
     both(events, ttl_ms=rng.choice((60 * MINUTE, TTL)))
+
+
+def test_an_anonymous_attempt_held_back_past_its_deadline_waits_for_the_visit_end_timer() -> None:
+    """The anonymous id's attempt may not expire while a held event precedes its deadline; its deadline is
+    then at or below the watermark (the job must not re-register it: it would fire for ever) and the
+    visit's end is the timer that moves it on."""
+    state = DeviceFunnels()
+    first = FunnelEvent(T0, "1", "started")
+    state.add(Sighting(T0, "1", None, first))
+    state.advance(FUNNELS, "anon", "anon", T0 + GAP, GAP, TTL)  # the first visit is released: attempt open
+    back = T0 + GAP + 10 * MINUTE
+    state.add(Sighting(back, "2", None, FunnelEvent(back, "2", "submitted")))
+    watermark = T0 + 61 * MINUTE  # past the attempt's deadline (1 h), the second visit still held
+    assert state.advance(FUNNELS, "anon", "anon", watermark, GAP, TTL) == ([], [])
+    assert sorted(t > watermark for t in state.timers(FUNNELS, GAP, TTL)) == [False, True]
+    _, ended = state.advance(FUNNELS, "anon", "anon", back + GAP, GAP, TTL)
+    assert [(a.status, a.step_times) for a in ended] == [("dropped", (T0, back, None))]
