@@ -10,17 +10,39 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc'
 -- 1. Valid events with the fields the job uses, and whether they can matter to a funnel (step and
 --    exclusion event names; every event when a funnel is strict). Every valid event moves its partition's
 --    watermark; only relevant ones are classified and go on.
-CREATE TEMPORARY VIEW relevant AS
+--    Identity (README "Identity in funnels"): an event carrying both ids links its anonymous id to its user
+--    id. Such an event is relevant too when its ts is at or below the least ts of the earlier arrivals of
+--    its (anonymous_id, user_id) pair: the earliest link of each pair in event time reaches Python (and
+--    any copy of it), not the thousands of later events of a logged-in user that carry the same two ids.
+--    The running minimum is an OVER aggregate per pair in arrival order (state: one number per pair and per
+--    anonymous device, expiring with the dedup TTL).
+CREATE TEMPORARY VIEW valid_events AS
 SELECT
   {relevant_columns},
   decoded.is_bot AS is_bot,
-  {relevant} AS is_relevant,
+  {relevant} AS is_step,
   kafka_partition,
   kafka_offset,
   kafka_timestamp,
-  event_time
+  event_time,
+  PROCTIME() AS seen
 FROM {decoded_view}
 WHERE decoded.reason IS NULL;
+
+CREATE TEMPORARY VIEW relevant AS
+SELECT
+  *,
+  is_step OR (
+    NULLIF(anonymous_id, '') IS NOT NULL AND NULLIF(user_id, '') IS NOT NULL AND ts <= pair_least_ts
+  ) AS is_relevant
+FROM (
+  SELECT
+    *,
+    MIN(ts) OVER (
+      PARTITION BY anonymous_id, user_id ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS pair_least_ts
+  FROM valid_events
+);
 
 -- 2./3. Classified on arrival like sessionize (jobs/common/sql/classify.sql, created by job.py over
 --    `relevant`, classifying the rows where is_relevant): `classified`, `ledger` (future and late
@@ -34,10 +56,11 @@ WHERE decoded.reason IS NULL;
 --    by `kind`; bots' events (is_bot, the decode step's enrichment) enter no funnel unless
 --    UXSTREAM_EXCLUDE_BOTS is off (late ones are ledgered all the same). job.py turns it into a DataStream, feeds the events to Python and writes the other kinds
 --    from it with SQL again.
+--    Events go to Python keyed by device key (the identity stage), with their user id (NULL if none).
 CREATE TEMPORARY VIEW routed AS
-SELECT 'event' AS kind, user_key, ts, event_id, event_name{attribute_columns},
+SELECT 'event' AS kind, {device_key} AS device_key, ts, event_id, event_name{attribute_columns},
   CAST(NULL AS STRING) AS late_row, CAST(NULL AS BYTES) AS dlq_key, CAST(NULL AS BYTES) AS dlq_value,
-  CAST(0 AS BIGINT) AS dlq_ts
+  CAST(0 AS BIGINT) AS dlq_ts, NULLIF(user_id, '') AS user_id
 FROM numbered
 WHERE occurrence = 1{humans_only}
 UNION ALL
@@ -55,12 +78,12 @@ SELECT 'late', '', CAST(0 AS BIGINT), event_id, event_name{attribute_nulls},
     'offset' VALUE kafka_offset,
     'user_key' VALUE user_pseudonym
     NULL ON NULL),
-  CAST(NULL AS BYTES), CAST(NULL AS BYTES), CAST(0 AS BIGINT)
+  CAST(NULL AS BYTES), CAST(NULL AS BYTES), CAST(0 AS BIGINT), CAST(NULL AS STRING)
 FROM ledger
 UNION ALL
 SELECT 'dlq', '', CAST(0 AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING){attribute_nulls},
   CAST(NULL AS STRING), d.kafka_key, d.dead_letter, UNIX_TIMESTAMP(CAST(d.kafka_timestamp AS STRING)) * 1000
-    + EXTRACT(MILLISECOND FROM d.kafka_timestamp)
+    + EXTRACT(MILLISECOND FROM d.kafka_timestamp), CAST(NULL AS STRING)
 FROM (
 {dlq_select}
 ) AS d (kafka_key, dead_letter, kafka_timestamp);

@@ -3,10 +3,13 @@
     python -m jobs.funnels.job --bounded     # read what is in ux.events now, then finish
     python -m jobs.funnels.job               # run unbounded (clusters)
 
-Topology: decode (Java UDF) ─► DLQ │ keep events whose name matters to a funnel (JVM) ─► future/late
-flags ─► late ledger │ occurrence per event_id (dedup) ─► DataStream keyed by user key ─► Python
-`AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │ keyed by funnel ─► Python
-`WindowsFunction` ─► funnel_windows, funnel_window_steps, ux.funnel (exactly-once, Avro).
+Topology: decode (Java UDF) ─► DLQ │ keep events whose name matters to a funnel and the earliest link of
+each (anonymous_id, user_id) pair (JVM) ─► future/late flags ─► late ledger │ occurrence per event_id
+(dedup) ─► DataStream keyed by device key ─► Python `IdentityFunction` (resolves anonymous events to the
+user of the device's login; runs the attempts of anonymous ids; event-time timers) ─► keyed by the
+resolved user key ─► Python `AttemptsFunction` (event-time timers; thread mode) ─► funnel_attempts │
+keyed by funnel ─► Python `WindowsFunction` ─► funnel_windows, funnel_window_steps, ux.funnel
+(exactly-once, Avro).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from jobs.funnels.settings import FunnelsSettings
 
 JOB_NAME = "funnels"
 SQL = Path(__file__).with_name("funnels.sql")
+UID_IDENTITY = "funnels.identity.v1"
 UID_ATTEMPTS = "funnels.attempts.v1"
 UID_WINDOWS = "funnels.windows.v1"
 
@@ -142,24 +146,38 @@ def attempts_and_windows(settings: FunnelsSettings) -> Callable[[Flow], None]:
         from pyflink.common.typeinfo import Types
 
         from jobs.funnels.functions import (
+            ANONYMOUS_ATTEMPTS_TAG,
             ATTEMPT_FIELDS,
             STEPS_TAG,
             WINDOW_FIELDS,
             AttemptsFunction,
+            IdentityFunction,
             WindowsFunction,
+            event_fields,
             row_type,
         )
 
         funnels = settings.funnels
-        attempts = (
+        attributes = attributes_of(funnels)
+        resolved = (
             flow.streams["routed"]
             .key_by(lambda row: row[1], key_type=Types.STRING())
             .process(
-                AttemptsFunction(funnels, attributes_of(funnels), settings.state_ttl_ms),
+                IdentityFunction(funnels, attributes, settings.visit_gap_ms, settings.identity_ttl_ms),
+                output_type=row_type(event_fields(attributes)),
+            )
+            .name("funnels: identity per device")
+            .uid(UID_IDENTITY)
+        )
+        attempts = (
+            resolved.key_by(lambda row: row[1], key_type=Types.STRING())
+            .process(
+                AttemptsFunction(funnels, attributes, settings.state_ttl_ms),
                 output_type=row_type(ATTEMPT_FIELDS),
             )
             .name("funnels: attempts per user")
             .uid(UID_ATTEMPTS)
+            .union(resolved.get_side_output(ANONYMOUS_ATTEMPTS_TAG))
         )
         windows = (
             attempts.key_by(lambda row: row[1], key_type=Types.STRING())
@@ -222,6 +240,7 @@ def recipe(settings: FunnelsSettings) -> tuple[list[str], list[str]]:
         SQL,
         relevant=relevant_condition(settings),
         relevant_columns=relevant_columns(settings),
+        device_key=decode.DEVICE_KEY,
         humans_only=" AND NOT is_bot" if settings.flink.enrichment.exclude_bots else "",
         decoded_view=decode.quote(spec.names.decoded_view),
         attribute_columns=attribute_columns(settings),
@@ -262,10 +281,13 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 4
+STATE_LAYOUT = 5
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
 optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment). v4 (issue 22
-item 6): every event row carries the feedback fields of ux_event v3."""
+item 6): every event row carries the feedback fields of ux_event v3. v5 (issue 22 item 4): the earliest
+link per (anonymous_id, user_id) pair (an OVER aggregate) before the classification, events keyed by
+device key into the identity stage (uid funnels.identity.v1; it also holds the attempts of anonymous ids)
+and then by resolved user key."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

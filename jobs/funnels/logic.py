@@ -422,3 +422,184 @@ def window_rows(funnel: Funnel, start: int, size_ms: int, attempts: Iterable[Sum
             )
         )
     return rows
+
+
+# ------------------------------------------------------------------------------------ identity (issue 22)
+
+DEFAULT_VISIT_GAP_MS: Final = 30 * 60_000
+"""A device's visit ends after this long without an event (the session gap of SEMANTICS.md, 30 min)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One event of a device as the identity stage sees it: an anonymous event (`user_id` None, `event`
+    the funnel event) or a link (an event carrying both ids: `user_id` set; `event` is None when the event
+    is no funnel step, i.e. it only links)."""
+
+    ts: int
+    event_id: str
+    user_id: str | None
+    event: FunnelEvent | None
+
+    def order(self) -> tuple[int, int, str, str]:
+        """Event-time order; at equal ts links come first (a link at the same ts is "at or before" an
+        anonymous event), by user id, then by event id."""
+        return (self.ts, 0 if self.user_id is not None else 1, self.user_id or "", self.event_id)
+
+
+Resolved = tuple[str, FunnelEvent]
+"""(user key the event counts for, the event)."""
+
+
+class DeviceIdentity:
+    """The identity state of one device (device key = anonymous_id): rule 3 of README "Identity in
+    funnels". Pending sightings wait for the watermark (`advance`), so resolution follows event time only:
+
+    - a link sets the device's link to its user id (the latest in event time wins) and resolves the events
+      held so far in the visit to that user;
+    - an anonymous event resolves to the device's link when there is one (at or before it, at most
+      `ttl_ms` older), else it is held;
+    - held events are released under the device key once the visit ends: no sighting within `gap_ms`
+      after the last one (a link after a longer gap does not reach back);
+    - the link is forgotten `ttl_ms` of event time after it was made.
+
+    Events with a user id are not held at all: the job forwards them at once (`jobs.funnels.functions`);
+    only their link (ts, user id) comes here."""
+
+    __slots__ = ("held", "last_ts", "link", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[Sighting] = []
+        """Sightings above the watermark, sorted by `Sighting.order`."""
+        self.held: list[FunnelEvent] = []
+        """Anonymous events of the current visit waiting for a link (in event-time order)."""
+        self.last_ts: int | None = None
+        """Time of the last processed sighting (the visit's last event)."""
+        self.link: tuple[int, str] | None = None
+        """(ts, user id) of the latest link."""
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.pending, self.held, self.last_ts, self.link)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        self.pending, self.held, self.last_ts, self.link = state  # type: ignore[assignment]
+
+    @property
+    def empty(self) -> bool:
+        """Nothing pending, held or linked: the job clears the device's state."""
+        return not self.pending and not self.held and self.link is None
+
+    def add(self, sighting: Sighting) -> None:
+        bisect.insort(self.pending, sighting, key=Sighting.order)
+
+    def timers(self, gap_ms: int, ttl_ms: int) -> list[int]:
+        """Event times at which `advance` may release or forget something (besides pending sightings)."""
+        times = []
+        if self.held and self.last_ts is not None:
+            times.append(self.last_ts + gap_ms)
+        if self.link is not None:
+            times.append(self.link[0] + ttl_ms)
+        return times
+
+    def _release(self, device_key: str) -> list[Resolved]:
+        released = [(device_key, e) for e in self.held]
+        self.held = []
+        return released
+
+    def advance(self, device_key: str, watermark: int, gap_ms: int, ttl_ms: int) -> list[Resolved]:
+        """Process the sightings with ts <= watermark in event-time order; then release the held events of
+        an ended visit and forget an expired link. Returns the resolved funnel events, in order."""
+        out: list[Resolved] = []
+        ready = bisect.bisect_right(self.pending, watermark, key=lambda s: s.ts)
+        for s in self.pending[:ready]:
+            if self.held and self.last_ts is not None and s.ts - self.last_ts > gap_ms:
+                out.extend(self._release(device_key))
+            if self.link is not None and s.ts - self.link[0] > ttl_ms:
+                self.link = None
+            if s.user_id is not None:
+                self.link = (s.ts, s.user_id)
+                out.extend((s.user_id, e) for e in self.held)
+                self.held = []
+            elif s.event is not None:
+                if self.link is not None:
+                    out.append((self.link[1], s.event))
+                else:
+                    self.held.append(s.event)
+            self.last_ts = s.ts
+        del self.pending[:ready]
+        if self.held and self.last_ts is not None and self.last_ts + gap_ms <= watermark:
+            out.extend(self._release(device_key))
+        if self.link is not None and self.link[0] + ttl_ms <= watermark:
+            self.link = None
+        if not self.held and not self.pending:
+            self.last_ts = None
+        return out
+
+
+def resolve_device(
+    device_key: str,
+    sightings: Iterable[Sighting],
+    gap_ms: int = DEFAULT_VISIT_GAP_MS,
+    ttl_ms: int = 30 * 86_400_000,
+    end: int | None = None,
+) -> list[Resolved]:
+    """A finished stream of one device (any order) → its anonymous funnel events, resolved."""
+    state = DeviceIdentity()
+    for s in sightings:
+        state.add(s)
+    return state.advance(device_key, 2**62 if end is None else end, gap_ms, ttl_ms)
+
+
+class DeviceFunnels:
+    """A device's identity (`DeviceIdentity`) and the funnel state of its anonymous id (`UserFunnels`).
+
+    The anonymous id's events all come from this one device: the held events released under it when their
+    visit ends. They are run here rather than in the per-user stage, because only here is it known which
+    of them are still held: the anonymous id's attempts advance to the watermark, but never past a held
+    event (which may still join them when its visit ends without a login), so they take the held events in
+    event-time order exactly as the oracle does. Events resolved to a user id go on to the per-user stage."""
+
+    __slots__ = ("anonymous", "identity")
+
+    def __init__(self) -> None:
+        self.identity = DeviceIdentity()
+        self.anonymous = UserFunnels()
+
+    def __getstate__(self) -> tuple[DeviceIdentity, UserFunnels]:
+        return (self.identity, self.anonymous)
+
+    def __setstate__(self, state: tuple[DeviceIdentity, UserFunnels]) -> None:
+        self.identity, self.anonymous = state
+
+    @property
+    def empty(self) -> bool:
+        return self.identity.empty and self.anonymous.empty
+
+    def add(self, sighting: Sighting) -> None:
+        self.identity.add(sighting)
+
+    def timers(self, funnels: Sequence[Funnel], gap_ms: int, ttl_ms: int) -> list[int]:
+        """When to call `advance` again: the identity's timers and the anonymous attempts' deadlines (one
+        at or below the watermark is held back by a held event; the visit's end advances it)."""
+        return [*self.identity.timers(gap_ms, ttl_ms), *self.anonymous.deadlines(funnels)]
+
+    def advance(
+        self,
+        funnels: Sequence[Funnel],
+        device_key: str,
+        anonymous_key: str,
+        watermark: int,
+        gap_ms: int,
+        ttl_ms: int,
+    ) -> tuple[list[Resolved], list[Attempt]]:
+        """(events resolved to a user id, ended attempts of the anonymous id — `anonymous_key` in the rows)
+        once the watermark reached `watermark`."""
+        to_users: list[Resolved] = []
+        for user, event in self.identity.advance(device_key, watermark, gap_ms, ttl_ms):
+            if user == device_key:
+                self.anonymous.add(event)
+            else:
+                to_users.append((user, event))
+        held = self.identity.held
+        horizon = watermark if not held else min(watermark, held[0].ts - 1)
+        return to_users, self.anonymous.advance(funnels, anonymous_key, horizon)

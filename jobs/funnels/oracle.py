@@ -8,8 +8,14 @@ Written apart from `logic.py`'s state machine on purpose (only the validated def
 3. watermark before a record = max ts of the earlier valid, non-future records − out-of-orderness (the
    source's watermark sees every valid event, relevant or not); ts ≤ watermark → ledger `late`;
 4. occurrences of an event_id are numbered among the remaining ones; only the first counts;
-5. per user, counted events sorted by (ts, event_id), each funnel walked as a batch: attempts, then the
-   window rows of their entry time, per dimension value.
+   Besides those, the links the identity stage needs (README "Identity in funnels"): an event carrying both
+   ids whose ts is at or below every earlier-arrived event of its (anonymous_id, user_id) pair is classified
+   too (the earliest link of each pair in event time, whatever the arrival order);
+5. identity (issue 22 rule 3): an event with a user id counts for it; an anonymous event counts for the
+   latest link of its device at or before it (at most the identity TTL older), else for the first link
+   later in its visit (the device's counted events, no gap > visit gap), else for its anonymous id;
+6. per user, counted funnel events sorted by (ts, event_id), each funnel walked as a batch: attempts, then
+   the window rows of their entry time, per dimension value.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from jobs.common.enrichment import EnrichmentSettings, enrich
-from jobs.common.oracle import FUTURE, ON_TIME, arrivals
-from jobs.funnels.logic import Funnel, Step
+from jobs.common.oracle import FUTURE, ON_TIME, Arrival, arrivals
+from jobs.common.settings import DEFAULT_IDENTITY_TTL_MS
+from jobs.funnels.logic import DEFAULT_VISIT_GAP_MS, Funnel, Step
 
 JOB = "funnels"
 
@@ -43,6 +50,50 @@ def user_key_of(event: Mapping[str, Any]) -> str:
     return str(event.get("user_id") or event["anonymous_id"])
 
 
+def links(event: Mapping[str, Any]) -> bool:
+    """The event carries both ids: it links its anonymous id to its user id."""
+    return bool(event.get("user_id")) and bool(event.get("anonymous_id"))
+
+
+def relevance(events: Sequence[Any], names: frozenset[str] | None) -> list[bool]:
+    """Per valid event (produce order): does the funnels job classify it? Its name matters to a funnel, or
+    it is a link at or below the least ts of the earlier arrivals of its (anonymous_id, user_id) pair."""
+    least: dict[tuple[str, str], int] = {}
+    verdicts = []
+    for item in events:
+        event = item.event
+        ts = int(event["ts"])
+        candidate = False
+        if links(event):
+            pair = (str(event["anonymous_id"]), str(event["user_id"]))
+            least[pair] = min(least.get(pair, ts), ts)
+            candidate = ts <= least[pair]
+        verdicts.append(candidate or names is None or event["event_name"] in names)
+    return verdicts
+
+
+def relevant_arrivals(
+    events: Iterable[Any],
+    names: frozenset[str] | None,
+    *,
+    out_of_orderness_ms: int = 5_000,
+    max_future_skew_ms: int = 5 * 60_000,
+) -> list[Arrival]:
+    """The arrivals (`jobs.common.oracle.arrivals`) of the events the job classifies (`relevance`)."""
+    items = list(events)
+    # Every valid event is classified here and the irrelevant ones skipped: the numbering of an event_id's
+    # copies is the same, since a copy of a link that is no candidate any more only follows candidates.
+    return [
+        arrival
+        for arrival, relevant in zip(
+            arrivals(items, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms),
+            relevance(items, names),
+            strict=True,
+        )
+        if relevant
+    ]
+
+
 def classify(
     events: Iterable[Any],
     names: frozenset[str] | None,
@@ -56,8 +107,8 @@ def classify(
     enrichment = enrichment or EnrichmentSettings()
     ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
     counted: list[Mapping[str, Any]] = []
-    for arrival in arrivals(
-        events, relevant=names, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+    for arrival in relevant_arrivals(
+        events, names, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
     ):
         event, bot = enrich(arrival.event, enrichment)
         watermark = arrival.watermark
@@ -166,15 +217,92 @@ def attempts_of_user(funnel: Funnel, user: str, events: Sequence[Mapping[str, An
     return rows
 
 
+def _sighting_order(event: Mapping[str, Any]) -> tuple[int, int, str, str]:
+    """A device's events in event time; at one ts links first (least user id first), then by event id."""
+    user = event.get("user_id") or ""
+    return (int(event["ts"]), 0 if user else 1, str(user), str(event["event_id"]))
+
+
+def resolve(
+    counted: Iterable[Mapping[str, Any]],
+    *,
+    gap_ms: int = DEFAULT_VISIT_GAP_MS,
+    ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """(user key the event counts for, event) of every counted event, by the whole stream of its device."""
+    return [(user, event) for user, event, _ in _resolved(counted, gap_ms, ttl_ms)]
+
+
+def release_times(
+    counted: Iterable[Mapping[str, Any]],
+    *,
+    gap_ms: int = DEFAULT_VISIT_GAP_MS,
+    ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
+) -> dict[str, int]:
+    """event_id → the event time the watermark must reach before the event's user is known, for the held
+    events only (no link at or before them): the resolving link's ts, else the visit's last event + gap."""
+    return {
+        str(event["event_id"]): known
+        for _, event, known in _resolved(counted, gap_ms, ttl_ms)
+        if known != int(event["ts"])
+    }
+
+
+def _resolved(
+    counted: Iterable[Mapping[str, Any]], gap_ms: int, ttl_ms: int
+) -> list[tuple[str, Mapping[str, Any], int]]:
+    """(user key, event, event time from which the user key is known) of every counted event."""
+    by_device: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in counted:
+        by_device[str(event.get("anonymous_id") or event["user_id"])].append(event)
+    resolved: list[tuple[str, Mapping[str, Any], int]] = []
+    for device, device_events in by_device.items():
+        ordered = sorted(device_events, key=_sighting_order)
+        linking = [e for e in ordered if e.get("user_id")]
+        for index, event in enumerate(ordered):
+            ts = int(event["ts"])
+            if event.get("user_id"):
+                resolved.append((str(event["user_id"]), event, ts))
+                continue
+            before = [
+                (int(link["ts"]), str(link["user_id"]))
+                for link in linking
+                if int(link["ts"]) <= ts and ts - int(link["ts"]) <= ttl_ms
+            ]
+            if before:
+                resolved.append((max(before)[1], event, ts))
+                continue
+            # No link before: the first link later in the same visit, if any; else the anonymous id.
+            user, previous, known = device, ts, None
+            for later in ordered[index + 1 :]:
+                if int(later["ts"]) - previous > gap_ms:
+                    break
+                previous = int(later["ts"])
+                if later.get("user_id"):
+                    user, known = str(later["user_id"]), previous
+                    break
+            resolved.append((user, event, previous + gap_ms if known is None else known))
+    return resolved
+
+
 def expected_attempts(
     funnels: Sequence[Funnel],
     counted: Iterable[Mapping[str, Any]],
     pseudonym: Callable[[str], str] = str,
+    *,
+    gap_ms: int = DEFAULT_VISIT_GAP_MS,
+    ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
 ) -> list[dict[str, Any]]:
-    """Attempt rows; `user_key` (and the attempt id built from it) is `pseudonym(user key)`."""
+    """Attempt rows of the counted events, each counted for the user `resolve` finds; `user_key` (and the
+    attempt id built from it) is `pseudonym(user key)`. Events that only link (no step or exclusion of any
+    funnel) enter no funnel."""
+    from jobs.funnels.logic import relevant_event_names
+
+    names = relevant_event_names(funnels)
     by_user: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for event in counted:
-        by_user[pseudonym(user_key_of(event))].append(event)
+    for user, event in resolve(counted, gap_ms=gap_ms, ttl_ms=ttl_ms):
+        if names is None or event["event_name"] in names:
+            by_user[pseudonym(user)].append(event)
     rows: list[dict[str, Any]] = []
     for user, user_events in sorted(by_user.items()):
         ordered = sorted(user_events, key=lambda e: (int(e["ts"]), str(e["event_id"])))
@@ -276,10 +404,12 @@ def expected(
     max_future_skew_ms: int = 5 * 60_000,
     pseudonym: Callable[[str], str] = str,
     enrichment: EnrichmentSettings | None = None,
+    gap_ms: int = DEFAULT_VISIT_GAP_MS,
+    ttl_ms: int = DEFAULT_IDENTITY_TTL_MS,
 ) -> dict[str, list[dict[str, Any]]]:
     """Expected rows per table name (and `ux.funnel` records under "windows"), times in epoch ms; user
     keys as `pseudonym` maps them (the job: jobs.common.privacy.Pseudonymizer); `enrichment` as in
-    `classify`."""
+    `classify`; `gap_ms` (visit gap) and `ttl_ms` (identity TTL) as in `resolve`."""
     from jobs.funnels.logic import relevant_event_names
 
     ledger, counted = classify(
@@ -289,7 +419,7 @@ def expected(
         max_future_skew_ms=max_future_skew_ms,
         enrichment=enrichment,
     )
-    attempts = expected_attempts(funnels, counted, pseudonym)
+    attempts = expected_attempts(funnels, counted, pseudonym, gap_ms=gap_ms, ttl_ms=ttl_ms)
     windows = expected_windows(funnels, attempts, window_ms)
     window_rows, step_rows = table_rows(windows)
     return {

@@ -10,9 +10,17 @@ from pathlib import Path
 from jobs.common import topics
 from jobs.common.connectors import StopOffsets
 from jobs.common.flink_env import PROJECT_ROOT, FlinkSettings
-from jobs.common.settings import KafkaSettings, PostgresSettings, SettingsError, env_int, env_str
+from jobs.common.settings import (
+    DEFAULT_IDENTITY_TTL_MS,
+    KafkaSettings,
+    PostgresSettings,
+    SettingsError,
+    env_int,
+    env_str,
+    identity_ttl_ms,
+)
 from jobs.funnels.definitions import load_funnels
-from jobs.funnels.logic import DEFAULT_REPORT_WINDOW_MS, Funnel
+from jobs.funnels.logic import DEFAULT_REPORT_WINDOW_MS, DEFAULT_VISIT_GAP_MS, Funnel
 
 MINUTE_MS = 60_000
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "funnels.toml"
@@ -44,9 +52,15 @@ class FunnelsSettings:
     dedup_ttl_ms: int = 24 * 60 * MINUTE_MS
     state_ttl_ms: int = 48 * 60 * MINUTE_MS
     """Safety net on the per-user funnel state (processing time); state is cleared when nothing is open."""
+    visit_gap_ms: int = DEFAULT_VISIT_GAP_MS
+    """Identity: a device's anonymous events wait for a login until this long without an event of the
+    device (UXSTREAM_FUNNELS_VISIT_GAP_MS, else sessionize's UXSTREAM_SESSIONIZE_SESSION_GAP_MS)."""
+    identity_ttl_ms: int = DEFAULT_IDENTITY_TTL_MS
+    """Identity: how long (event time) a device's link attributes its anonymous events
+    (UXSTREAM_IDENTITY_TTL)."""
 
     def __post_init__(self) -> None:
-        for name in ("window_ms", "dedup_ttl_ms", "state_ttl_ms"):
+        for name in ("window_ms", "dedup_ttl_ms", "state_ttl_ms", "visit_gap_ms", "identity_ttl_ms"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("out_of_orderness_ms", "idleness_ms", "max_future_skew_ms"):
@@ -84,6 +98,12 @@ class FunnelsSettings:
             "max_future_skew_ms": env_int(env, p + "MAX_FUTURE_SKEW_MS", cls.max_future_skew_ms),
             "dedup_ttl_ms": env_int(env, p + "DEDUP_TTL_MS", cls.dedup_ttl_ms),
             "state_ttl_ms": env_int(env, p + "STATE_TTL_MS", cls.state_ttl_ms),
+            "visit_gap_ms": env_int(
+                env,
+                p + "VISIT_GAP_MS",
+                env_int(env, "UXSTREAM_SESSIONIZE_SESSION_GAP_MS", cls.visit_gap_ms),
+            ),
+            "identity_ttl_ms": identity_ttl_ms(env),
         }
         values.update(overrides)
         if "funnels" not in overrides:

@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 
 from jobs.common import counters, tables
-from jobs.common.oracle import CleanEvents, arrival_counts, arrivals, load
+from jobs.common.oracle import CleanEvents, arrival_counts, load
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.funnels.definitions import load_funnels
 from jobs.funnels.logic import relevant_event_names
-from jobs.funnels.oracle import expected
+from jobs.funnels.oracle import classify, expected, release_times, relevant_arrivals, resolve
 from jobs.funnels.settings import DEFAULT_CONFIG
+from tests.funnels.identity_stream import EXPECTED, with_funnel_identity_events
 from tests.support.chaos import run_failing_once_after_a_checkpoint
 from tests.support.db import (
     assert_multisets_equal,
@@ -42,7 +43,7 @@ from tests.support.db import (
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded
 from tests.support.prometheus import wait_for_counters, wait_for_more_checkpoints
-from tests.support.streams import generate, generate_truth, unique_topic
+from tests.support.streams import generate, generate_truth, produce, unique_topic
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
@@ -147,8 +148,14 @@ def drop(pg_settings: PostgresSettings, run: Run) -> None:
 def stream(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
-    """A generated stream on a fresh topic, a fresh migrated database, and one run of the job."""
-    run = prepare(pg_settings, tmp_path_factory.mktemp("funnels"), GENERATOR_ARGS, ANY_WITH_EXCLUSION)
+    """A generated stream with the identity scenarios (tests/funnels/identity_stream.py) on a fresh topic,
+    a fresh migrated database, and one run of the job."""
+    folder = tmp_path_factory.mktemp("funnels")
+    topic = unique_topic("test.funnels")
+    lines = with_funnel_identity_events(generate_truth(GENERATOR_ARGS, folder / "generated.jsonl"))
+    (folder / "truth.jsonl").write_text("".join(lines), encoding="utf-8")
+    produce(lines, topic, folder, "stream")
+    run = fresh_run(pg_settings, folder, folder / "truth.jsonl", ANY_WITH_EXCLUSION, topic)
     run_job(run)
     yield run
     drop(pg_settings, run)
@@ -247,6 +254,34 @@ def test_one_attempt_per_user_funnel_and_entry_and_a_users_attempts_never_overla
     assert not wrong, f"windows whose step rows are not one per step: {wrong[:3]}"
 
 
+SHIPPED_FUNNELS = ("signup", "checkout")
+
+
+def test_a_login_mid_funnel_gives_one_attempt_of_the_user_and_each_identity_scenario_its_attempt(
+    stream: Run,
+) -> None:
+    """issue 22 item 4, rule 3 (README "Identity in funnels"): the scenarios of identity_stream.py, each
+    one signup attempt under the user key the rule gives, in the oracle and in the table alike (the table
+    equals the oracle in full: test_every_table_equals_the_oracle). Only the shipped funnels: the
+    run's browse_any funnel sees the anonymous return's events too."""
+    pseudonym = Pseudonymizer(PrivacySettings.from_env())
+    want = sorted((f, pseudonym(user), status, steps) for f, user, status, steps in EXPECTED.values())
+    keys = {pseudonym(user) for _, user, _, _ in EXPECTED.values()} | {
+        pseudonym(key) for key in ("stitchfun-user-gap", "stitchfun-anon-login", "stitchfun-anon-return")
+    }
+    oracle_rows = sorted(
+        (a["funnel"], a["user_key"], a["status"], a["furthest_step"])
+        for a in stream.expected()[tables.FUNNEL_ATTEMPTS]
+        if a["user_key"] in keys and a["funnel"] in SHIPPED_FUNNELS
+    )
+    assert oracle_rows == want
+    with connect(stream.pg) as conn:
+        stored = conn.execute(
+            f"SELECT funnel, user_key, status, furthest_step FROM {tables.FUNNEL_ATTEMPTS}"
+        ).fetchall()
+    assert sorted(r for r in stored if r[1] in keys and r[0] in SHIPPED_FUNNELS) == want
+
+
 def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:
     before = snapshot(stream.pg, TABLES)
     run_job(stream)
@@ -281,7 +316,9 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     """As in production (no end of input): an attempt is written when the watermark passes its end — for
     a drop-off, entry + conversion window — and a window row when it passes window end + conversion
     window. After catching up, the tables hold exactly the oracle rows the final watermark (max event
-    time - 5 s) allows, and nothing more."""
+    time - 5 s) allows, and nothing more. Identity (README "Identity in funnels"): a user's attempts are
+    left out on both sides while one of the user's anonymous events is still held (its visit neither
+    linked nor ended by that watermark: the job cannot know its user yet)."""
     import signal
     import time
 
@@ -292,7 +329,19 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     expected_rows = stream.expected()
     windows = {f.name: f.window_ms for f in load_funnels(stream.config)}
     watermark = max(e.ts for e in stream.truth.events if not e.future) - 5_000
-    attempts = [a for a in expected_rows[tables.FUNNEL_ATTEMPTS] if a["ended_at"] <= watermark]
+    funnels = load_funnels(stream.config)
+    _, clean = classify(stream.truth.events, relevant_event_names(funnels))
+    releases = release_times(clean)
+    pseudonym = Pseudonymizer(PrivacySettings.from_env())
+    pending = {
+        pseudonym(user) for user, e in resolve(clean) if releases.get(str(e["event_id"]), 0) > watermark
+    }
+    assert pending, "no held event at the end of the stream: the exception below would prove nothing"
+    attempts = [
+        a
+        for a in expected_rows[tables.FUNNEL_ATTEMPTS]
+        if a["ended_at"] <= watermark and a["user_key"] not in pending
+    ]
     final = [
         w for w in expected_rows[tables.FUNNEL_WINDOWS] if w["window_end"] + windows[w["funnel"]] <= watermark
     ]
@@ -304,6 +353,16 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         tables.FUNNEL_WINDOWS: Counter(tuple(normalize(v) for v in w.values()) for w in final),
     }
     columns = {t: list(expected_rows[t][0]) for t in want}
+    user_column = columns[tables.FUNNEL_ATTEMPTS].index("user_key")
+
+    def observed() -> dict[str, Counter[tuple[Any, ...]]]:
+        found = {t: rows(live.pg, t, columns[t]) for t in want}
+        attempts_found = found[tables.FUNNEL_ATTEMPTS]
+        found[tables.FUNNEL_ATTEMPTS] = Counter(
+            {r: n for r, n in attempts_found.items() if r[user_column] not in pending}
+        )
+        return found
+
     port = free_port()  # the job's counters, scraped below
     env = {**os.environ, "UXSTREAM_PG_DB": live.pg.dbname, "UXSTREAM_FLINK_PROMETHEUS_PORT": str(port)}
     job = subprocess.Popen(
@@ -315,7 +374,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert job.poll() is None, "the unbounded job exited on its own"
-            got = {t: rows(live.pg, t, columns[t]) for t in want}
+            got = observed()
             if got == want:
                 break
             time.sleep(2)
@@ -330,7 +389,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
             counters.DEAD_LETTERS: float(len(stream.truth.dead_letters)),
             **{
                 k: float(n)
-                for k, n in arrival_counts(arrivals(stream.truth.events, relevant=relevant)).items()
+                for k, n in arrival_counts(relevant_arrivals(stream.truth.events, relevant)).items()
             },
         }
         # (This stream has no on-time duplicate of a relevant event: 0 is exact here; the duplicates
@@ -341,7 +400,7 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
         # Still running, every record read and two checkpoints later (everything they produce flushed):
         # nothing beyond what the watermark allows shows up.
         wait_for_more_checkpoints(range(port, port + 1), job)
-        assert {t: rows(live.pg, t, columns[t]) for t in want} == want
+        assert observed() == want
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from jobs.common import decode
 from jobs.common.connectors import render_sql
 from jobs.funnels import job
 from jobs.funnels.logic import Funnel, Step
@@ -51,6 +52,7 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
         max_future_skew="INTERVAL '5' MINUTE",
         relevant=job.relevant_condition(settings),
         relevant_columns=job.relevant_columns(settings),
+        device_key=decode.DEVICE_KEY,
         decoded_view="`ux_events_decoded`",
         attribute_columns=job.attribute_columns(settings),
         attribute_nulls=job.attribute_nulls(settings),
@@ -64,3 +66,10 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
     assert routed.count("UNION ALL") == 2
     assert [kind in routed for kind in ("'event' AS kind", "'late'", "'dlq'")] == [True, True, True]
     assert "WHERE occurrence = 1 AND NOT is_bot" in routed  # bots enter no funnel (UXSTREAM_EXCLUDE_BOTS)
+    # Identity (README "Identity in funnels"): events go to Python keyed by device key, with their user id,
+    # and the earliest link of each (anonymous_id, user_id) pair is relevant besides the funnel steps.
+    assert f"SELECT 'event' AS kind, {decode.DEVICE_KEY} AS device_key, ts" in routed
+    assert "NULLIF(user_id, '') AS user_id\nFROM numbered" in routed
+    relevant = next(s for s in statements if s.startswith(job.RELEVANT_VIEW))
+    assert "PARTITION BY anonymous_id, user_id ORDER BY seen" in relevant
+    assert "ts <= pair_least_ts" in relevant

@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from jobs.sessionize.settings import SessionizeSettings
 
 JOBS: Final = ("sessionize", "bare", "funnels")
-FUNNELS_PYTHON_VERTEX: Final = "funnels: attempts per user"
-"""Name fragment of the funnels vertex that holds the Python state machine (its records in = the events
-that reached Python)."""
+FUNNELS_PYTHON_VERTEX: Final = "funnels: identity per device"
+"""Name fragment of the funnels vertex that first receives events in Python (its records in = the events
+that reached Python): since state layout v5 the identity stage, ahead of the per-user attempts."""
 
 
 def monitoring_options(rest_port: int, flame_samples: int = 100) -> tuple[tuple[str, str], ...]:
