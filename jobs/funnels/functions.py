@@ -37,9 +37,8 @@ from jobs.funnels.logic import (
     FunnelEvent,
     Sighting,
     UserFunnels,
+    WindowBook,
     relevant_event_names,
-    window_rows,
-    window_start,
 )
 
 ATTEMPT_FIELDS = [
@@ -276,65 +275,59 @@ class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         from pyflink.datastream.state import MapStateDescriptor
 
-        # "<window start>|<attempt id>" → attempt summary: one small entry per attempt (a list per window
-        # would be read and rewritten whole for every attempt).
+        # One small entry per attempt (a list per window would be read and rewritten whole for every
+        # attempt), plus a written window's revision and late-attempt mark: logic.WindowBook.
         self.attempts = runtime_context.get_map_state(
-            MapStateDescriptor("funnel-window-attempts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+            MapStateDescriptor("funnel-window-book", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> None:
         funnel = self.funnels[value[1]]
-        start = window_start(value[3], self.window_ms)
         breakdown = json.loads(value[10])
         values = tuple((d, breakdown.get(d)) for d in funnel.breakdowns)
-        self.attempts.put(f"{start}|{value[0]}", (value[5], value[6], value[9], values))
-        ctx.timer_service().register_event_time_timer(start + self.window_ms + funnel.window_ms)
+        book = WindowBook(funnel, self.window_ms, self.attempts)
+        watermark = ctx.timer_service().current_watermark()
+        timer = book.add(value[0], value[3], (value[5], value[6], value[9], values), watermark)
+        if timer is not None:
+            ctx.timer_service().register_event_time_timer(timer)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         funnel = self.funnels[ctx.get_current_key()]
-        final = timestamp - self.window_ms - funnel.window_ms
-        windows: dict[int, list[Any]] = {}
-        done: list[str] = []
-        for key, item in self.attempts.items():
-            start = int(key.split("|", 1)[0])
-            if start <= final:
-                windows.setdefault(start, []).append(item)
-                done.append(key)
-        for key in done:
-            self.attempts.remove(key)
-        for start, members in sorted(windows.items()):
-            for w in window_rows(funnel, start, self.window_ms, members):
-                yield Row(
-                    w.funnel,
-                    w.window_start,
-                    w.window_end,
-                    w.dimension,
-                    w.dimension_value,
-                    len(w.step_names),
-                    w.entered,
-                    w.converted,
-                    w.dropped,
-                    w.excluded,
-                    w.conversion_rate,
-                    w.median_time_to_convert_ms,
-                    w.revision,
-                    w.key().encode(),
-                    encode(w.avro(), self.schema_id),
+        rows, timers = WindowBook(funnel, self.window_ms, self.attempts).fire(timestamp)
+        for timer in timers:
+            ctx.timer_service().register_event_time_timer(timer)
+        for w in rows:
+            yield Row(
+                w.funnel,
+                w.window_start,
+                w.window_end,
+                w.dimension,
+                w.dimension_value,
+                len(w.step_names),
+                w.entered,
+                w.converted,
+                w.dropped,
+                w.excluded,
+                w.conversion_rate,
+                w.median_time_to_convert_ms,
+                w.revision,
+                w.key().encode(),
+                encode(w.avro(), self.schema_id),
+            )
+            rates, drops = w.step_conversion_rates, w.drop_off
+            for k, name in enumerate(w.step_names):
+                yield (
+                    STEPS_TAG,
+                    Row(
+                        w.funnel,
+                        w.window_start,
+                        w.window_end,
+                        w.dimension,
+                        w.dimension_value,
+                        k + 1,
+                        name,
+                        w.reached[k],
+                        rates[k - 1] if k else None,
+                        drops[k] if k < len(drops) else None,
+                    ),
                 )
-                rates, drops = w.step_conversion_rates, w.drop_off
-                for k, name in enumerate(w.step_names):
-                    yield (
-                        STEPS_TAG,
-                        Row(
-                            w.funnel,
-                            w.window_start,
-                            w.window_end,
-                            w.dimension,
-                            w.dimension_value,
-                            k + 1,
-                            name,
-                            w.reached[k],
-                            rates[k - 1] if k else None,
-                            drops[k] if k < len(drops) else None,
-                        ),
-                    )

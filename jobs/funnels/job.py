@@ -210,8 +210,10 @@ FROM windows_out""",
         f"""INSERT INTO window_steps_sink
 SELECT {scalar}, step, step_name, reached, conversion_from_previous, drop_off
 FROM steps_out""",
+        # A window's first final record only: the anomaly job reads each window once (a rewrite of a written
+        # window, logic.WindowBook, corrects the tables).
         """INSERT INTO funnel_topic
-SELECT kafka_key, payload, TO_TIMESTAMP_LTZ(window_end, 3) FROM windows_out""",
+SELECT kafka_key, payload, TO_TIMESTAMP_LTZ(window_end, 3) FROM windows_out WHERE revision = 1""",
     )
 
 
@@ -287,7 +289,9 @@ optimized once. v3 (issue 22): every event row carries is_bot (the decode step's
 item 6): every event row carries the feedback fields of ux_event v3. v5 (issue 22 item 4): the earliest
 link per (anonymous_id, user_id) pair (an OVER aggregate) before the classification, events keyed by
 device key into the identity stage (uid funnels.identity.v1; it also holds the attempts of anonymous ids)
-and then by resolved user key."""
+and then by resolved user key; the window stage keeps a written window's attempts for
+logic.WINDOW_RETENTION_MS (its state "funnel-window-book"), so an attempt held by the identity stage that
+arrives after the window was written rewrites it complete, with the next revision."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

@@ -33,8 +33,8 @@ import hashlib
 import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal, Protocol
 
 Ordering = Literal["ordered", "strict", "any"]
 Status = Literal["converted", "dropped", "excluded"]
@@ -603,3 +603,90 @@ class DeviceFunnels:
         held = self.identity.held
         horizon = watermark if not held else min(watermark, held[0].ts - 1)
         return to_users, self.anonymous.advance(funnels, anonymous_key, horizon)
+
+
+# ------------------------------------------------------------------ window finality with held attempts
+
+WINDOW_RETENTION_MS: Final = 24 * 3_600_000
+"""How long (event time) a written window keeps its attempts after it became final: an attempt of an
+anonymous visit that the identity stage held until its login or the visit's end can reach the window stage
+after the window was written (README "Identity in funnels"); within this retention the window is written
+again, complete, with the next revision. Later than that, the attempt is counted in no window."""
+
+
+class AttemptStore(Protocol):
+    """The keyed map the window stage keeps (Flink MapState in the job, a dict wrapper in tests)."""
+
+    def get(self, key: str) -> Any: ...
+    def put(self, key: str, value: Any) -> None: ...
+    def remove(self, key: str) -> None: ...
+    def items(self) -> Iterable[tuple[str, Any]]: ...
+
+
+class WindowBook:
+    """One funnel's windows in the window stage: attempts by window start (`a|<start>|<attempt id>`), the
+    revision each written window was written with (`w|<start>`), and which written windows got a late
+    attempt since (`d|<start>`). Pure: the adapter feeds it attempts and timer firings."""
+
+    def __init__(self, funnel: Funnel, window_ms: int, store: AttemptStore) -> None:
+        self.funnel = funnel
+        self.window_ms = window_ms
+        self.store = store
+
+    def final_at(self, start: int) -> int:
+        """The event time at which window `start` is written: its end + the conversion window."""
+        return start + self.window_ms + self.funnel.window_ms
+
+    def add(self, attempt_id: str, entered_at: int, summary: Summary, watermark: int | None) -> int | None:
+        """Keep an attempt; returns the timer to register (the window's final time; in the past for a late
+        attempt of a written window, which then fires at the next watermark), or None when the window's
+        retention has passed (the attempt is counted in no window: its row stays as written)."""
+        start = window_start(entered_at, self.window_ms)
+        if watermark is not None and self.final_at(start) + WINDOW_RETENTION_MS <= watermark:
+            return None
+        self.store.put(f"a|{start}|{attempt_id}", summary)
+        if self.store.get(f"w|{start}") is not None:
+            self.store.put(f"d|{start}", True)
+        return self.final_at(start)
+
+    def fire(self, watermark: int) -> tuple[list[WindowRow], list[int]]:
+        """At a timer: the rows of every window that became final and of every written window with late
+        attempts (complete, next revision), and the cleanup timers to register. Windows past their
+        retention are dropped."""
+        attempts: dict[int, list[Summary]] = {}
+        written: dict[int, int] = {}
+        dirty: set[int] = set()
+        for key, value in list(self.store.items()):
+            kind, start_text, *_ = key.split("|", 2)
+            start = int(start_text)
+            if kind == "a":
+                attempts.setdefault(start, []).append(value)
+            elif kind == "w":
+                written[start] = int(value)
+            else:
+                dirty.add(start)
+        rows: list[WindowRow] = []
+        timers: list[int] = []
+        for start in sorted(set(attempts) | set(written)):
+            final = self.final_at(start)
+            if final > watermark:
+                continue
+            if final + WINDOW_RETENTION_MS <= watermark:
+                for key, _ in list(self.store.items()):
+                    if key.split("|", 2)[1] == str(start):
+                        self.store.remove(key)
+                continue
+            if start in written and start not in dirty:
+                continue
+            revision = written.get(start, 0) + 1
+            members = sorted(attempts.get(start, []), key=repr)
+            rows.extend(
+                replace(w, revision=revision)
+                for w in window_rows(self.funnel, start, self.window_ms, members)
+            )
+            self.store.put(f"w|{start}", revision)
+            if start in dirty:
+                self.store.remove(f"d|{start}")
+            else:
+                timers.append(final + WINDOW_RETENTION_MS)
+        return rows, timers
