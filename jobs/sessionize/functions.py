@@ -1,5 +1,5 @@
 """Flink adapters of the sessionize job: the Python table function that turns gap-sessions into rows, and
-the scalar function that encodes final KPI windows as kpi_window.v1 records for the ux.kpi topic."""
+the scalar function that encodes final KPI windows as kpi_window.v2 records for the ux.kpi topic."""
 
 from __future__ import annotations
 
@@ -136,8 +136,8 @@ def _epoch_ms(utc_wall_clock: datetime) -> int:
 
 
 class EncodeKpiWindow(ScalarFunction):  # type: ignore[misc]
-    """(window kind, UTC start/end, dimension, value, the 12 metrics of KPI_METRICS, revision) → the
-    Confluent-framed kpi_window.v1 record. Called once per final window row, not per event."""
+    """(window kind, UTC start/end, dimension, value, the metrics of KPI_METRICS, revision) → the
+    Confluent-framed kpi_window.v2 record. Called once per final window row, not per event."""
 
     def open(self, function_context: FunctionContext) -> None:
         self.entry = contract.load_catalog().latest(KPI_SUBJECT)

@@ -220,7 +220,7 @@ WHERE count_when('{counters.SESSIONS_CLOSED}', s.is_final)""",
 
 
 def kpi_topic_insert(settings: SessionizeSettings) -> str:
-    """Every final KPI window row, encoded as kpi_window.v1, into the ux.kpi sink (keyed by series)."""
+    """Every final KPI window row, encoded as kpi_window.v2, into the ux.kpi sink (keyed by series)."""
     tumbling, sliding, daily = window_kinds(settings.tumble_ms, settings.sliding_size_ms)
     null = "CAST(NULL AS BIGINT)"
     null_double = "CAST(NULL AS DOUBLE)"
@@ -248,6 +248,13 @@ def kpi_topic_insert(settings: SessionizeSettings) -> str:
                     "lcp_p75_ms": "lcp_p75",
                     "inp_p75_ms": "inp_p75",
                     "cls_p75": "cls_p75",
+                    # kpi_window.v2 (issue 22): bots and feedback, tumbling windows only
+                    "bot_events": "bot_events",
+                    "feedback_responses": "feedback_responses",
+                    "nps_responses": "nps_responses",
+                    "nps": "nps",
+                    "csat_responses": "csat_responses",
+                    "csat_score_sum": "csat_score_sum",
                 },
             ),
             select(

@@ -430,7 +430,7 @@ def split_gap_session(
     return rows
 
 
-# ------------------------------------------------------------------ KPI windows on Kafka (kpi_window.v1)
+# ------------------------------------------------------------------ KPI windows on Kafka (kpi_window.v2)
 
 KPI_METRICS: Final = (
     "events",
@@ -445,9 +445,16 @@ KPI_METRICS: Final = (
     "cls_p75",
     "duplicates",
     "late_events",
+    "bot_events",
+    "feedback_responses",
+    "nps_responses",
+    "nps",
+    "csat_responses",
+    "csat_score_sum",
 )
-"""Metric fields of kpi_window.v1, in schema order (a window kind that does not compute one sends null)."""
-DOUBLE_KPI_METRICS: Final = frozenset({"error_rate", "lcp_p75_ms", "inp_p75_ms", "cls_p75"})
+"""Metric fields of kpi_window.v2, in schema order (a window kind that does not compute one sends null):
+v1's, then v2's bot and feedback counts (tumbling windows only)."""
+DOUBLE_KPI_METRICS: Final = frozenset({"error_rate", "lcp_p75_ms", "inp_p75_ms", "cls_p75", "nps"})
 """The metrics of type double; the others are long."""
 FIRST_REVISION: Final = 1
 """`revision` of a window's first final row (tables and topic alike); each correction increments it."""
@@ -482,10 +489,10 @@ def kpi_window_record(
     metrics: dict[str, int | float | None],
     revision: int,
 ) -> dict[str, object]:
-    """A kpi_window.v1 record; metrics not given are null. Raises ValueError for an unknown metric."""
+    """A kpi_window.v2 record; metrics not given are null. Raises ValueError for an unknown metric."""
     unknown = set(metrics) - set(KPI_METRICS)
     if unknown:
-        raise ValueError(f"not kpi_window.v1 metrics: {', '.join(sorted(unknown))}")
+        raise ValueError(f"not kpi_window.v2 metrics: {', '.join(sorted(unknown))}")
     return {
         "window_kind": window_kind,
         "window_start": window_start_ms,

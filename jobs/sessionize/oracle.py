@@ -478,7 +478,7 @@ def window_users(
 def expected_kpi_messages(
     rows: Mapping[str, list[dict[str, Any]]], *, tumble_ms: int = 60_000, sliding_size_ms: int = 5 * 60_000
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The (key, kpi_window.v1 record) messages the job publishes for `expected(...)`'s KPI rows."""
+    """The (key, kpi_window.v2 record) messages the job publishes for `expected(...)`'s KPI rows."""
     tumbling, sliding, daily = window_kinds(tumble_ms, sliding_size_ms)
     renamed = {
         "lcp_p75": "lcp_p75_ms",

@@ -124,7 +124,7 @@ CREATE TEMPORARY TABLE kpi_daily_sink (
   {kpi_daily_options}
 );
 
--- Final KPI windows as kpi_window.v1 records for the anomaly job (exactly-once; read with read_committed).
+-- Final KPI windows as kpi_window.v2 records for the anomaly job (exactly-once; read with read_committed).
 -- Key: the series `window_kind|dimension|dimension_value`, so a series stays in one partition, in order.
 -- With publishing off (kpi_topic empty) the options are a blackhole's and nothing inserts into it.
 CREATE TEMPORARY TABLE kpi_topic_sink (

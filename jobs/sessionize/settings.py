@@ -34,7 +34,7 @@ class SessionizeSettings:
     input_topic: str = topics.EVENTS
     dlq_topic: str = topics.DLQ
     kpi_topic: str = topics.KPI
-    """Where final KPI windows are published (kpi_window.v1); empty: not published."""
+    """Where final KPI windows are published (kpi_window.v2); empty: not published."""
     transactional_id_prefix: str = "sessionize"
     """Kafka transactional-id prefix of the exactly-once sinks (`<prefix>-dlq`, `<prefix>-kpi`): unique per
     deployment on a broker, or two jobs fence each other's transactions."""

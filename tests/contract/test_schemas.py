@@ -63,7 +63,7 @@ def test_the_shipped_schemas_pass_the_check() -> None:
     report = check_schemas(SCHEMA_DIR)
 
     assert report.problems == ()
-    assert report.pairs == ("ux_event v1 → v2", "ux_event v2 → v3")
+    assert report.pairs == ("ux_event v1 → v2", "ux_event v2 → v3", "kpi_window v1 → v2")
 
 
 # ------------------------------------------------------------------------------------ evolution rules
@@ -205,14 +205,14 @@ def test_schema_check_reports_an_unlisted_file_and_a_gap_in_versions(
     shutil.copy(schema_copy / "alert.v1.avsc", schema_copy / "alert.v2.avsc")
     catalog = json.loads((schema_copy / CATALOG_FILE).read_text(encoding="utf-8"))
     catalog["schemas"].append(
-        {"id": 8, "subject": "ux.kpi-value", "version": 3, "file": "kpi_window.v1.avsc"}
+        {"id": 9, "subject": "ux.kpi-value", "version": 4, "file": "kpi_window.v1.avsc"}
     )
     (schema_copy / CATALOG_FILE).write_text(json.dumps(catalog), encoding="utf-8")
 
     assert main(["schema", "check", "--schemas", str(schema_copy)]) == 1
     err = capsys.readouterr().err
     assert "alert.v2.avsc: not listed in" in err
-    assert "ux.kpi-value: versions must run 1, 2, … without gaps; found 1, 3" in err
+    assert "ux.kpi-value: versions must run 1, 2, … without gaps; found 1, 2, 4" in err
 
 
 def test_schema_check_reports_a_file_that_is_not_avro(
