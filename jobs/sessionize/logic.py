@@ -454,6 +454,8 @@ KPI_METRICS: Final = (
 )
 """Metric fields of kpi_window.v2, in schema order (a window kind that does not compute one sends null):
 v1's, then v2's bot and feedback counts (tumbling windows only)."""
+KPI_V1_METRIC_COUNT: Final = 12
+"""KPI_METRICS[:12] are kpi_window.v1's (before `revision` in the schema), the rest v2's (after it)."""
 DOUBLE_KPI_METRICS: Final = frozenset({"error_rate", "lcp_p75_ms", "inp_p75_ms", "cls_p75", "nps"})
 """The metrics of type double; the others are long."""
 FIRST_REVISION: Final = 1
@@ -493,12 +495,14 @@ def kpi_window_record(
     unknown = set(metrics) - set(KPI_METRICS)
     if unknown:
         raise ValueError(f"not kpi_window.v2 metrics: {', '.join(sorted(unknown))}")
-    return {
+    v1, v2 = KPI_METRICS[:KPI_V1_METRIC_COUNT], KPI_METRICS[KPI_V1_METRIC_COUNT:]
+    return {  # the schema's field order: v2 appends its fields after v1's last one, `revision`
         "window_kind": window_kind,
         "window_start": window_start_ms,
         "window_end": window_end_ms,
         "dimension": dimension,
         "dimension_value": dimension_value,
-        **{name: metrics.get(name) for name in KPI_METRICS},
+        **{name: metrics.get(name) for name in v1},
         "revision": revision,
+        **{name: metrics.get(name) for name in v2},
     }
