@@ -15,7 +15,14 @@ from jobs.common.enrichment import EnrichmentSettings, enrich
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.sessionize.oracle import expected
 from tests.support.db import assert_table_equals, fresh_database
-from tests.support.sessionize import PSEUDONYM, Run, drop, prepare, run_job
+from tests.support.kafka import committed_decoded
+from tests.support.sessionize import (
+    PSEUDONYM,
+    Run,
+    drop,
+    prepare,
+    run_job,
+)
 from uxstream.db import connect
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
@@ -88,3 +95,16 @@ def test_bot_events_are_counted_the_same_with_and_without_exclusion_and_only_the
         bots_included, events_included = conn.execute(query).fetchone()
     assert bots_excluded == bots_included > 0
     assert events_included == events_excluded + bots_included
+
+
+def test_the_kpi_topic_carries_the_bot_events_of_the_tumbling_windows(
+    runs: tuple[Run, Run], kafka_settings: KafkaSettings
+) -> None:
+    """issue 22: ux.kpi (kpi_window.v2) carries `bot_events` of the tumbling windows, null on the sliding
+    and cumulative windows. (Both runs publish to the run's one KPI topic and count bots the same; the
+    values equal the oracle in the shared sessionize run's topic test.)"""
+    excluded, _ = runs
+    records = [r for _, r in committed_decoded(kafka_settings, excluded.kpi_topic, "ux.kpi-value")]
+    tumbling = [r for r in records if r["window_kind"].startswith("tumbling_") and r["dimension"] == "global"]
+    assert sum(r["bot_events"] for r in tumbling) > 0
+    assert all(r["bot_events"] is None for r in records if not r["window_kind"].startswith("tumbling_"))
