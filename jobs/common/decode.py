@@ -71,6 +71,7 @@ from jobs.common.connectors import (
     with_clause,
 )
 from jobs.common.contract import event_reader_schema
+from jobs.common.enrichment import EnrichmentSettings
 from jobs.common.pipeline import Step
 from jobs.common.settings import KafkaSettings, PostgresSettings
 
@@ -87,6 +88,7 @@ FUNCTIONS: Final = {
     "count_when": "io.uxstream.udf.CountWhen",
     "occurrence_count": "io.uxstream.udf.OccurrenceCount",
     "partition_watermark": "io.uxstream.udf.PartitionWatermark",
+    "bot_behaviour": "io.uxstream.udf.BotBehaviour",
     "erased_user": "io.uxstream.udf.ErasedUser",
     "ux_pseudonym": "io.uxstream.udf.Pseudonym",
 }
@@ -145,7 +147,7 @@ def event_columns() -> tuple[str, ...]:
 
 def valid_columns() -> tuple[str, ...]:
     """Every column of the valid view, in order."""
-    return (*event_columns(), "schema_id", *KAFKA_COLUMNS, "event_time", "is_bot")
+    return (*event_columns(), "schema_id", *KAFKA_COLUMNS, "event_time", "agent_bot")
 
 
 def quote(identifier: str) -> str:
@@ -345,6 +347,7 @@ def classify_statements(
     postgres: PostgresSettings,
     relevant: str = "TRUE",
     erasure: ErasureLookup | None = None,
+    bots: EnrichmentSettings | None = None,
 ) -> list[str]:
     """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_erased,
     is_future and its partition's watermark at arrival), `classified` (those where the SQL condition
@@ -352,7 +355,8 @@ def classify_statements(
     `ledger` (late and future arrivals, with `user_pseudonym`), `on_time` (neither) and `numbered`
     (on-time events with their `occurrence` number per event_id), and the table `late_sink` (the
     late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql). `erasure`:
-    where the erased list is (default: the reader role of `postgres`, the keys of the environment)."""
+    where the erased list is (default: the reader role of `postgres`, the keys of the environment).
+    `bots`: the behavioural bot rule's settings (None: the defaults)."""
     erasure = erasure or ErasureLookup.from_env(postgres)
     return render_sql(
         CLASSIFY_SQL,
@@ -364,7 +368,23 @@ def classify_statements(
         max_future_skew=sql_interval(max_future_skew_ms),
         out_of_orderness_ms=str(int(out_of_orderness_ms)),
         duplicates_counter=counters.DUPLICATES,
+        acts_bot=acts_bot_sql(bots or EnrichmentSettings(), out_of_orderness_ms),
         late_sink_options=with_clause(jdbc_upsert_options(postgres, tables.LATE_EVENTS)),
+    )
+
+
+def acts_bot_sql(settings: EnrichmentSettings, out_of_orderness_ms: int) -> str:
+    """SQL of `acts_bot` in sql/classify.sql: the behavioural bot rule over the partition's arrivals, in the
+    partition watermark's window (one OverAggregate), or FALSE when the rule is off."""
+    if settings.bot_page_views_per_minute == 0:
+        return "FALSE"
+    return (
+        "bot_behaviour(CASE WHEN is_future OR is_erased THEN CAST(NULL AS STRING) ELSE user_key END, "
+        "event_id, event_type = 'page_view', ts, "
+        f"{int(settings.bot_page_views_per_minute)}, {int(settings.bot_minutes)}, "
+        f"CAST({int(out_of_orderness_ms)} AS BIGINT)) OVER (\n"
+        "    PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW\n"
+        "  )"
     )
 
 
@@ -398,12 +418,15 @@ def classify_step(
     postgres: PostgresSettings,
     relevant: str = "TRUE",
     erasure: ErasureLookup | None = None,
+    bots: EnrichmentSettings | None = None,
 ) -> Step:
     """The arrival classification of the events of the view `source` (`classify_statements`)."""
     return Step(
         "classify",
         tuple(
-            classify_statements(source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant, erasure)
+            classify_statements(
+                source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant, erasure, bots
+            )
         ),
     )
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+from jobs.common.contract import user_key
 from jobs.common.privacy import truncate_ip
 from jobs.common.settings import SettingsError, env_int, env_str
 
@@ -47,6 +48,16 @@ DEFAULT_UA_CACHE_SIZE: Final = 100_000
 ENRICHED_FIELDS: Final = ("device_type", "os", "browser", "country")
 
 # Flink job parameters read by io.uxstream.udf.Enrichment (one place: here and Enrichment.java).
+DEFAULT_BOT_PAGE_VIEWS_PER_MINUTE: Final = 30
+"""One page view every 2 s, sustained: no person reads pages that fast for minutes on end."""
+DEFAULT_BOT_MINUTES: Final = 3
+MAX_BOT_PAGE_VIEWS_PER_MINUTE: Final = 10_000
+"""A key keeps up to this many event ids per minute it counts (the state bound of the rule)."""
+MAX_BOT_MINUTES: Final = 60
+BOT_MEMORY_MS: Final = 24 * 3_600_000
+"""How long (event time) a behavioural flag holds after the page view that set it (BotBehaviour.MEMORY_MS)."""
+MINUTE_MS: Final = 60_000
+
 USER_AGENT_OPTION: Final = "uxstream.enrich.user-agent"
 GEOIP_DB_OPTION: Final = "uxstream.enrich.geoip-db"
 UA_CACHE_OPTION: Final = "uxstream.enrich.ua-cache-size"
@@ -98,6 +109,10 @@ class EnrichmentSettings:
     ua_cache_size: int = DEFAULT_UA_CACHE_SIZE
     exclude_bots: bool = True
     """Bot events (is_bot) count in no session, KPI or funnel; KPI minute rows count them as bot_events."""
+    bot_page_views_per_minute: int = DEFAULT_BOT_PAGE_VIEWS_PER_MINUTE
+    """The behavioural bot rule (README "Bots"): page views per minute that, sustained for `bot_minutes`
+    consecutive minutes, flag a user key as a bot; 0 turns the rule off (the user agent still counts)."""
+    bot_minutes: int = DEFAULT_BOT_MINUTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EnrichmentSettings:
@@ -111,6 +126,10 @@ class EnrichmentSettings:
             geoip_db=geoip_db,
             ua_cache_size=env_int(env, "UXSTREAM_UA_CACHE_SIZE", cls.ua_cache_size),
             exclude_bots=_env_bool(env, "UXSTREAM_EXCLUDE_BOTS", cls.exclude_bots),
+            bot_page_views_per_minute=env_int(
+                env, "UXSTREAM_BOT_PAGE_VIEWS_PER_MINUTE", cls.bot_page_views_per_minute
+            ),
+            bot_minutes=env_int(env, "UXSTREAM_BOT_MINUTES", cls.bot_minutes),
         )
         settings.check()
         return settings
@@ -118,6 +137,15 @@ class EnrichmentSettings:
     def check(self) -> None:
         if self.ua_cache_size < 0:
             raise SettingsError(f"UXSTREAM_UA_CACHE_SIZE={self.ua_cache_size} must not be negative")
+        if not 0 <= self.bot_page_views_per_minute <= MAX_BOT_PAGE_VIEWS_PER_MINUTE:
+            raise SettingsError(
+                f"UXSTREAM_BOT_PAGE_VIEWS_PER_MINUTE={self.bot_page_views_per_minute} must be between 0 "
+                f"(rule off) and {MAX_BOT_PAGE_VIEWS_PER_MINUTE}"
+            )
+        if not 1 <= self.bot_minutes <= MAX_BOT_MINUTES:
+            raise SettingsError(
+                f"UXSTREAM_BOT_MINUTES={self.bot_minutes} must be between 1 and {MAX_BOT_MINUTES}"
+            )
         if self.geoip_db is not None:
             check_geoip_db(self.geoip_db)
 
@@ -229,3 +257,79 @@ def enrich(
         if country is not None:
             out["country"] = country
     return out, bot
+
+
+# ------------------------------------------------------------------------------- behavioural bot rule
+
+
+@dataclass
+class _KeyCounts:
+    flagged: bool = False
+    flag_ts: int = 0
+    newest_minute: int | None = None
+    counts: dict[int, int] = field(default_factory=dict)
+    ids: dict[int, set[str]] = field(default_factory=dict)
+
+
+class BotBehaviour:
+    """The behavioural bot rule (README "Bots"), the oracles' copy of io.uxstream.udf.BotBehaviour: fed the
+    valid events of one job in produce order (`verdict` per event, with its Kafka partition), it answers
+    whether the event's user key behaves like a bot. Per (partition, user key): page views are counted per
+    UTC event-time minute, each event id once, unless more than `minutes` + ⌈bound / 1 min⌉ minutes behind the
+    key's newest page view; a page view that brings its minute to `per_minute` inside a run of `minutes`
+    consecutive minutes of at least `per_minute` each flags the key, for that event and every later one,
+    until an event comes BOT_MEMORY_MS (event time) after the flagging page view (the key starts afresh)."""
+
+    def __init__(self, per_minute: int, minutes: int, out_of_orderness_ms: int) -> None:
+        self.per_minute = per_minute
+        self.minutes = minutes
+        self.horizon = minutes + -(-out_of_orderness_ms // MINUTE_MS)
+        self._keys: dict[tuple[int | None, str], _KeyCounts] = {}
+
+    @classmethod
+    def of(cls, settings: EnrichmentSettings, out_of_orderness_ms: int) -> BotBehaviour | None:
+        """The rule of `settings` (None when it is off)."""
+        if settings.bot_page_views_per_minute == 0:
+            return None
+        return cls(settings.bot_page_views_per_minute, settings.bot_minutes, out_of_orderness_ms)
+
+    def verdict(self, partition: int | None, event: Mapping[str, Any]) -> bool:
+        """Whether `event` (valid, not future, user not erased), arriving now, is a behavioural bot's."""
+        key = (partition, user_key(event))
+        ts = int(event["ts"])
+        state = self._keys.get(key)
+        if state is not None and state.flagged and ts >= state.flag_ts + BOT_MEMORY_MS:
+            state = None
+            del self._keys[key]
+        if state is not None and state.flagged:
+            return True
+        if event.get("event_type") != "page_view":
+            return False
+        state = self._keys.setdefault(key, _KeyCounts())
+        minute = ts // MINUTE_MS
+        if state.newest_minute is None or minute > state.newest_minute:
+            state.newest_minute = minute
+        horizon = state.newest_minute - self.horizon
+        for old in [m for m in state.counts if m < horizon]:
+            del state.counts[old]
+            state.ids.pop(old, None)
+        if minute < horizon or state.counts.get(minute, 0) >= self.per_minute:
+            return False
+        seen = state.ids.setdefault(minute, set())
+        if event["event_id"] in seen:
+            return False
+        seen.add(event["event_id"])
+        state.counts[minute] = state.counts.get(minute, 0) + 1
+        if state.counts[minute] < self.per_minute:
+            return False
+        del state.ids[minute]
+        run = 1
+        while state.counts.get(minute - run, 0) >= self.per_minute:
+            run += 1
+        after = 1
+        while state.counts.get(minute + after, 0) >= self.per_minute:
+            after += 1
+        if run + after - 1 < self.minutes:
+            return False
+        self._keys[key] = _KeyCounts(flagged=True, flag_ts=ts)
+        return True

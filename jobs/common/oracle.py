@@ -43,7 +43,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from jobs.common import counters
 from jobs.common.contract import (
@@ -63,6 +63,9 @@ from jobs.common.contract import (
     user_key,
     validate,
 )
+
+if TYPE_CHECKING:
+    from jobs.common.enrichment import BotBehaviour
 
 DEFAULT_DEDUP_TTL_MS: Final = 24 * 3_600_000
 """SEMANTICS.md dedup TTL default: 24 hours of event time."""
@@ -350,6 +353,8 @@ class Arrival:
     """The watermark when it arrived (max event time so far − out-of-orderness; None before any)."""
     occurrence: int
     """On time: 1 for the first arrival of its event_id, n for the n-th (a duplicate); else 0."""
+    acts_bot: bool = False
+    """Its user key behaves like a bot (the behavioural rule, `jobs.common.enrichment.BotBehaviour`)."""
 
 
 def arrivals(
@@ -358,13 +363,15 @@ def arrivals(
     relevant: frozenset[str] | None = None,
     out_of_orderness_ms: int = 5_000,
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+    bots: BotBehaviour | None = None,
 ) -> Iterator[Arrival]:
     """The jobs' arrival classification of valid events (`OracleEvent`s, or anything with `.event` and
     optionally `.partition`) in produce order. Each Kafka partition has its own watermark: every valid
     non-future event of the partition moves it (per record, before the next arrives); only events whose
     event_name is in `relevant` (None: all) are classified and yielded. Future events never move it; an
     event at or below its partition's watermark is late; on-time events are numbered per event_id (the
-    jobs' dedup; a user's events, and so the copies of an event, share a partition)."""
+    jobs' dedup; a user's events, and so the copies of an event, share a partition). `bots`: the
+    behavioural bot rule, fed every valid non-future event (relevant or not) in the same order."""
     occurrences: dict[str, int] = {}
     max_ts: dict[int | None, int] = {}
     for item in events:
@@ -376,16 +383,17 @@ def arrivals(
         future = is_future(ts, int(event["received_at"]), max_future_skew_ms)
         if not future and (latest is None or ts > latest):
             max_ts[partition] = ts
+        acts_bot = bots is not None and not future and bots.verdict(partition, event)
         if relevant is not None and event["event_name"] not in relevant:
             continue
         if future:
             yield Arrival(event, FUTURE, watermark, 0)
         elif watermark is not None and ts <= watermark:
-            yield Arrival(event, LATE, watermark, 0)
+            yield Arrival(event, LATE, watermark, 0, acts_bot)
         else:
             occurrence = occurrences.get(event["event_id"], 0) + 1
             occurrences[event["event_id"]] = occurrence
-            yield Arrival(event, ON_TIME, watermark, occurrence)
+            yield Arrival(event, ON_TIME, watermark, occurrence, acts_bot)
 
 
 def arrival_counts(arrived: Iterable[Arrival]) -> dict[str, int]:

@@ -19,7 +19,7 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc'
 CREATE TEMPORARY VIEW valid_events AS
 SELECT
   {relevant_columns},
-  decoded.is_bot AS is_bot,
+  decoded.is_bot AS agent_bot,
   {relevant} AS is_step,
   kafka_partition,
   kafka_offset,

@@ -54,7 +54,7 @@ def relevant_condition(settings: FunnelsSettings) -> str:
 
 
 BASE_COLUMNS = (
-    "event_id", "event_name", "user_id", "anonymous_id", "ts", "received_at",
+    "event_id", "event_type", "event_name", "user_id", "anonymous_id", "ts", "received_at",
     "page_path", "country", "device_type",
 )  # fmt: skip
 """Event fields the job always uses (keys, time, ledger dimensions)."""
@@ -273,6 +273,7 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
                 settings.out_of_orderness_ms,
                 settings.postgres,
                 relevant="is_relevant",
+                bots=settings.flink.enrichment,
             ),
             Step("routed and sinks", tuple(routed)),
             Step("route", stream=route),
@@ -283,7 +284,7 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 5
+STATE_LAYOUT = 6
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
 optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment). v4 (issue 22
 item 6): every event row carries the feedback fields of ux_event v3. v5 (issue 22 item 4): the earliest
@@ -291,7 +292,9 @@ link per (anonymous_id, user_id) pair (an OVER aggregate) before the classificat
 device key into the identity stage (uid funnels.identity.v1; it also holds the attempts of anonymous ids)
 and then by resolved user key; the window stage keeps a written window's attempts for
 logic.WINDOW_RETENTION_MS (its state "funnel-window-book"), so an attempt held by the identity stage that
-arrives after the window was written rewrites it complete, with the next revision."""
+arrives after the window was written rewrites it complete, with the next revision. v6 (issue 22 item 3):
+the partition watermark's OVER aggregate also holds the behavioural bot rule's keys (bot_behaviour, README
+"Bots"), over every valid event (event_type is projected for it)."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from jobs.common.enrichment import EnrichmentSettings, enrich
+from jobs.common.enrichment import BotBehaviour, EnrichmentSettings, enrich
 from jobs.common.oracle import FUTURE, ON_TIME, Arrival, arrivals
 from jobs.common.settings import DEFAULT_IDENTITY_TTL_MS
 from jobs.funnels.logic import DEFAULT_VISIT_GAP_MS, Funnel, Step
@@ -78,15 +78,23 @@ def relevant_arrivals(
     *,
     out_of_orderness_ms: int = 5_000,
     max_future_skew_ms: int = 5 * 60_000,
+    enrichment: EnrichmentSettings | None = None,
 ) -> list[Arrival]:
-    """The arrivals (`jobs.common.oracle.arrivals`) of the events the job classifies (`relevance`)."""
+    """The arrivals (`jobs.common.oracle.arrivals`) of the events the job classifies (`relevance`), with
+    the behavioural bot rule of `enrichment` (None: the defaults) applied to every valid event."""
+    enrichment = enrichment or EnrichmentSettings()
     items = list(events)
     # Every valid event is classified here and the irrelevant ones skipped: the numbering of an event_id's
     # copies is the same, since a copy of a link that is no candidate any more only follows candidates.
     return [
         arrival
         for arrival, relevant in zip(
-            arrivals(items, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms),
+            arrivals(
+                items,
+                out_of_orderness_ms=out_of_orderness_ms,
+                max_future_skew_ms=max_future_skew_ms,
+                bots=BotBehaviour.of(enrichment, out_of_orderness_ms),
+            ),
             relevance(items, names),
             strict=True,
         )
@@ -108,9 +116,14 @@ def classify(
     ledger: dict[tuple[str, str, int], dict[str, Any]] = {}
     counted: list[Mapping[str, Any]] = []
     for arrival in relevant_arrivals(
-        events, names, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+        events,
+        names,
+        out_of_orderness_ms=out_of_orderness_ms,
+        max_future_skew_ms=max_future_skew_ms,
+        enrichment=enrichment,
     ):
         event, bot = enrich(arrival.event, enrichment)
+        bot = bot or arrival.acts_bot
         watermark = arrival.watermark
         ts = int(event["ts"])
         if arrival.kind != ON_TIME:

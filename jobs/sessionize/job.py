@@ -331,6 +331,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
                 settings.max_future_skew_ms,
                 settings.out_of_orderness_ms,
                 settings.postgres,
+                bots=settings.flink.enrichment,
             ),
             Step("sinks", tuple(sinks_sql(settings))),
             decode.dead_letter_step(spec),
@@ -343,7 +344,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 6
+STATE_LAYOUT = 7
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -351,7 +352,8 @@ from the session_events process table function (uid SESSIONS_UID) instead of the
 bot_events. v5 (issue 22 item 6): the minute windows aggregate feedback counts and sums, and the packed
 session events carry the feedback fields. v6 (issue 22 item 4): session_events runs per device key with
 the device's identity link in its state and the packed events carry user_id; the minute windows' user sets
-carry identity links."""
+carry identity links. v7 (issue 22 item 3): the partition watermark's OVER aggregate also holds the
+behavioural bot rule's keys (bot_behaviour, README "Bots"); is_bot = agent_bot OR acts_bot."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jobs.common import sketches
-from jobs.common.enrichment import EnrichmentSettings, enrich
+from jobs.common.enrichment import BotBehaviour, EnrichmentSettings, enrich
 from jobs.common.oracle import FUTURE, ON_TIME, arrivals
 from jobs.common.settings import DEFAULT_IDENTITY_TTL_MS
 from jobs.sessionize.logic import (
@@ -272,9 +272,13 @@ def expected(
     gap_sessions: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(lambda: [[]])
 
     for arrival in arrivals(
-        events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+        events,
+        out_of_orderness_ms=out_of_orderness_ms,
+        max_future_skew_ms=max_future_skew_ms,
+        bots=BotBehaviour.of(enrichment, out_of_orderness_ms),
     ):
         event, bot = enrich(arrival.event, enrichment)
+        bot = bot or arrival.acts_bot
         watermark, occurrence = arrival.watermark, arrival.occurrence
         ts, received = int(event["ts"]), int(event["received_at"])
         if arrival.kind != ON_TIME:
@@ -459,11 +463,15 @@ def window_users(
     enrichment = enrichment or EnrichmentSettings()
     users: dict[tuple[int, str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for arrival in arrivals(
-        events, out_of_orderness_ms=out_of_orderness_ms, max_future_skew_ms=max_future_skew_ms
+        events,
+        out_of_orderness_ms=out_of_orderness_ms,
+        max_future_skew_ms=max_future_skew_ms,
+        bots=BotBehaviour.of(enrichment, out_of_orderness_ms),
     ):
         if arrival.kind != ON_TIME:
             continue
         event, bot = enrich(arrival.event, enrichment)
+        bot = bot or arrival.acts_bot
         start = _floor(int(event["ts"]), tumble_ms)
         counted = arrival.occurrence == 1 and not (bot and enrichment.exclude_bots)
         for dimension, value in _dims(event, dimensions):

@@ -87,7 +87,7 @@ def test_a_job_declares_its_watermark_on_the_source_table() -> None:
     assert "'scan.watermark.idle-timeout' = '30 s'" in source
 
 
-def test_the_valid_view_has_every_event_field_in_schema_order_then_the_kafka_columns_then_is_bot() -> None:
+def test_the_valid_view_has_every_event_field_in_schema_order_then_the_kafka_columns_then_agent_bot() -> None:
     view = statement(decode.statements(SPEC), "CREATE TEMPORARY VIEW `ux_events` AS")
     aliases = re.findall(r"AS `?(\w+)`?,?\n", view.split("FROM")[0] + "\n")
     assert tuple(aliases[: len(decode.event_columns())]) == contract.event_reader_schema().field_names
@@ -98,7 +98,7 @@ def test_the_valid_view_has_every_event_field_in_schema_order_then_the_kafka_col
         "kafka_offset",
         "kafka_timestamp",
         "event_time",
-        "is_bot",  # the enrichment's bot verdict (jobs/common/enrichment.py)
+        "agent_bot",  # the user-agent bot verdict (jobs/common/enrichment.py); is_bot adds behaviour
     )
     assert "WHERE decoded.reason IS NULL" in view
 

@@ -21,7 +21,12 @@ def yauaa_jar() -> Path:
 
 def enrich_cli_command(*args: str) -> list[str]:
     lib = Path(pyflink.__file__).parent / "lib"
-    jars = [UDF_JAR, *sorted(lib.glob("flink-dist-*.jar")), *sorted(lib.glob("log4j-*.jar"))]
+    jars = [
+        UDF_JAR,
+        *sorted(lib.glob("flink-dist-*.jar")),
+        *sorted(lib.glob("flink-table-api-java-uber-*.jar")),
+    ]
+    jars += sorted(lib.glob("log4j-*.jar"))
     return ["java", "-Xmx512m", "-cp", ":".join(str(j) for j in jars), "io.uxstream.udf.EnrichCli", *args]
 
 

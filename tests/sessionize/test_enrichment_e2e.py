@@ -1,7 +1,11 @@
 """Enrichment end to end (issue 22 items 1–3): a bot-heavy stream whose events carry only a user agent and
 an IP (no device type, OS, browser or country, as real SDK traffic), sessionized twice: with bots excluded
 (the default) and with UXSTREAM_EXCLUDE_BOTS=false. Every table equals the oracle exactly in both runs: the
-oracle enriches from the user-agent corpus and the same .mmdb (jobs/common/enrichment.py)."""
+oracle enriches from the user-agent corpus and the same .mmdb (jobs/common/enrichment.py).
+
+The stream also holds visitors with a person's user agent that behave like bots or nearly so
+(`streams.BEHAVIOUR_BOTS`): the behavioural rule (README "Bots") flags the stealth crawler from the page
+view that completes its third minute at 30 a minute, and spares the others."""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from typing import Any
 import pytest
 
 from jobs.common import tables
-from jobs.common.enrichment import EnrichmentSettings, enrich
+from jobs.common.enrichment import BotBehaviour, EnrichmentSettings, enrich
+from jobs.common.oracle import arrivals
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.sessionize.oracle import expected
+from tests.support import streams
 from tests.support.db import assert_table_equals, fresh_database
 from tests.support.kafka import committed_decoded
 from tests.support.sessionize import (
@@ -40,7 +46,7 @@ def runs(
 ) -> Iterator[tuple[Run, Run]]:
     """(bots excluded, bots included): one topic, two databases, two bounded runs of the job."""
     folder = tmp_path_factory.mktemp("enrichment")
-    excluded = prepare(pg_settings, folder, GENERATOR_ARGS)
+    excluded = prepare(pg_settings, folder, GENERATOR_ARGS, rewrite=streams.with_behaviour_bots)
     run_job(excluded)
     included = Run(
         excluded.topic,
@@ -108,3 +114,27 @@ def test_the_kpi_topic_carries_the_bot_events_of_the_tumbling_windows(
     tumbling = [r for r in records if r["window_kind"].startswith("tumbling_") and r["dimension"] == "global"]
     assert sum(r["bot_events"] for r in tumbling) > 0
     assert all(r["bot_events"] is None for r in records if not r["window_kind"].startswith("tumbling_"))
+
+
+def test_the_behavioural_rule_flags_the_stealth_crawler_from_the_page_view_completing_its_run(
+    runs: tuple[Run, Run],
+) -> None:
+    """The crawler sends 40 page views a minute (each minute's first three twice): its 110th distinct page
+    view is the 30th of its third minute. The sprinter (2 minutes) and the fast reader (29 a minute) stay
+    people. Every table equal to the oracle (above) proves the jobs decide the same."""
+    flagged: dict[str, set[str]] = {key: set() for key in streams.BEHAVIOUR_BOTS}
+    for arrival in arrivals(runs[0].truth.events, bots=BotBehaviour.of(EnrichmentSettings(), 5_000)):
+        key = arrival.event.get("anonymous_id")
+        if key in flagged and arrival.acts_bot:
+            flagged[key].add(arrival.event["event_id"])
+    assert flagged == {
+        "stealth-crawler": {f"stealth-crawler-{n}" for n in range(109, 200)},
+        "sprinter": set(),
+        "fast-reader": set(),
+    }
+    query = f"SELECT sum(page_views) FROM {tables.SESSIONS} WHERE user_key = %s"
+    for run, crawled in ((runs[0], 109), (runs[1], 200)):
+        with connect(run.pg) as conn:
+            for key, (per_minute, minutes) in streams.BEHAVIOUR_BOTS.items():
+                (views,) = conn.execute(query, (PSEUDONYM(key),)).fetchone()
+                assert views == (crawled if key == "stealth-crawler" else per_minute * minutes), key

@@ -346,14 +346,88 @@ def with_identity_events(truth_lines: Sequence[str]) -> list[str]:
     inserted = sorted(
         (scenario_line(n, *step) for n, step in enumerate(_IDENTITY_TIMELINE)), key=lambda x: x["event"]["ts"]
     )
-    out: list[dict[str, Any]] = lines[: anchor_index + 1]
-    for line in lines[anchor_index + 1 :]:
-        # Arrival order is the Kafka timestamp's (received_at): a future or late record says nothing of it.
-        while inserted and line["timestamp"] > inserted[0]["timestamp"]:
-            out.append(inserted.pop(0))
-        out.append(line)
-    out.extend(inserted)
+    out = _merged_by_arrival(lines, anchor_index, inserted)
     out.append(
         scenario_line(len(_IDENTITY_TIMELINE), IDENTITY_RETURN_AFTER_S, "login_device", None, "/pricing")
     )
+    return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
+
+
+def _merged_by_arrival(
+    lines: list[dict[str, Any]], anchor_index: int, inserted: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`lines` with `inserted` (sorted by Kafka timestamp) merged in after `anchor_index`, by arrival."""
+    pending = list(inserted)
+    out: list[dict[str, Any]] = lines[: anchor_index + 1]
+    for line in lines[anchor_index + 1 :]:
+        # Arrival order is the Kafka timestamp's (received_at): a future or late record says nothing of it.
+        while pending and line["timestamp"] > pending[0]["timestamp"]:
+            out.append(pending.pop(0))
+        out.append(line)
+    out.extend(pending)
+    return out
+
+
+BEHAVIOUR_BOTS: Final = {
+    # key: (page views per minute, minutes): the default rule is 30 a minute for 3 consecutive minutes.
+    "stealth-crawler": (40, 5),  # a bot from its 110th page view (the 30th of its third minute) on
+    "sprinter": (40, 2),  # fast, not sustained: a person
+    "fast-reader": (29, 5),  # sustained, below the rate: a person
+}
+"""The behavioural bot scenarios (README "Bots"): anonymous visitors with an ordinary browser user agent."""
+BEHAVIOUR_RESENDS: Final = 3
+"""The stealth crawler re-sends its first page views of each minute (duplicates count once)."""
+
+
+def with_behaviour_bots(truth_lines: Sequence[str]) -> list[str]:
+    """The ground-truth lines with the `BEHAVIOUR_BOTS` visitors inserted in arrival order from an ordinary
+    on-time page view with a person's user agent early in the stream (their template; each starts on the
+    minute after it); `seq` is renumbered."""
+    from jobs.common.enrichment import user_agent_verdict
+
+    lines = [json.loads(line) for line in truth_lines]
+    candidates = [
+        index
+        for index, line in enumerate(lines)
+        if line.get("event") is not None
+        and line.get("expected_reason") is None
+        and not line.get("tags")
+        and line["event"]["event_type"] == "page_view"
+        and line["event"].get("user_agent")
+        and not user_agent_verdict(line["event"]["user_agent"]).is_bot
+        and "." in (line["event"].get("ip") or "")  # IPv4: a country (the generator's IPv6 has none)
+    ]
+    anchor_index = candidates[len(candidates) // 8]
+    template = lines[anchor_index]
+    start = (int(template["event"]["ts"]) // 60_000 + 1) * 60_000
+    inserted: list[dict[str, Any]] = []
+    for key, (per_minute, minutes) in BEHAVIOUR_BOTS.items():
+        step = 60_000 // per_minute
+        for n in range(per_minute * minutes):
+            ts = start + n * step + 11  # never the same instant as a generated event
+            path = f"/catalog/item-{n % 50}"
+            event = {
+                **{k: v for k, v in template["event"].items() if k not in ("properties",)},
+                "event_id": f"{key}-{n}",
+                "anonymous_id": key,
+                "user_id": None,
+                "page_path": path,
+                "page_url": f"https://shop.example.com{path}",
+                "ts": ts,
+                "received_at": ts + 200,
+                "properties": {},
+            }
+            line = {
+                **template,
+                "key": key,
+                "timestamp": event["received_at"],
+                "event": event,
+                "tags": ["bot"],
+            }
+            inserted.append(line)
+            if key == "stealth-crawler" and n % per_minute < BEHAVIOUR_RESENDS:
+                again = {**event, "received_at": ts + 900}
+                inserted.append({**line, "timestamp": again["received_at"], "event": again})
+    inserted.sort(key=lambda x: x["timestamp"])
+    out = _merged_by_arrival(lines, anchor_index, inserted)
     return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]

@@ -34,20 +34,26 @@ SELECT
   PROCTIME() AS arrival
 FROM {source};
 
+-- acts_bot: the behavioural bot rule (README "Bots"; io.uxstream.udf.BotBehaviour), decided in the same OVER
+-- aggregate (same window: one operator, in partition order) for every valid event that is neither future
+-- nor of an erased user; {acts_bot} is FALSE when UXSTREAM_BOT_PAGE_VIEWS_PER_MINUTE is 0.
 CREATE TEMPORARY VIEW watermarked AS
 SELECT
   *,
   partition_watermark(CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE ts END,
     CAST({out_of_orderness_ms} AS BIGINT)) OVER (
     PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-  ) AS partition_watermark_ms
+  ) AS partition_watermark_ms,
+  {acts_bot} AS acts_bot
 FROM arrived;
 
--- watermark_ms: the watermark at arrival (NULL before the partition's first event); is_late: at or below it.
+-- watermark_ms: the watermark at arrival (NULL before the partition's first event); is_late: at or below it;
+-- is_bot: a bot by its user agent (agent_bot, the decode step's enrichment) or by its behaviour (acts_bot).
 CREATE TEMPORARY VIEW classified AS
 SELECT
   *,
   TO_TIMESTAMP_LTZ(watermark_ms, 3) AS watermark_at_arrival,
+  agent_bot OR acts_bot AS is_bot,
   NOT is_future AND COALESCE(ts <= watermark_ms, FALSE) AS is_late
 FROM (
   SELECT

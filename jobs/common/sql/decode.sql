@@ -16,6 +16,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_count AS 'io.uxstream.
 -- partition_watermark(ts, out_of_orderness_ms) OVER (PARTITION BY kafka_partition …) → the arrival watermark
 -- of the row in epoch ms, from the partition's earlier rows (sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS partition_watermark AS 'io.uxstream.udf.PartitionWatermark' LANGUAGE JAVA;
+-- bot_behaviour(user_key, event_id, page_view, ts, per_minute, minutes, out_of_orderness_ms) OVER (the same
+-- window) → whether the row's user key behaves like a bot (README "Bots"; sql/classify.sql).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS bot_behaviour AS 'io.uxstream.udf.BotBehaviour' LANGUAGE JAVA;
 -- erased_user(counter, user_key, jdbc_url, user, password_file, key_files, refresh_ms) → TRUE for an erased user's key
 -- (the erased-pseudonym list, reloaded while the job runs); ux_pseudonym(user_key, key_files) → the pseudonym
 -- the tables store (sql/classify.sql).
@@ -65,7 +68,7 @@ SELECT
   kafka_offset,
   kafka_timestamp,
   event_time,
-  decoded.is_bot AS is_bot
+  decoded.is_bot AS agent_bot
 FROM {decoded_view}
 WHERE decoded.reason IS NULL;
 

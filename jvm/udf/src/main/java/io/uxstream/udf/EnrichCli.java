@@ -97,8 +97,39 @@ public final class EnrichCli {
       out.flush();
       return;
     }
-    System.err.println("usage: EnrichCli --user-agents | --geo FILE.mmdb | --bench-user-agents ROUNDS");
+    if (args.length == 4 && args[0].equals("--bot-behaviour")) {
+      botBehaviour(in, out, Integer.parseInt(args[1]), Integer.parseInt(args[2]), Long.parseLong(args[3]));
+      return;
+    }
+    System.err.println(
+        "usage: EnrichCli --user-agents | --geo FILE.mmdb | --bench-user-agents ROUNDS"
+            + " | --bot-behaviour PER_MINUTE MINUTES OUT_OF_ORDERNESS_MS");
     System.exit(2);
+  }
+
+  /**
+   * The behavioural bot rule over rows in arrival order, one OVER accumulator per partition as in the jobs.
+   * Input lines: {@code partition TAB user_key TAB event_id TAB page_view(0|1) TAB ts} (an empty user key:
+   * NULL, a row the rule does not look at); output lines: {@code true} or {@code false}.
+   */
+  static void botBehaviour(BufferedReader in, BufferedWriter out, int perMinute, int minutes, long boundMs)
+      throws IOException {
+    BotBehaviour rule = new BotBehaviour();
+    java.util.Map<String, BotBehaviour.Accumulator> partitions = new java.util.HashMap<>();
+    String line;
+    try {
+      while ((line = in.readLine()) != null) {
+        String[] f = line.split("\t", -1);
+        BotBehaviour.Accumulator acc = partitions.computeIfAbsent(f[0], p -> rule.createAccumulator());
+        rule.accumulate(acc, f[1].isEmpty() ? null : f[1], f[2], f[3].equals("1"), Long.parseLong(f[4]),
+            perMinute, minutes, boundMs);
+        out.write(String.valueOf(rule.getValue(acc)));
+        out.newLine();
+      }
+    } catch (Exception e) {
+      throw new IOException(e);
+    }
+    out.flush();
   }
 
   static String json(String s) {
