@@ -1074,14 +1074,15 @@ class Generator:
                 dwell = max(dwell, max(offset for offset, _, _ in extras) + 2_000)
             latency = self._factor("latency_spike", t, user, path) if anomalies else 1.0
             tag = "anomaly:latency_spike" if latency != 1.0 else None
+            view_tag = tag
             if number == login:
                 login_at = t  # every event of this page and the later ones is at or after t
-                tag = "login" if tag is None else f"{tag},login"
+                view_tag = "login" if tag is None else f"{tag},login"
             if latency == 1.0:
                 load_piece = loads[int(random_() * POOL_SIZE)]
             else:
                 load_piece = measures.page_load(round(exp(log_load + 0.45 * gauss()) * latency, 1))
-            append((t, page_view, page, load_piece, 0, no_props, tag))
+            append((t, page_view, page, load_piece, 0, no_props, view_tag))
             for offset, kind, props in extras:
                 append((t + offset, kind, page, no_measures, 0, props, None))
             clicks = CLICK_COUNTS.pick(rng)
