@@ -4,7 +4,12 @@ The simulation (all randomness from one `random.Random(seed)`, so a seed and the
 
 - **Users**: a share is anonymous (anonymous_id only), the rest identified (user_id + anonymous_id);
   device type, OS/browser/user agent, country and app version drawn from realistic mixes; a share of the
-  users are bots (headless user agents, page views every 0.4–2 s, nothing else). v2 fields (session hint,
+  users are bots (headless user agents, page views every 0.4–2 s, nothing else; tag `bot`), and with
+  `stealth_bot_share` > 0 a share are stealth bots (a browser user agent from the human mix, page views
+  every 0.5–1.5 s for 6.5–10 minutes, nothing else; tag `stealth_bot`). An identified user's device keeps
+  one anonymous_id; with `login_share` > 0 that share of their sessions starts anonymous (anonymous_id
+  only, keyed by it) and logs in on an `/account` page view (tag `login`) inserted after the first page:
+  from there on events carry both ids and are keyed by the user_id. v2 fields (session hint,
   engagement time, consent, screen, IP) come from users whose SDK speaks v2 (`v2_share`, `v2_from`).
   With `feedback_share` > 0, that share of the sessions of v2 users ends with a survey answer (a v3
   `feedback` event: NPS 0-10 or CSAT 1-5, sometimes a comment with a fake e-mail or phone number).
