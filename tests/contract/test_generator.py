@@ -6,6 +6,7 @@ import base64
 import hashlib
 import itertools
 import json
+import math
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import replace
@@ -43,6 +44,10 @@ from uxstream.contract.generator import (
     FUNNELS,
     MALFORMED_KINDS,
     MOBILE_AGENTS,
+    STEALTH_MAX_GAP_MS,
+    STEALTH_MAX_MS,
+    STEALTH_MIN_GAP_MS,
+    STEALTH_MIN_MS,
     TABLET_AGENTS,
     Anomaly,
     FieldGroup,
@@ -728,6 +733,7 @@ def test_the_sessionize_oracle_makes_one_session_of_the_user_per_login_visit(
         ]
 
 
+MIN_GAP, MAX_GAP = STEALTH_MIN_GAP_MS, STEALTH_MAX_GAP_MS
 STEALTH = replace(BASE, events=12_000, seed=3, v2_share=1.0, stealth_bot_share=0.02)
 
 
@@ -757,13 +763,15 @@ def test_stealth_bots_send_human_user_agents_and_only_page_views_and_are_named_i
 def test_stealth_bots_sustain_at_least_40_page_views_in_each_of_5_consecutive_minutes(
     stealth_truth: list[dict[str, Any]],
 ) -> None:
-    """Every visit has gaps of 0.5-1.5 s; every visit not cut off by the end of the stream has >= 40 page
-    views in each of >= 5 consecutive event-time minutes (the behavioural rule's ground truth)."""
+    """Every visit has gaps of 0.5-1.5 s (so >= 60 s / 1.5 s = 40 views in every minute it covers in full, and
+    >= 6.5 min covers >= 5 in full); every visit not cut off by the end of the stream has >= 40 page views
+    in each of >= 5 consecutive event-time minutes (the behavioural rule's ground truth)."""
+    assert MINUTE // MAX_GAP >= 40 and STEALTH_MIN_MS - MAX_GAP >= 6 * MINUTE
     stream_end = max(line["event"]["ts"] for line in stealth_truth)
     complete = 0
     for members in visits(tagged(stealth_truth, "stealth_bot")).values():
         times = [line["event"]["ts"] for line in members]
-        assert all(500 <= b - a <= 1_500 for a, b in itertools.pairwise(times))
+        assert all(MIN_GAP <= b - a <= MAX_GAP for a, b in itertools.pairwise(times))
         if times[0] + 10 * MINUTE > stream_end:
             continue  # may be cut off where the stream reached its record count
         complete += 1
@@ -773,7 +781,8 @@ def test_stealth_bots_sustain_at_least_40_page_views_in_each_of_5_consecutive_mi
             sum(1 for _ in run_) for _, run_ in itertools.groupby(enumerate(busy), lambda p: p[1] - p[0])
         )
         assert longest >= 5, per_minute
-        assert 390 <= len(times) <= 1_201
+        # views while t < end, end in [start + STEALTH_MIN_MS, start + STEALTH_MAX_MS), gaps in [MIN, MAX]
+        assert math.ceil(STEALTH_MIN_MS / MAX_GAP) <= len(times) <= STEALTH_MAX_MS // MIN_GAP
     assert complete >= 5
 
 
