@@ -38,9 +38,12 @@ DEMO_ARGS = (
     "--duration", "2h", "--seed", "7", "--partitions", "1",
     "--duplicate-fraction", "0.02", "--late-fraction", "0.01", "--malformed-fraction", "0.005",
     "--future-fraction", "0.002", "--anomaly", "error_spike:global:80m:15m:12",
-    "--feedback-share", "0.1",
+    "--feedback-share", "0.1", "--login-share", "0.1", "--stealth-bot-share", "0.001",
 )  # fmt: skip
-"""The demo stream's generator options (the topic name hashes them with the event count)."""
+"""The demo stream's generator options (the topic name hashes them with the event count). A tenth of the
+identified users' visits log in mid-visit (identity stitching: one session across the login), and one
+stealth bot (human user agent, ~1,150 page views at ≥ 40 a minute: the behavioural bot rule's ground truth)
+browses the default 30,000 events."""
 DEMO_TOPIC_PREFIX = "ux.demo.events"
 
 

@@ -20,7 +20,7 @@ JSON Lines, one line per produced Kafka record, in produce order:
   `contract.validate`: the decoder's order); a line whose expected_reason disagrees with them is an error
   here, and so is a payload line over the record-size limit that expects anything but impossible_value.
 - `tags` (optional, informative): how the generator made the record (`duplicate`, `late`, `future`,
-  `bot`, `malformed:<kind>`, `anomaly:<kind>`). Oracles must not depend on them.
+  `bot`, `stealth_bot`, `login`, `malformed:<kind>`, `anomaly:<kind>`). Oracles must not depend on them.
 
 `load(path)` returns a `CleanEvents`: the valid events in produce order (each marked `duplicate` and
 `future`), and one `DeadLetterExpectation` (bytes, reason) per record the jobs must dead-letter.

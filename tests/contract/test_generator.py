@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import itertools
 import json
+import math
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from jobs.common.contract import (
     scrub_comment,
     user_key,
 )
+from jobs.common.enrichment import USER_AGENT_CORPUS
 from jobs.common.limits import (
     MAX_PROPERTIES,
     MAX_PROPERTY_KEY,
@@ -32,10 +36,19 @@ from jobs.common.limits import (
     MAX_RECORD_BYTES,
     string_limit,
 )
+from jobs.common.oracle import clean, parse_truth_line
+from jobs.sessionize.oracle import expected_sessions
 from uxstream.contract.generator import (
     CONVERSION_EVENTS,
+    DESKTOP_AGENTS,
     FUNNELS,
     MALFORMED_KINDS,
+    MOBILE_AGENTS,
+    STEALTH_MAX_GAP_MS,
+    STEALTH_MAX_MS,
+    STEALTH_MIN_GAP_MS,
+    STEALTH_MIN_MS,
+    TABLET_AGENTS,
     Anomaly,
     FieldGroup,
     Generator,
@@ -100,6 +113,52 @@ def test_the_same_seed_gives_the_same_bytes_and_ground_truth(faulty: list[Record
     )
 
     assert again == faulty
+
+
+def digest(records: list[Record]) -> str:
+    """sha256 over every field of every record (timestamp, partition, category, key, value, truth)."""
+    h = hashlib.sha256()
+    for timestamp, value, key, partition, line, category in records:
+        h.update(f"{timestamp}|{partition}|{category}|".encode())
+        h.update(key + b"|" + value)
+        h.update((line or "").encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            replace(
+                BASE,
+                duplicate_fraction=0.05,
+                malformed_fraction=0.04,
+                late_fraction=0.02,
+                future_fraction=0.01,
+            ),
+            "82d4c16e3736518cc226e9b22b6a6bd37267b065c7f377e5a61cd3c52051702c",
+        ),
+        (
+            replace(
+                BASE,
+                events=8_000,
+                seed=3,
+                bot_share=0.1,
+                user_agent_only=True,
+                feedback_share=0.2,
+                hot_user_share=0.1,
+                anomalies=(Anomaly.parse("latency_spike:global:10m:10m:4", START),),
+            ),
+            "899657172bb46fe8a8bd7ebabcf7bdbc1f68d780bd270c4c8d3c44e29c12385c",
+        ),
+    ],
+    ids=["faults", "mixed"],
+)
+def test_seeded_streams_stay_byte_identical(config: GeneratorConfig, expected: str) -> None:
+    """Pinned bytes and ground truth of seeded streams (recorded before the login and stealth-bot knobs):
+    a new knob left at its default draws nothing, so every seeded stream, test and benchmark backlog stays
+    what it was. A deliberate change of the simulation updates these digests in the same commit."""
+    assert digest(run(config)) == expected
 
 
 def test_another_seed_gives_other_traffic() -> None:
@@ -524,3 +583,219 @@ def test_the_small_encoders_write_what_fastavro_and_json_write(values: dict[str,
         group = FieldGroup(entry, [name])
 
         assert group.fast([value]) == group.exact([value]), name
+
+
+# ------------------------------------------------------------------ logins and stealth bots (issue 22)
+
+LOGIN = replace(
+    BASE,
+    events=10_000,
+    seed=5,
+    v2_share=1.0,  # every visit carries its SDK session hint: the test's way to find a visit
+    bot_share=0.0,
+    login_share=0.3,
+    duplicate_fraction=0.03,
+    malformed_fraction=0.02,
+)
+
+
+@pytest.fixture(scope="module")
+def login_records() -> list[Record]:
+    return run(LOGIN)
+
+
+@pytest.fixture(scope="module")
+def login_truth(login_records: list[Record]) -> list[dict[str, Any]]:
+    return truth(login_records)
+
+
+def visits(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Event lines (valid, first sends) per visit (session hint), in event time."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in lines:
+        if "event" in line and "expected_reason" not in line and "duplicate" not in line.get("tags", ()):
+            out[line["event"]["session_hint"]].append(line)
+    for members in out.values():
+        members.sort(key=lambda line: (line["event"]["ts"], line["event"]["event_id"]))
+    return out
+
+
+def login_visits(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The visits whose valid events are anonymous at first, identified later."""
+    return {
+        hint: members
+        for hint, members in visits(lines).items()
+        if {line["event"]["user_id"] is None for line in members} == {True, False}
+    }
+
+
+def test_with_a_login_share_identified_visitors_start_anonymous_and_log_in_mid_session(
+    login_truth: list[dict[str, Any]],
+) -> None:
+    """Anonymous first (anonymous_id only, keyed and partitioned by it), then from the /account page view
+    tagged `login` on: user_id + the same anonymous_id, keyed and partitioned by user_id."""
+    by_visit = visits(login_truth)
+    logins = login_visits(login_truth)
+    identified = {h: v for h, v in by_visit.items() if any(line["event"]["user_id"] for line in v)}
+    tags = [line for line in tagged(login_truth, "login") if "duplicate" not in line["tags"]]
+
+    assert len(logins) >= 30
+    assert 0.2 <= len(logins) / len(identified) <= 0.4
+    assert len(logins) == len(tags)  # one login page view per visit (some of them sent malformed)
+    for members in logins.values():
+        before = [line for line in members if line["event"]["user_id"] is None]
+        after = [line for line in members if line["event"]["user_id"] is not None]
+        (anonymous_id,) = {line["event"]["anonymous_id"] for line in members}
+        (user_id,) = {line["event"]["user_id"] for line in after}
+        assert before[-1]["event"]["ts"] < after[0]["event"]["ts"]  # from the login on, identified
+        assert after[0]["event"]["page_path"] == "/account"
+        assert {line["key"] for line in before} == {anonymous_id}
+        assert {line["partition"] for line in before} == {partition_for(anonymous_id.encode(), 4)}
+        assert {line["key"] for line in after} == {user_id}
+        assert {line["partition"] for line in after} == {partition_for(user_id.encode(), 4)}
+    for line in tags:  # the login page view: the visit's first identified event
+        assert line["key"].startswith("usr_")
+        if "expected_reason" not in line:
+            members = logins[line["event"]["session_hint"]]
+            first = next(x for x in members if x["event"]["user_id"])
+            assert (first["seq"], line["event"]["event_type"]) == (line["seq"], "page_view")
+    for hint in identified.keys() - logins.keys():  # the other visits carry both ids from the first event
+        assert all(line["event"]["user_id"] for line in by_visit[hint])
+
+
+def test_a_device_keeps_its_anonymous_id_across_the_users_visits_with_and_without_login(
+    login_truth: list[dict[str, Any]],
+) -> None:
+    devices: dict[str, set[str]] = defaultdict(set)
+    visits_of: dict[str, set[str]] = defaultdict(set)
+    for line in events_of(login_truth):
+        if line["user_id"]:
+            devices[line["user_id"]].add(line["anonymous_id"])
+            visits_of[line["user_id"]].add(line["session_hint"])
+    logged_in = {line["key"] for line in tagged(login_truth, "login")}
+
+    assert all(len(ids) == 1 for ids in devices.values())
+    assert sum(1 for user in logged_in if len(visits_of[user]) > 1) >= 5  # returning visitors who log in
+
+
+def test_login_records_are_exactly_their_ground_truth_and_decode_with_the_contract(
+    login_records: list[Record], login_truth: list[dict[str, Any]]
+) -> None:
+    for (timestamp, value, key, partition, _, _), line in zip(login_records, login_truth, strict=True):
+        assert (line["timestamp"], line["key"].encode(), line["partition"]) == (timestamp, key, partition)
+        assert line["partition"] == partition_for(key, LOGIN.partitions)
+        if "payload_b64" in line:
+            assert base64.b64decode(line["payload_b64"]) == value
+            continue
+        assert encode(line["event"], line["schema_id"]) == value
+        if line["event"]["event_id"]:
+            assert line["key"] == user_key(line["event"])
+        decoded = decode(value)
+        if "expected_reason" in line:
+            assert isinstance(decoded, Invalid) and decoded.reason == line["expected_reason"]
+        else:
+            assert isinstance(decoded, DecodedEvent), decoded
+            assert {k: decoded.event[k] for k in line["event"]} == line["event"]
+
+
+def test_the_sessionize_oracle_makes_one_session_of_the_user_per_login_visit(
+    login_truth: list[dict[str, Any]],
+) -> None:
+    """Generator + oracle without Flink: the anonymous page views before the login and everything after it
+    (two user keys) are one session, the user's, on the device's anonymous id (README "Identity"). The
+    oracle base (validity, dedup) and the sessions oracle's rule (`expected_sessions`, which `expected`
+    builds the sessions table from; its KPI windows would cost 20 s here): the stream is never later than
+    the jobs' 5 s bound (out of order <= 2 s, no late or future faults), so every counted event is on time."""
+    base = clean(parse_truth_line(json.dumps(line), f"seq {line['seq']}") for line in login_truth)
+    assert len(base.on_time) == len(base.counted) and base.dead_letters
+    sessions = expected_sessions([event.event for event in base.on_time])
+    logins = list(login_visits(login_truth).values())
+
+    assert len(logins) >= 30
+    for members in logins:
+        first, last = members[0]["event"], members[-1]["event"]
+        device, user = first["anonymous_id"], last["user_id"]
+        assert first["user_id"] is None and user is not None
+        covering = [
+            s
+            for s in sessions
+            if s["device_key"] == device
+            and s["session_start"] <= first["ts"]
+            and last["ts"] <= s["session_end"]
+        ]
+        assert [s["user_key"] for s in covering] == [user]
+        assert not [
+            s
+            for s in sessions
+            if s["user_key"] == device
+            and s["session_start"] <= last["ts"]
+            and first["ts"] <= s["session_end"]
+        ]
+
+
+MIN_GAP, MAX_GAP = STEALTH_MIN_GAP_MS, STEALTH_MAX_GAP_MS
+STEALTH = replace(BASE, events=12_000, seed=3, v2_share=1.0, stealth_bot_share=0.02)
+
+
+@pytest.fixture(scope="module")
+def stealth_truth() -> list[dict[str, Any]]:
+    return truth(run(STEALTH))
+
+
+def test_stealth_bots_send_human_user_agents_and_only_page_views_and_are_named_in_the_ground_truth(
+    stealth_truth: list[dict[str, Any]],
+) -> None:
+    corpus = json.loads(USER_AGENT_CORPUS.read_text(encoding="utf-8"))["user_agents"]
+    human = {entry["user_agent"] for entry in corpus if not entry["is_bot"]}
+    browsers = {agent for _, _, agent in (*DESKTOP_AGENTS, *MOBILE_AGENTS, *TABLET_AGENTS)}
+    stealthy = {line["key"] for line in tagged(stealth_truth, "stealth_bot")}
+    theirs = [line for line in stealth_truth if line["key"] in stealthy]
+
+    assert len(stealthy) >= 5
+    assert all("stealth_bot" in line.get("tags", ()) for line in theirs)  # the key names them, every line
+    assert {line["event"]["event_type"] for line in theirs} == {"page_view"}
+    assert {line["event"]["user_id"] for line in theirs} == {None}
+    agents = {line["event"]["user_agent"] for line in theirs}
+    assert agents <= browsers & human and len(agents) >= 3
+    assert not tagged(truth(run(replace(STEALTH, stealth_bot_share=0.0))), "stealth_bot")
+
+
+def test_stealth_bots_sustain_at_least_40_page_views_in_each_of_5_consecutive_minutes(
+    stealth_truth: list[dict[str, Any]],
+) -> None:
+    """Every visit has gaps of 0.5-1.5 s (so >= 60 s / 1.5 s = 40 views in every minute it covers in full, and
+    >= 6.5 min covers >= 5 in full); every visit not cut off by the end of the stream has >= 40 page views
+    in each of >= 5 consecutive event-time minutes (the behavioural rule's ground truth)."""
+    assert MINUTE // MAX_GAP >= 40 and STEALTH_MIN_MS - MAX_GAP >= 6 * MINUTE
+    stream_end = max(line["event"]["ts"] for line in stealth_truth)
+    complete = 0
+    for members in visits(tagged(stealth_truth, "stealth_bot")).values():
+        times = [line["event"]["ts"] for line in members]
+        assert all(MIN_GAP <= b - a <= MAX_GAP for a, b in itertools.pairwise(times))
+        if times[0] + 10 * MINUTE > stream_end:
+            continue  # may be cut off where the stream reached its record count
+        complete += 1
+        per_minute = Counter(ts // MINUTE for ts in times)
+        busy = sorted(minute for minute, views in per_minute.items() if views >= 40)
+        longest = max(
+            sum(1 for _ in run_) for _, run_ in itertools.groupby(enumerate(busy), lambda p: p[1] - p[0])
+        )
+        assert longest >= 5, per_minute
+        # views while t < end, end in [start + STEALTH_MIN_MS, start + STEALTH_MAX_MS), gaps in [MIN, MAX]
+        assert math.ceil(STEALTH_MIN_MS / MAX_GAP) <= len(times) <= STEALTH_MAX_MS // MIN_GAP
+    assert complete >= 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"login_share": 1.5}, "login_share must be between 0 and 1"),
+        ({"stealth_bot_share": -0.1}, "stealth_bot_share must be between 0 and 1"),
+        ({"bot_share": 0.6, "stealth_bot_share": 0.5}, "bot_share \\+ stealth_bot_share must not exceed 1"),
+    ],
+)
+def test_out_of_range_login_and_stealth_shares_are_rejected_by_name(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Generator(replace(BASE, **change))

@@ -171,6 +171,10 @@ def test_generate_dry_run_reports_what_it_made(tmp_path: Path, capsys: pytest.Ca
             "uxstream generate: error: --late-min-delay/--late-max-delay must satisfy",
         ),
         (
+            ["--bot-share", "0.6", "--stealth-bot-share", "0.5"],
+            "uxstream generate: error: --bot-share + --stealth-bot-share must not exceed 1",
+        ),
+        (
             ["--anomaly", "error_spike:planet=Mars:1m:1m"],
             "uxstream generate: error: anomaly 'error_spike:planet=Mars:1m:1m'",
         ),

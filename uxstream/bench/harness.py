@@ -74,9 +74,11 @@ VARIANTS: Final[dict[str, tuple[str, tuple[tuple[str, str], ...]]]] = {
 BACKLOG_ARGS: Final = (
     "--seed", "7", "--partitions", "1", "--duration", "1h",
     "--duplicate-fraction", "0.01", "--late-fraction", "0.005", "--malformed-fraction", "0.001",
-    "--future-fraction", "0.001",
+    "--future-fraction", "0.001", "--login-share", "0.1", "--stealth-bot-share", "0.0005",
 )  # fmt: skip
-"""Generator options of the backlog (and of the generator-throughput runs)."""
+"""Generator options of the backlog (and of the generator-throughput runs). Logins mid-visit (a tenth of the
+identified users' visits) make sessionize and funnels stitch identities; stealth bots (~1 % of the 300k
+events) give the behavioural bot rule traffic to judge."""
 BACKLOG_INPUTS: Final = ("uxstream/contract/generator.py", "schemas")
 FLAME_SAMPLES: Final = {"bare": 50, "sessionize": 400, "funnels": 200}
 """Stack samples per flame graph (20 ms apart): the bare pipeline is through its input in seconds."""

@@ -195,6 +195,24 @@ def _register_generate(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="share of users that are bots: headless agents, a page view every 0.4-2 s (default 0.01)",
     )
     population.add_argument(
+        "--stealth-bot-share",
+        type=fraction,
+        default=0.0,
+        metavar="F",
+        help="share of users that are stealth bots: a browser user agent from the human mix, anonymous, only "
+        "page views, one every 0.5-1.5 s for 6.5-10 min (>= 40 per minute); ground-truth tag stealth_bot "
+        "(default 0)",
+    )
+    population.add_argument(
+        "--login-share",
+        type=fraction,
+        default=0.0,
+        metavar="F",
+        help="share of the sessions of identified users that start anonymous (anonymous_id only, keyed by "
+        "it) and log in mid-session on /account, from where events carry user_id + the same anonymous_id "
+        "(keyed by user_id); ground-truth tag login on that page view (default 0)",
+    )
+    population.add_argument(
         "--hot-user-share",
         type=fraction,
         default=0.0,
@@ -417,6 +435,8 @@ def _kafka(args: argparse.Namespace, partitions: int) -> tuple[KafkaSettings | N
 
 
 _KNOB_OPTIONS = {
+    "stealth_bot_share": "--stealth-bot-share",
+    "bot_share": "--bot-share",
     "duplicate_fraction": "--duplicate-fraction",
     "malformed_fraction": "--malformed-fraction",
     "late_fraction": "--late-fraction",
@@ -460,6 +480,8 @@ def generator_config(args: argparse.Namespace, partitions: int) -> GeneratorConf
         partitions=partitions,
         anonymous_share=args.anonymous_share,
         bot_share=args.bot_share,
+        stealth_bot_share=args.stealth_bot_share,
+        login_share=args.login_share,
         user_agent_only=args.user_agent_only,
         hot_user_share=args.hot_user_share,
         error_rate=args.error_rate,

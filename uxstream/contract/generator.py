@@ -4,7 +4,12 @@ The simulation (all randomness from one `random.Random(seed)`, so a seed and the
 
 - **Users**: a share is anonymous (anonymous_id only), the rest identified (user_id + anonymous_id);
   device type, OS/browser/user agent, country and app version drawn from realistic mixes; a share of the
-  users are bots (headless user agents, page views every 0.4–2 s, nothing else). v2 fields (session hint,
+  users are bots (headless user agents, page views every 0.4–2 s, nothing else; tag `bot`), and with
+  `stealth_bot_share` > 0 a share are stealth bots (a browser user agent from the human mix, page views
+  every 0.5–1.5 s for 6.5–10 minutes, nothing else; tag `stealth_bot`). An identified user's device keeps
+  one anonymous_id; with `login_share` > 0 that share of their sessions starts anonymous (anonymous_id
+  only, keyed by it) and logs in on an `/account` page view (tag `login`) inserted after the first page:
+  from there on events carry both ids and are keyed by the user_id. v2 fields (session hint,
   engagement time, consent, screen, IP) come from users whose SDK speaks v2 (`v2_share`, `v2_from`).
   With `feedback_share` > 0, that share of the sessions of v2 users ends with a survey answer (a v3
   `feedback` event: NPS 0-10 or CSAT 1-5, sometimes a comment with a fake e-mail or phone number).
@@ -49,7 +54,7 @@ import re
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, Final
@@ -107,6 +112,12 @@ Record = tuple[int, bytes, bytes, int, str | None, int]
 """(timestamp_ms, value, key, partition, ground-truth line tail or None, category)."""
 
 HEARTBEAT_MS: Final = 15_000
+LOGIN_PATH: Final = "/account"
+"""The page a visitor logs in on (`login_share`)."""
+STEALTH_MIN_MS, STEALTH_MAX_MS = 390_000, 600_000
+"""A stealth bot session's page views span [6.5, 10) minutes."""
+STEALTH_MIN_GAP_MS, STEALTH_MAX_GAP_MS = 500, 1_500
+"""Gaps between a stealth bot's page views (both included): >= 40 per minute."""
 FUTURE_MAX_AHEAD_MS: Final = 6 * 3_600_000
 
 # ----------------------------------------------------------------------------------- knob parsing
@@ -218,6 +229,16 @@ class GeneratorConfig:
     partitions: int = 4
     anonymous_share: float = 0.4
     bot_share: float = 0.01
+    stealth_bot_share: float = 0.0
+    """Share of users that are stealth bots: an ordinary browser user agent from the human mix (the user-agent
+    rule cannot catch them), anonymous, only page views, one every 0.5-1.5 s for 6.5-10 minutes (so >= 40
+    in every event-time minute of at least 5 consecutive ones); tagged `stealth_bot` in the ground truth.
+    0 draws nothing, so streams without them stay byte-identical to those of earlier versions."""
+    login_share: float = 0.0
+    """Share of the sessions of identified users that start anonymous (anonymous_id only, key = anonymous_id,
+    as an SDK before `identify`) and log in mid-session: from an `/account` page view inserted after the
+    first page on, events carry user_id + the same anonymous_id (key = user_id); that page view is tagged
+    `login`. 0 draws nothing, so streams without logins stay byte-identical to those of earlier versions."""
     user_agent_only: bool = False
     """Send what a real SDK sends: user agent and IP, no device_type/os/browser/country (the jobs derive them
     from the user agent and the IP: README "Enrichment"). Every user agent drawn is in the corpus
@@ -272,6 +293,8 @@ class GeneratorConfig:
         shares = {
             "anonymous_share": self.anonymous_share,
             "bot_share": self.bot_share,
+            "stealth_bot_share": self.stealth_bot_share,
+            "login_share": self.login_share,
             "hot_user_share": self.hot_user_share,
             "error_rate": self.error_rate,
             "late_fraction": self.late_fraction,
@@ -284,6 +307,8 @@ class GeneratorConfig:
         for name, value in shares.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.bot_share + self.stealth_bot_share > 1.0:
+            raise ValueError("bot_share + stealth_bot_share must not exceed 1")
         if self.duplicate_fraction >= 0.5:
             raise ValueError("duplicate_fraction must be below 0.5")
         if self.duplicate_fraction + self.malformed_fraction >= 0.9:
@@ -728,6 +753,10 @@ class _User:
     device_type: str
     country: str
     performance: tuple[float, float, float]
+    anonymous_id: str
+    stealth: bool = False
+    guest: _User | None = None
+    """The same device before the login (anonymous_id only), made on first use (`Generator._guest`)."""
 
 
 # Raw event: (ts, kind, page, measures, engagement, properties, tag); engagement 0: null, 1: heartbeat, a
@@ -895,8 +924,11 @@ class Generator:
 
     def _user(self, rng: random.Random) -> _User:
         cfg = self.config
-        bot = rng.random() < cfg.bot_share
-        anonymous = bot or rng.random() < cfg.anonymous_share
+        draw = rng.random()
+        bot = draw < cfg.bot_share
+        # one draw decides both kinds of bots, so a stealth share of 0 draws nothing more
+        stealth = not bot and draw < cfg.bot_share + cfg.stealth_bot_share
+        anonymous = bot or stealth or rng.random() < cfg.anonymous_share
         anonymous_id = f"{rng.getrandbits(128):032x}"
         user_id = None if anonymous else f"usr_{rng.getrandbits(48):012x}"
         if bot:
@@ -932,7 +964,24 @@ class Generator:
             device_type=device_type,
             country=country,
             performance=PERFORMANCE[device_type],
+            anonymous_id=anonymous_id,
+            stealth=stealth,
         )
+
+    def _guest(self, user: _User) -> _User:
+        """`user` before logging in: the same device and anonymous_id, no user_id, keyed by anonymous_id."""
+        guest = user.guest
+        if guest is None:
+            key = user.anonymous_id.encode()
+            guest = user.guest = replace(
+                user,
+                key=key,
+                key_json=_json_string(user.anonymous_id),
+                partition=partition_for(key, self.config.partitions),
+                ids=self._s_user.fast((None, user.anonymous_id)),
+                anonymous=True,
+            )
+        return guest
 
     # ----------------------------------------------------------------------------- sessions
 
@@ -943,10 +992,13 @@ class Generator:
                 factor *= anomaly.magnitude
         return factor
 
-    def _session(self, rng: random.Random, user: _User, start: int) -> list[_Raw]:
-        """Raw events of one session (not sorted: records are ordered by arrival later)."""
+    def _session(self, rng: random.Random, user: _User, start: int) -> tuple[list[_Raw], int | None]:
+        """Raw events of one session (not sorted: records are ordered by arrival later), and the event time
+        of its login (None: no login in this session; events before it carry only the anonymous_id)."""
         if user.bot:
-            return self._bot_session(rng, user, start)
+            return self._bot_session(rng, user, start), None
+        if user.stealth:
+            return self._stealth_session(rng, user, start), None
         plan: list[tuple[str, list[_Step]]] = [(ENTRY.pick(rng), [])]
         journey = rng.random()
         keep_browsing = 0.55
@@ -980,11 +1032,21 @@ class Generator:
                     )
         while len(plan) < 30 and rng.random() < keep_browsing:
             plan.append((NEXT[plan[-1][0]].pick(rng), []))
-        return self._render(rng, user, start, plan)
+        login = -1
+        if self.config.login_share and not user.anonymous and rng.random() < self.config.login_share:
+            # anonymous at first, then logs in on the account page, after the first page and before any other
+            login = 1 + int(rng.random() * len(plan))
+            plan.insert(login, (LOGIN_PATH, []))
+        return self._render(rng, user, start, plan, login)
 
     def _render(
-        self, rng: random.Random, user: _User, start: int, plan: list[tuple[str, list[_Step]]]
-    ) -> list[_Raw]:
+        self,
+        rng: random.Random,
+        user: _User,
+        start: int,
+        plan: list[tuple[str, list[_Step]]],
+        login: int = -1,
+    ) -> tuple[list[_Raw], int | None]:
         out: list[_Raw] = []
         append = out.append
         random_ = rng.random
@@ -1008,7 +1070,8 @@ class Generator:
         dwells, clss = pools.dwell, pools.cls
         loads, lcps, inps = pools.performance[user.device_type]
         t = start
-        for path, extras in plan:
+        login_at = None
+        for number, (path, extras) in enumerate(plan):
             page = self._page(path, referrer, landing_utm)
             landing_utm = None
             dwell = dwells[int(random_() * POOL_SIZE)]
@@ -1016,11 +1079,15 @@ class Generator:
                 dwell = max(dwell, max(offset for offset, _, _ in extras) + 2_000)
             latency = self._factor("latency_spike", t, user, path) if anomalies else 1.0
             tag = "anomaly:latency_spike" if latency != 1.0 else None
+            view_tag = tag
+            if number == login:
+                login_at = t  # every event of this page and the later ones is at or after t
+                view_tag = "login" if tag is None else f"{tag},login"
             if latency == 1.0:
                 load_piece = loads[int(random_() * POOL_SIZE)]
             else:
                 load_piece = measures.page_load(round(exp(log_load + 0.45 * gauss()) * latency, 1))
-            append((t, page_view, page, load_piece, 0, no_props, tag))
+            append((t, page_view, page, load_piece, 0, no_props, view_tag))
             for offset, kind, props in extras:
                 append((t + offset, kind, page, no_measures, 0, props, None))
             clicks = CLICK_COUNTS.pick(rng)
@@ -1066,7 +1133,7 @@ class Generator:
                     None,
                 )
             )
-        return out
+        return out, login_at
 
     def _answer(self, rng: random.Random) -> Piece:
         """The feedback fields of one survey answer (schema v3)."""
@@ -1085,12 +1152,29 @@ class Generator:
             t += 400 + int(rng.random() * 1_600)
         return out
 
+    def _stealth_session(self, rng: random.Random, user: _User, start: int) -> list[_Raw]:
+        """A bot behind a browser user agent: page views only, one every 0.5-1.5 s for 6.5-10 minutes, so
+        every event-time minute it covers in full has >= 40 of them (60 s / 1.5 s) and it covers at least 5
+        consecutive minutes in full."""
+        page_view = self.kind("page_view", "page_view")
+        loads = self._pools.performance[user.device_type][0]
+        no_props = self._no_props
+        random_ = rng.random
+        out: list[_Raw] = []
+        t = start
+        end = start + STEALTH_MIN_MS + int(random_() * (STEALTH_MAX_MS - STEALTH_MIN_MS))
+        while t < end:
+            page = self._page(BROWSE_PATHS[int(random_() * len(BROWSE_PATHS))], None, None)
+            out.append((t, page_view, page, loads[int(random_() * POOL_SIZE)], 0, no_props, "stealth_bot"))
+            t += STEALTH_MIN_GAP_MS + int(random_() * (STEALTH_MAX_GAP_MS - STEALTH_MIN_GAP_MS + 1))
+        return out
+
     def mean_session_events(self, sessions: int = 400) -> float:
         """Calibration: average raw events per session (own RNG: the main stream stays untouched)."""
         rng = random.Random(self.config.seed ^ 0x5EED)
         total = 0
         for _ in range(sessions):
-            total += len(self._session(rng, self._user(rng), self.config.start_ms))
+            total += len(self._session(rng, self._user(rng), self.config.start_ms)[0])
         return total / sessions
 
     # ------------------------------------------------------------------------------- records
@@ -1136,7 +1220,8 @@ class Generator:
             user = self._users.get(index)
             if user is None:
                 user = self._users[index] = self._user(rng)
-            self._emit(rng, user, self._session(rng, user, start), pending, malformed_share, duplicate_chance)
+            raw, login_at = self._session(rng, user, start)
+            self._emit(rng, user, raw, pending, malformed_share, duplicate_chance, login_at)
             if len(pending) - kept >= max(8192, kept):
                 pending.sort(key=arrival)
                 cut = min(bisect.bisect_left(pending, start, key=arrival), target - emitted)
@@ -1154,8 +1239,10 @@ class Generator:
         pending: list[Record],
         malformed_share: float,
         duplicate_chance: float,
+        login_at: int | None = None,
     ) -> None:
-        """Turn a session's raw events into records (faults injected) appended to `pending`."""
+        """Turn a session's raw events into records (faults injected) appended to `pending`; with `login_at`,
+        the events before it are the guest's (`_guest`: anonymous_id only, keyed by it)."""
         cfg = self.config
         truth = self.truth
         random_ = rng.random
@@ -1169,14 +1256,11 @@ class Generator:
         ahead_span = FUTURE_MAX_AHEAD_MS - ahead_min
         v2_from = cfg.v2_from_ms if cfg.v2_from_ms is not None else -(2**63)
         drops = self._drops
-        key, partition, key_json = user.key, user.partition, user.key_json
-        ids_avro, ids_json = user.ids
+        guest, login = (None, 0) if login_at is None else (self._guest(user), login_at)
+        current = user
+        key, partition, ids_avro, ids_json, v1_head, v2_head, v3_head = self._identity(user)
         device_avro, device_json = user.device
         v1_header, v2_header, v3_header = self._header[1], self._header[2], self._header[3]
-        head = f'"partition":{partition},"key":{key_json},"timestamp":'
-        v1_head = f'"schema_id":{self._schema_id[1]},{head}'
-        v2_head = f'"schema_id":{self._schema_id[2]},{head}'
-        v3_head = f'"schema_id":{self._schema_id[3]},{head}'
         no_block: Piece = (b"", "")
         v2_blocks: tuple[Piece, Piece] = (no_block, no_block)
         if user.v2:
@@ -1190,6 +1274,11 @@ class Generator:
         event_ids = binascii.hexlify(rng.randbytes(16 * len(raw)))  # 32 hex digits per event
         position = 0
         for ts, kind, page, measures, engagement, props, tag in raw:
+            if guest is not None:
+                who = guest if ts < login else user
+                if who is not current:
+                    current = who
+                    key, partition, ids_avro, ids_json, v1_head, v2_head, v3_head = self._identity(who)
             if drops and any(
                 a.matches(ts, user.country, user.device_type, page[1]) and random_() >= a.magnitude
                 for a in drops
@@ -1242,7 +1331,7 @@ class Generator:
                 )
             )
             if malformed and malformed not in _CONTENT_KINDS:
-                self._corrupt(rng, malformed, value, received, user, tag, pending)
+                self._corrupt(rng, malformed, value, received, current, tag, pending)
                 continue
             line = None
             if truth:
@@ -1282,6 +1371,21 @@ class Generator:
                         f"{block[1]},{props[1]}}}{tags}}}\n"
                     )
                 append((again, value, key, partition, line, DUPLICATE))
+
+    def _identity(self, user: _User) -> tuple[bytes, int, bytes, str, str, str, str]:
+        """What the records of `user` carry: key, partition, the ids group (Avro, JSON), and the ground-truth
+        line heads for schema v1, v2 and v3."""
+        head = f'"partition":{user.partition},"key":{user.key_json},"timestamp":'
+        ids_avro, ids_json = user.ids
+        return (
+            user.key,
+            user.partition,
+            ids_avro,
+            ids_json,
+            f'"schema_id":{self._schema_id[1]},{head}',
+            f'"schema_id":{self._schema_id[2]},{head}',
+            f'"schema_id":{self._schema_id[3]},{head}',
+        )
 
     def _invalid_content(
         self, rng: random.Random, malformed: str, id_avro: bytes, kind: Piece, ts: int, measures: Piece
@@ -1352,7 +1456,7 @@ _CONTENT_KINDS: Final = frozenset({"missing_field", "impossible_value"})
 
 def _tags(tag: str | None, category: int, *more: str) -> str:
     """The `,"tags":[…]` member of a ground-truth line ('' when there are none)."""
-    tags = [tag] if tag else []
+    tags = tag.split(",") if tag else []
     if category == LATE:
         tags.append("late")
     elif category == FUTURE:
