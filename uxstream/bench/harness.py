@@ -59,13 +59,18 @@ MEASUREMENTS: Final = (
     "kafka", "decode", "generator", "collector", "jobs", "enrichment", "latency", "anomaly",
 )  # fmt: skip
 """What `--skip` can leave out (`jobs`: the bare pipeline, sessionize and funnels runs; `enrichment`: the
-sessionize runs with enrichment off that the enrichment cost is measured against)."""
+sessionize runs with enrichment off, user agents, geolocation and the behavioural bot rule, that the
+enrichment cost is measured against)."""
 VARIANTS: Final[dict[str, tuple[str, tuple[tuple[str, str], ...]]]] = {
     "bare": ("bare", ()),
     "sessionize": ("sessionize", ()),
     "sessionize_unenriched": (
         "sessionize",
-        (("UXSTREAM_ENRICH_USER_AGENT", "false"), ("UXSTREAM_GEOIP_DB", "off")),
+        (
+            ("UXSTREAM_ENRICH_USER_AGENT", "false"),
+            ("UXSTREAM_GEOIP_DB", "off"),
+            ("UXSTREAM_BOT_PAGE_VIEWS_PER_MINUTE", "0"),
+        ),
     ),
     "funnels": ("funnels", ()),
 }

@@ -147,7 +147,7 @@ def render_markdown(result: Mapping[str, Any], json_path: Path) -> str:
         " ev/s",
     )
     row(
-        "sessionize with enrichment off (user agents, geolocation), catch-up",
+        "sessionize with enrichment off (user agents, geolocation, behavioural bot rule), catch-up",
         _get(f, "sessionize_unenriched.events_per_s"),
         " ev/s",
     )
