@@ -89,6 +89,7 @@ FUNCTIONS: Final = {
     "occurrence_count": "io.uxstream.udf.OccurrenceCount",
     "partition_watermark": "io.uxstream.udf.PartitionWatermark",
     "bot_behaviour": "io.uxstream.udf.BotBehaviour",
+    "pair_least_ts": "io.uxstream.udf.PairLeast",
     "erased_user": "io.uxstream.udf.ErasedUser",
     "ux_pseudonym": "io.uxstream.udf.Pseudonym",
 }
@@ -348,6 +349,7 @@ def classify_statements(
     relevant: str = "TRUE",
     erasure: ErasureLookup | None = None,
     bots: EnrichmentSettings | None = None,
+    aggregates: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_erased,
     is_future and its partition's watermark at arrival), `classified` (those where the SQL condition
@@ -356,7 +358,9 @@ def classify_statements(
     (on-time events with their `occurrence` number per event_id), and the table `late_sink` (the
     late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql). `erasure`:
     where the erased list is (default: the reader role of `postgres`, the keys of the environment).
-    `bots`: the behavioural bot rule's settings (None: the defaults)."""
+    `bots`: the behavioural bot rule's settings (None: the defaults). `aggregates`: (column, aggregate call)
+    pairs computed in the partition watermark's window too (one operator, partition order), which
+    `relevant` may read."""
     erasure = erasure or ErasureLookup.from_env(postgres)
     return render_sql(
         CLASSIFY_SQL,
@@ -369,6 +373,9 @@ def classify_statements(
         out_of_orderness_ms=str(int(out_of_orderness_ms)),
         duplicates_counter=counters.DUPLICATES,
         acts_bot=acts_bot_sql(bots or EnrichmentSettings(), out_of_orderness_ms),
+        partition_aggregates="".join(
+            f",\n  {call} OVER (\n    {PARTITION_WINDOW}\n  ) AS {name}" for name, call in aggregates
+        ),
         late_sink_options=with_clause(jdbc_upsert_options(postgres, tables.LATE_EVENTS)),
     )
 
@@ -382,10 +389,15 @@ def acts_bot_sql(settings: EnrichmentSettings, out_of_orderness_ms: int) -> str:
         "bot_behaviour(CASE WHEN is_future OR is_erased THEN CAST(NULL AS STRING) ELSE user_key END, "
         "event_id, event_type = 'page_view', ts, "
         f"{int(settings.bot_page_views_per_minute)}, {int(settings.bot_minutes)}, "
-        f"CAST({int(out_of_orderness_ms)} AS BIGINT)) OVER (\n"
-        "    PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW\n"
-        "  )"
+        f"CAST({int(out_of_orderness_ms)} AS BIGINT)) OVER (\n    {PARTITION_WINDOW}\n  )"
     )
+
+
+PARTITION_WINDOW: Final = (
+    "PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+)
+"""The partition watermark's OVER window (sql/classify.sql): every aggregate over it runs in one operator
+that sees a partition's valid events in partition order."""
 
 
 SHARED_VIEWS: Final = ("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
@@ -419,13 +431,14 @@ def classify_step(
     relevant: str = "TRUE",
     erasure: ErasureLookup | None = None,
     bots: EnrichmentSettings | None = None,
+    aggregates: tuple[tuple[str, str], ...] = (),
 ) -> Step:
     """The arrival classification of the events of the view `source` (`classify_statements`)."""
     return Step(
         "classify",
         tuple(
             classify_statements(
-                source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant, erasure, bots
+                source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant, erasure, bots, aggregates
             )
         ),
     )

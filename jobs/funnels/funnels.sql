@@ -14,8 +14,10 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS to_utc AS 'io.uxstream.udf.ToUtc'
 --    id. Such an event is relevant too when its ts is at or below the least ts of the earlier arrivals of
 --    its (anonymous_id, user_id) pair: the earliest link of each pair in event time reaches Python (and
 --    any copy of it), not the thousands of later events of a logged-in user that carry the same two ids.
---    The running minimum is an OVER aggregate per pair in arrival order (state: one number per pair and per
---    anonymous device, expiring with the dedup TTL).
+--    The running minimum (`pair_least_ts`, io.uxstream.udf.PairLeast) is computed in the partition
+--    watermark's OVER aggregate (job.py passes it to the classification), so it sees the partition's
+--    events in partition order at any parallelism (state: one number per pair, expiring with the dedup
+--    TTL; none for an erased user's events).
 CREATE TEMPORARY VIEW valid_events AS
 SELECT
   {relevant_columns},
@@ -24,30 +26,14 @@ SELECT
   kafka_partition,
   kafka_offset,
   kafka_timestamp,
-  event_time,
-  PROCTIME() AS seen
+  event_time
 FROM {decoded_view}
 WHERE decoded.reason IS NULL;
 
-CREATE TEMPORARY VIEW relevant AS
-SELECT
-  *,
-  is_step OR (
-    NULLIF(anonymous_id, '') IS NOT NULL AND NULLIF(user_id, '') IS NOT NULL AND ts <= pair_least_ts
-  ) AS is_relevant
-FROM (
-  SELECT
-    *,
-    MIN(ts) OVER (
-      PARTITION BY anonymous_id, user_id ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS pair_least_ts
-  FROM valid_events
-);
-
 -- 2./3. Classified on arrival like sessionize (jobs/common/sql/classify.sql, created by job.py over
---    `relevant`, classifying the rows where is_relevant): `classified`, `ledger` (future and late
---    arrivals), `on_time`, and `numbered` (occurrence of
---    each event_id in arrival order; only first occurrences reach Python).
+--    `valid_events`, classifying the steps and the earliest links of their pairs): `classified`,
+--    `ledger` (future and late arrivals), `on_time`, and `numbered` (occurrence of each event_id in
+--    arrival order; only first occurrences reach Python).
 
 -- 4. Everything the job reads from Kafka leaves the JVM part as ONE stream (one Kafka source: a second
 --    Table→DataStream conversion would read and decode the topic again): first occurrences of relevant

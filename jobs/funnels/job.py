@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from jobs.common import connectors, counters, decode, runner, tables
 from jobs.common.pipeline import Flow, Pipeline, Step
@@ -222,11 +223,25 @@ def decode_spec(settings: FunnelsSettings) -> decode.DecodeSpec:
     return decode.job_event_time_spec(JOB_NAME, settings, settings.dlq_transactional_id_prefix)
 
 
-RELEVANT_VIEW = "CREATE TEMPORARY VIEW relevant "
+RELEVANT_VIEW = "CREATE TEMPORARY VIEW valid_events "
+"""The last statement before the classification (funnels.sql)."""
+PAIR_LEAST: Final = (
+    (
+        "pair_least_ts",
+        "pair_least_ts(CASE WHEN is_erased THEN CAST(NULL AS STRING) ELSE anonymous_id END, user_id, ts)",
+    ),
+)
+"""The identity links' running minimum per (anonymous_id, user_id) pair, in the partition watermark's
+window."""
+RELEVANT: Final = (
+    "is_step OR (NULLIF(anonymous_id, '') IS NOT NULL AND NULLIF(user_id, '') IS NOT NULL "
+    "AND ts <= pair_least_ts)"
+)
+"""What the classification keeps: the funnel steps and the earliest link of each pair so far."""
 
 
 def recipe(settings: FunnelsSettings) -> tuple[list[str], list[str]]:
-    """The job's recipe (funnels.sql) in two parts: up to the `relevant` view, and the `routed` view with
+    """The job's recipe (funnels.sql) in two parts: up to the `valid_events` view, and the `routed` view with
     the sink tables (the arrival classification goes between them)."""
     pg = settings.postgres
     spec = decode_spec(settings)
@@ -268,12 +283,13 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
             Step("relevant events", tuple(relevant)),
             # Every valid event passes the classification; only the relevant ones are classified.
             decode.classify_step(
-                "relevant",
+                "valid_events",
                 settings.max_future_skew_ms,
                 settings.out_of_orderness_ms,
                 settings.postgres,
-                relevant="is_relevant",
+                relevant=RELEVANT,
                 bots=settings.flink.enrichment,
+                aggregates=PAIR_LEAST,
             ),
             Step("routed and sinks", tuple(routed)),
             Step("route", stream=route),
@@ -294,7 +310,9 @@ and then by resolved user key; the window stage keeps a written window's attempt
 logic.WINDOW_RETENTION_MS (its state "funnel-window-book"), so an attempt held by the identity stage that
 arrives after the window was written rewrites it complete, with the next revision. v6 (issue 22 item 3):
 the partition watermark's OVER aggregate also holds the behavioural bot rule's keys (bot_behaviour, README
-"Bots"), over every valid event (event_type is projected for it)."""
+"Bots"), over every valid event (event_type is projected for it), and the pairs' earliest links
+(pair_least_ts) instead of an OVER aggregate keyed by pair before it, which at parallelism > 1 handed a
+partition's events to the partition watermark in a timing-dependent order."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

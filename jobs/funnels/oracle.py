@@ -57,15 +57,17 @@ def links(event: Mapping[str, Any]) -> bool:
 
 def relevance(events: Sequence[Any], names: frozenset[str] | None) -> list[bool]:
     """Per valid event (produce order): does the funnels job classify it? Its name matters to a funnel, or
-    it is a link at or below the least ts of the earlier arrivals of its (anonymous_id, user_id) pair."""
-    least: dict[tuple[str, str], int] = {}
+    it is a link at or below the least ts of the earlier arrivals of its (anonymous_id, user_id) pair in
+    its Kafka partition (io.uxstream.udf.PairLeast; a pair's events share a partition when keyed by user
+    key)."""
+    least: dict[tuple[int | None, str, str], int] = {}
     verdicts = []
     for item in events:
         event = item.event
         ts = int(event["ts"])
         candidate = False
         if links(event):
-            pair = (str(event["anonymous_id"]), str(event["user_id"]))
+            pair = (getattr(item, "partition", None), str(event["anonymous_id"]), str(event["user_id"]))
             least[pair] = min(least.get(pair, ts), ts)
             candidate = ts <= least[pair]
         verdicts.append(candidate or names is None or event["event_name"] in names)

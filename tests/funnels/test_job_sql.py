@@ -70,6 +70,14 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
     # and the earliest link of each (anonymous_id, user_id) pair is relevant besides the funnel steps.
     assert f"SELECT 'event' AS kind, {decode.DEVICE_KEY} AS device_key, ts" in routed
     assert "NULLIF(user_id, '') AS user_id\nFROM numbered" in routed
-    relevant = next(s for s in statements if s.startswith(job.RELEVANT_VIEW))
-    assert "PARTITION BY anonymous_id, user_id ORDER BY seen" in relevant
-    assert "ts <= pair_least_ts" in relevant
+    # The pair's running minimum rides the partition watermark's window (one operator, partition order).
+    assert job.PAIR_LEAST == (
+        (
+            "pair_least_ts",
+            "pair_least_ts(CASE WHEN is_erased THEN CAST(NULL AS STRING) ELSE anonymous_id END, user_id, ts)",
+        ),
+    )
+    assert "ts <= pair_least_ts" in job.RELEVANT
+    classify = "\n".join(job.pipeline(settings).step("classify").sql)
+    assert f"{job.PAIR_LEAST[0][1]} OVER (\n    {decode.PARTITION_WINDOW}\n  ) AS pair_least_ts" in classify
+    assert f"WHERE NOT is_erased AND {job.RELEVANT}" in classify

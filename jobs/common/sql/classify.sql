@@ -36,7 +36,8 @@ FROM {source};
 
 -- acts_bot: the behavioural bot rule (README "Bots"; io.uxstream.udf.BotBehaviour), decided in the same OVER
 -- aggregate (same window: one operator, in partition order) for every valid event that is neither future
--- nor of an erased user; {acts_bot} is FALSE when UXSTREAM_BOT_PAGE_VIEWS_PER_MINUTE is 0.
+-- nor of an erased user; it is FALSE when UXSTREAM_BOT_PAGE_VIEWS_PER_MINUTE is 0. A job's own
+-- aggregates over the same window follow (the funnels job's pair_least_ts).
 CREATE TEMPORARY VIEW watermarked AS
 SELECT
   *,
@@ -44,7 +45,7 @@ SELECT
     CAST({out_of_orderness_ms} AS BIGINT)) OVER (
     PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
   ) AS partition_watermark_ms,
-  {acts_bot} AS acts_bot
+  {acts_bot} AS acts_bot{partition_aggregates}
 FROM arrived;
 
 -- watermark_ms: the watermark at arrival (NULL before the partition's first event); is_late: at or below it;

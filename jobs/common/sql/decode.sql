@@ -19,6 +19,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS partition_watermark AS 'io.uxstre
 -- bot_behaviour(user_key, event_id, page_view, ts, per_minute, minutes, out_of_orderness_ms) OVER (the same
 -- window) → whether the row's user key behaves like a bot (README "Bots"; sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS bot_behaviour AS 'io.uxstream.udf.BotBehaviour' LANGUAGE JAVA;
+-- pair_least_ts(anonymous_id, user_id, ts) OVER (the same window) → the least ts of the row's id pair so far
+-- in its partition (the funnels job's identity links; jobs/funnels/funnels.sql).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS pair_least_ts AS 'io.uxstream.udf.PairLeast' LANGUAGE JAVA;
 -- erased_user(counter, user_key, jdbc_url, user, password_file, key_files, refresh_ms) → TRUE for an erased user's key
 -- (the erased-pseudonym list, reloaded while the job runs); ux_pseudonym(user_key, key_files) → the pseudonym
 -- the tables store (sql/classify.sql).

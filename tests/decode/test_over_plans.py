@@ -1,0 +1,71 @@
+"""The arrival classification's plan (jobs/common/sql/classify.sql): every aggregate that must see a Kafka
+partition's events in partition order (the partition watermark, the behavioural bot rule, the funnels
+job's earliest identity links) runs in ONE OverAggregate partitioned by kafka_partition, fed straight from
+the source, and the dedup is the only other one. An OverAggregate keyed otherwise before it would hand a
+partition's events over from several subtasks in a timing-dependent order at parallelism > 1, and the
+classification would stop being a function of the input log (README "What sessionize computes").
+
+Flink tier (the tier of anything that starts the planner's JVM): no job is started."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from jobs.common.flink_env import create_environments
+from jobs.common.pipeline import Pipeline, is_insert
+from jobs.funnels import job as funnels
+from jobs.sessionize import job as sessionize
+
+pytestmark = [pytest.mark.services, pytest.mark.flink]
+
+
+def plan_of(name: str, pipeline: Pipeline, query: str) -> str:
+    """The optimized plan of `query` once the pipeline's SQL steps before it are created."""
+    _, t_env = create_environments(pipeline_settings[name].flink, f"plan-{name}")
+    for key, value in pipeline.config:
+        t_env.get_config().set(key, value)
+    for step in pipeline.steps:
+        if step.stream is not None:
+            break
+        if step.functions is not None:
+            for function_name, function in step.functions().items():
+                t_env.create_temporary_function(function_name, function)
+        for statement in step.sql:
+            if not is_insert(statement):
+                t_env.execute_sql(statement)
+    return str(t_env.explain_sql(query)).split("== Optimized Execution Plan ==")[-1]
+
+
+pipeline_settings = {
+    "sessionize": sessionize.JOB.settings(None),
+    "funnels": funnels.JOB.settings(None),
+}
+
+
+@pytest.fixture(scope="module")
+def plans() -> Iterator[dict[str, str]]:
+    yield {
+        name: plan_of(name, spec.pipeline(pipeline_settings[name]), "SELECT * FROM numbered")
+        for name, spec in (("sessionize", sessionize.JOB), ("funnels", funnels.JOB))
+    }
+
+
+@pytest.mark.parametrize("job", ["sessionize", "funnels"])
+def test_the_partition_ordered_aggregates_share_one_over_aggregate_fed_by_the_source(
+    plans: dict[str, str], job: str
+) -> None:
+    plan = plans[job]
+    overs = re.findall(r"OverAggregate\(partitionBy=\[([^\]]*)\]", plan)
+    assert overs == ["event_id", "kafka_partition"]  # the plan lists the dedup first (it is downstream)
+    partition = plan[plan.index("OverAggregate(partitionBy=[kafka_partition]") :]
+    assert "partition_watermark(" in partition.splitlines()[0]
+    assert "bot_behaviour(" in partition.splitlines()[0]
+    if job == "funnels":
+        assert "pair_least_ts(" in partition.splitlines()[0]
+    # Between that operator and the source there is one exchange, by kafka_partition.
+    below = partition.split("\n", 1)[1]
+    upstream = below[: below.index("TableSourceScan")]
+    assert re.findall(r"Exchange\(distribution=\[(.*?)\]\)", upstream) == ["hash[kafka_partition]"]
