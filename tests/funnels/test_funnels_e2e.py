@@ -30,6 +30,7 @@ from jobs.funnels.logic import relevant_event_names
 from jobs.funnels.oracle import classify, expected, release_times, relevant_arrivals, resolve
 from jobs.funnels.settings import DEFAULT_CONFIG
 from tests.funnels.identity_stream import EXPECTED, with_funnel_identity_events
+from tests.support import streams
 from tests.support.chaos import run_failing_once_after_a_checkpoint
 from tests.support.db import (
     assert_multisets_equal,
@@ -43,7 +44,7 @@ from tests.support.db import (
 from tests.support.jobs import run_bounded
 from tests.support.kafka import committed_decoded
 from tests.support.prometheus import wait_for_counters, wait_for_more_checkpoints
-from tests.support.streams import generate, generate_truth, produce, unique_topic
+from tests.support.streams import generate, generate_truth, produce, unique_topic, with_funnel_crawler
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
@@ -152,7 +153,9 @@ def stream(
     a fresh migrated database, and one run of the job."""
     folder = tmp_path_factory.mktemp("funnels")
     topic = unique_topic("test.funnels")
-    lines = with_funnel_identity_events(generate_truth(GENERATOR_ARGS, folder / "generated.jsonl"))
+    lines = with_funnel_crawler(
+        with_funnel_identity_events(generate_truth(GENERATOR_ARGS, folder / "generated.jsonl"))
+    )
     (folder / "truth.jsonl").write_text("".join(lines), encoding="utf-8")
     produce(lines, topic, folder, "stream")
     run = fresh_run(pg_settings, folder, folder / "truth.jsonl", ANY_WITH_EXCLUSION, topic)
@@ -280,6 +283,23 @@ def test_a_login_mid_funnel_gives_one_attempt_of_the_user_and_each_identity_scen
             f"SELECT funnel, user_key, status, furthest_step FROM {tables.FUNNEL_ATTEMPTS}"
         ).fetchall()
     assert sorted(r for r in stored if r[1] in keys and r[0] in SHIPPED_FUNNELS) == want
+
+
+def test_a_behavioural_bot_enters_no_funnel_while_its_twin_converts(stream: Run) -> None:
+    """README "Bots by behaviour": the crawler reads 40 pages a minute for 4 minutes, then takes every
+    checkout step; its twin (same steps, same times, same user agent, no crawling) converts. The steps
+    come after the crawler's flag, so it has no attempt (the table equals the oracle in full above)."""
+    pseudonym = Pseudonymizer(PrivacySettings.from_env())
+    with connect(stream.pg) as conn:
+        rows = conn.execute(
+            f"SELECT user_key, funnel, status, furthest_step FROM {tables.FUNNEL_ATTEMPTS} "
+            "WHERE user_key IN (%s, %s)",
+            (pseudonym(streams.FUNNEL_CRAWLER), pseudonym(streams.FUNNEL_TWIN)),
+        ).fetchall()
+    assert sorted(r[1:] for r in rows if r[0] == pseudonym(streams.FUNNEL_TWIN) and r[1] == "checkout") == [
+        ("checkout", "converted", len(streams.FUNNEL_CRAWLER_STEPS))
+    ]
+    assert [r for r in rows if r[0] == pseudonym(streams.FUNNEL_CRAWLER)] == []
 
 
 def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) -> None:

@@ -431,3 +431,62 @@ def with_behaviour_bots(truth_lines: Sequence[str]) -> list[str]:
     inserted.sort(key=lambda x: x["timestamp"])
     out = _merged_by_arrival(lines, anchor_index, inserted)
     return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
+
+
+FUNNEL_CRAWLER_STEPS: Final = ("product_viewed", "add_to_cart", "checkout_started", "order_completed")
+"""The checkout steps the funnel crawler and its twin take (config/funnels.toml `checkout`)."""
+FUNNEL_CRAWLER: Final = "funnel-crawler"
+"""Crawls 40 pages a minute for 4 minutes (a behavioural bot from its 110th page view), then checks out."""
+FUNNEL_TWIN: Final = "funnel-twin"
+"""Takes the same checkout steps at the same times without crawling: a person with an attempt."""
+
+
+def with_funnel_crawler(truth_lines: Sequence[str]) -> list[str]:
+    """The ground-truth lines with `FUNNEL_CRAWLER` and `FUNNEL_TWIN` inserted in arrival order from an
+    ordinary page view with a person's user agent early in the stream; the steps copy the stream's own
+    first event of each name (its properties: product_id, currency); `seq` is renumbered."""
+    from jobs.common.enrichment import user_agent_verdict
+
+    lines = [json.loads(line) for line in truth_lines]
+    plain = [
+        index
+        for index, line in enumerate(lines)
+        if line.get("event") is not None and line.get("expected_reason") is None and not line.get("tags")
+    ]
+    templates = {
+        name: next(lines[i] for i in plain if lines[i]["event"]["event_name"] == name)
+        for name in FUNNEL_CRAWLER_STEPS
+    }
+    anchor_index = next(
+        i
+        for i in plain[len(plain) // 8 :]
+        if lines[i]["event"]["event_type"] == "page_view"
+        and lines[i]["event"].get("user_agent")
+        and not user_agent_verdict(lines[i]["event"]["user_agent"]).is_bot
+    )
+    page = lines[anchor_index]
+    start = (int(page["event"]["ts"]) // 60_000 + 1) * 60_000
+    product = templates["product_viewed"]["event"].get("properties", {})
+
+    def line(template: dict[str, Any], key: str, number: int, ts: int) -> dict[str, Any]:
+        event = {
+            **template["event"],
+            "event_id": f"{key}-{number}",
+            "anonymous_id": key,
+            "user_id": None,
+            "user_agent": page["event"]["user_agent"],
+            "ts": ts,
+            "received_at": ts + 200,
+        }
+        if event["event_name"] in FUNNEL_CRAWLER_STEPS:
+            event["properties"] = {**(event.get("properties") or {}), **product, "currency": "USD"}
+        return {**template, "key": key, "timestamp": event["received_at"], "event": event, "tags": ["bot"]}
+
+    inserted = [line(page, FUNNEL_CRAWLER, n, start + n * 1_500 + 13) for n in range(160)]
+    for step, name in enumerate(FUNNEL_CRAWLER_STEPS):
+        ts = start + 3 * 60_000 + 10_000 * (step + 1) + 17  # in the crawl's fourth minute, after the flag
+        inserted.append(line(templates[name], FUNNEL_CRAWLER, 1_000 + step, ts))
+        inserted.append(line(templates[name], FUNNEL_TWIN, step, ts))
+    inserted.sort(key=lambda x: x["timestamp"])
+    out = _merged_by_arrival(lines, anchor_index, inserted)
+    return [json.dumps({**line, "seq": seq}, separators=(",", ":")) + "\n" for seq, line in enumerate(out)]
