@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Final, Literal, cast
 
 import msgspec
@@ -309,6 +310,30 @@ def prepare(
     return _finish(record, raw, project, received_at, truncated_ip(client_ip) if truncate else client_ip)
 
 
+@lru_cache(maxsize=1)
+def client_defaults() -> Mapping[str, Any]:
+    """A record of the client's fields with nothing sent: the value `prepare` gives each missing field. A
+    template shared by every caller: copy it, and give the map field a dict of its own."""
+    return MappingProxyType(
+        {name: ({} if kind == "map" else missing) for name, kind, missing in _client_plan()}
+    )
+
+
+def prepare_typed(
+    record: dict[str, Any],
+    content: Callable[[], Mapping[str, Any]],
+    *,
+    project: str,
+    received_at: int,
+    client_ip: str | None,
+) -> Prepared:
+    """`prepare` for a record whose values already have exactly the types of its fields (every client
+    field present, missing ones as in `client_defaults`, the map a dict of its own), e.g. decoded from Protocol Buffers by the gRPC
+    endpoint. `content()` gives the event as the client sent it, by field name: what `content_event_id`
+    hashes when the client sent no event_id (only then is it called). `client_ip` is already truncated."""
+    return _finish(record, content, project, received_at, client_ip)
+
+
 def prepare_reference(
     raw: Any,
     *,
@@ -340,13 +365,18 @@ def prepare_reference(
 
 
 def _finish(
-    record: dict[str, Any], raw: dict[str, Any], project: str, received_at: int, ip: str | None
+    record: dict[str, Any],
+    raw: dict[str, Any] | Callable[[], Mapping[str, Any]],
+    project: str,
+    received_at: int,
+    ip: str | None,
 ) -> Prepared:
-    """The collector's fields and the contract's rules on a well-typed record."""
+    """The collector's fields and the contract's rules on a well-typed record (`raw`: what the client
+    sent, or a function giving it)."""
     if record.get("consent") == "denied":
         return Skipped(SKIP_CONSENT)
     if not record["event_id"]:
-        record["event_id"] = content_event_id(project, raw)
+        record["event_id"] = content_event_id(project, raw if isinstance(raw, dict) else raw())
     record["received_at"] = received_at
     record["ip"] = ip
     problem: Invalid | None = validate(record)

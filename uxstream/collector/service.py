@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from jobs.common.contract import header
 from uxstream.collector.completeness import Completeness
 from uxstream.collector.logic import (
     Accepted,
+    Prepared,
     RateLimiter,
     Refusal,
     Rejected,
@@ -34,6 +35,15 @@ from uxstream.collector.sink import Delivery, KafkaSink
 UNAUTHORIZED: Final = Refusal(401, "unauthorized", "unknown or revoked write key")
 KAFKA_UNAVAILABLE_RETRY_S: Final = 5
 QUEUE_FULL_RETRY_S: Final = 1
+
+
+class Preparer(Protocol):
+    """One event of a batch → what is written, or why not (`logic.prepare`'s keyword arguments)."""
+
+    def __call__(
+        self, raw: Any, *, project: str, received_at: int, client_ip: str | None, do_not_track: bool,
+        truncate: bool,
+    ) -> Prepared: ...  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +95,17 @@ def prepare_batch(
     do_not_track: bool,
     header: bytes,
     produce: Callable[[bytes, bytes], None],
+    prepare_one: Preparer = prepare,
 ) -> None:
     """Validate and encode each event of a batch and hand the accepted ones to `produce(key, value)`, in
     order (`client_ip` already truncated). The CPU-bound part of `Collector.ingest`, without I/O, so the
-    CPU benchmark (`python -m uxstream.bench.collector cpu`) measures exactly this path."""
+    CPU benchmark (`python -m uxstream.bench.collector cpu`) measures exactly this path. `prepare_one`:
+    `logic.prepare` for events parsed from JSON, the gRPC endpoint's own for Protocol Buffers."""
     results = batch.results
     written = batch.written
     refused = batch.refused
     for raw in events:
-        prepared = prepare(
+        prepared = prepare_one(
             raw, project=project, received_at=received_at, client_ip=client_ip,
             do_not_track=do_not_track, truncate=False,
         )  # fmt: skip
@@ -220,9 +232,15 @@ class Collector:
     # ------------------------------------------------------------------------------------ ingest
 
     async def ingest(
-        self, events: Sequence[Any], principal: Principal, client_ip: str | None, do_not_track: bool = False
+        self,
+        events: Sequence[Any],
+        principal: Principal,
+        client_ip: str | None,
+        do_not_track: bool = False,
+        prepare_one: Preparer = prepare,
     ) -> Outcome | Refusal:
-        """Admit, validate, produce and wait for Kafka. Every accepted event of an `Outcome` is on Kafka."""
+        """Admit, validate, produce and wait for Kafka. Every accepted event of an `Outcome` is on Kafka.
+        `prepare_one` turns one of `events` into what is written (`prepare_batch`)."""
         refused = self.admit(principal, client_ip, len(events))
         if refused is not None:
             return refused
@@ -236,6 +254,7 @@ class Collector:
                 events, batch, project=principal.project, received_at=received_at, client_ip=ip,
                 do_not_track=dnt, header=self._header,
                 produce=lambda key, value: self.sink.produce(delivery, key, value, received_at),
+                prepare_one=prepare_one,
             )  # fmt: skip
         except BufferError:
             delivery.seal(batch.produced)
