@@ -328,9 +328,10 @@ def prepare_typed(
     client_ip: str | None,
 ) -> Prepared:
     """`prepare` for a record whose values already have exactly the types of its fields (every client
-    field present, missing ones as in `client_defaults`, the map a dict of its own), e.g. decoded from Protocol Buffers by the gRPC
-    endpoint. `content()` gives the event as the client sent it, by field name: what `content_event_id`
-    hashes when the client sent no event_id (only then is it called). `client_ip` is already truncated."""
+    field present, missing ones as in `client_defaults`, the map a dict of its own), e.g. decoded from
+    Protocol Buffers by the gRPC endpoint. `content()` gives the event as the client sent it, by field
+    name: what `content_event_id` hashes when the client sent no event_id (only then is it called).
+    `client_ip` is already truncated."""
     return _finish(record, content, project, received_at, client_ip)
 
 
