@@ -41,7 +41,7 @@ class Preparer(Protocol):
     """One event of a batch → what is written, or why not (`logic.prepare`'s keyword arguments)."""
 
     def __call__(
-        self, raw: Any, *, project: str, received_at: int, client_ip: str | None, do_not_track: bool,
+        self, raw: Any, /, *, project: str, received_at: int, client_ip: str | None, do_not_track: bool,
         truncate: bool,
     ) -> Prepared: ...  # fmt: skip
 
