@@ -8,6 +8,10 @@ Kafka (a fresh 4-partition topic), and a load client in another process (pinned 
 - **gRPC stream**: bidirectional streams of batches of 20, each keeping its credits' worth in flight.
 - **p99 at half load**: HTTP requests sent open-loop at half the measured HTTP rate; each request's latency
   is counted from its scheduled send time (no coordinated omission): p50/p99/max.
+- **gRPC ceiling**: the same gRPC load against the real gRPC servicer on a stand-in collector that
+  validates and produces nothing (`NoWork`): what grpcio and the protocol cost alone.
+- **CPU per event in process** (`cpu`, no network): the JSON and the gRPC event paths through
+  `prepare_batch` with librdkafka's enqueue.
 
 Also the collector's CPU seconds per phase (/proc: its Python thread and librdkafka's), so events per CPU
 second can be read beside the wall rate. Measured and reported, never asserted.
@@ -270,22 +274,86 @@ def cpu_profile(batch: int = 200, batches: int = 25, repeat: int = 5) -> dict[st
         producer.purge()
         return count
 
+    from uxstream.collector.grpc_server import prepare_proto
+    from uxstream.collector.proto import collector_pb2 as pb
+
+    carried = {field.name for field in pb.Event.DESCRIPTOR.fields}
+    proto_batches = [
+        [pb.Event(**{k: v for k, v in e.items() if k in carried and v is not None}) for e in one]
+        for one in parsed
+    ]
+
+    def grpc_pipeline() -> int:
+        count = 0
+        for batch_events in proto_batches:
+            result = BatchResult()
+            prepare_batch(
+                batch_events, result, project="bench", received_at=received_at, client_ip=ip,
+                do_not_track=False, header=frame,
+                produce=lambda key, value: producer.produce(
+                    "ux.bench.cpu", value, key, on_delivery=on_delivery, timestamp=received_at
+                ),
+                prepare_one=prepare_proto,
+            )  # fmt: skip
+            count += len(batch_events)
+        producer.purge()
+        return count
+
     stages = {
         name: round(_cpu_us(run, repeat), 2)
         for name, run in (("parse", parse), ("prepare", validate), ("encode", encode), ("produce", produce))
     }
     total = _cpu_us(pipeline, repeat)
+    grpc_total = _cpu_us(grpc_pipeline, repeat)
     return {
         "batch_events": batch, "events": len(events), "accepted": len(accepted),
         "us_per_event": stages, "pipeline_us_per_event": round(total, 2),
         "events_per_cpu_s": round(1e6 / total),
+        "grpc_pipeline_us_per_event": round(grpc_total, 2),
     }  # fmt: skip
+
+
+class NoWork:
+    """A stand-in for `Collector` behind the real gRPC servicer (`grpc_server.CollectorService`) that
+    validates, encodes and produces nothing: every event is answered accepted at once. What the gRPC
+    endpoint costs by itself (grpcio, Protocol Buffers, the credits, the acks), so the bench can show the
+    ceiling any per-event work is added to. Never used outside the bench."""
+
+    def __init__(self) -> None:
+        from uxstream.collector.metrics import Metrics
+        from uxstream.collector.settings import CollectorSettings
+
+        self.settings = CollectorSettings.from_env({"UXSTREAM_COLLECTOR_WRITE_KEYS": f"bench:{BENCH_KEY}"})
+        self.metrics = Metrics()
+
+    def authenticate(self, credential: str | None) -> Any:
+        from uxstream.collector.service import Principal
+
+        return Principal("bench", "key:bench")
+
+    async def ingest(self, events: Any, principal: Any, client_ip: Any, *args: Any, **kw: Any) -> Any:
+        from uxstream.collector.service import Outcome
+
+        results = [{"status": "accepted", "event_id": event.event_id} for event in events]
+        return Outcome(results, len(results), 0, 0)
+
+
+def _ceiling_server(port: int, seconds: float) -> int:
+    """`grpc-ceiling`: the gRPC endpoint on `NoWork` for `seconds` (the caller pins the process)."""
+    from uxstream.collector.grpc_server import GrpcServer
+
+    server = GrpcServer(cast(Any, NoWork()), "127.0.0.1", port)
+    server.start()
+    print("ready", flush=True)
+    time.sleep(seconds)
+    server.stop(1.0)
+    return 0
 
 
 def client_main(argv: list[str]) -> int:
     """`python -m uxstream.bench.collector http|grpc …`: one load phase, its result as JSON on stdout."""
     parser = argparse.ArgumentParser(prog="uxstream.bench.collector")
-    parser.add_argument("mode", choices=("http", "grpc", "cpu"))
+    parser.add_argument("mode", choices=("http", "grpc", "cpu", "grpc-ceiling"))
     parser.add_argument("--port", type=int, help="the collector's port (http, grpc)")
     parser.add_argument("--batch", type=int, default=200, help="cpu: events per batch")
     parser.add_argument("--batches", type=int, default=25, help="cpu: batches per round")
@@ -296,7 +364,9 @@ def client_main(argv: list[str]) -> int:
         print(json.dumps(cpu_profile(args.batch, args.batches)))
         return 0
     if args.port is None:
-        parser.error("--port is required for http and grpc")
+        parser.error("--port is required for http, grpc and grpc-ceiling")
+    if args.mode == "grpc-ceiling":
+        return _ceiling_server(args.port, args.seconds)
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -359,6 +429,30 @@ def _collector(
         log.close()
 
 
+def _grpc_ceiling(server_cpus: set[int], client_cpus: set[int], seconds: float) -> dict[str, Any]:
+    """The gRPC load against the endpoint on `NoWork` (module docstring), pinned like the collector."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uxstream.bench.collector", "grpc-ceiling", "--port", str(port),
+         "--seconds", str(seconds + 60)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, server_cpus),
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError("the gRPC ceiling server did not start")
+        cpu = _cpu_seconds(server.pid)
+        result = _client(["grpc", "--port", str(port), "--seconds", str(seconds)], client_cpus)
+        result["server_cpu_s"] = _cpu_seconds(server.pid) - cpu
+        accepted = result["events_per_s"] * result["seconds"]
+        result["events_per_cpu_s"] = accepted / max(result["server_cpu_s"], 1e-9)
+        return result
+    finally:
+        server.kill()
+        server.wait(10)
+
+
 def _client(args: list[str], cpus: set[int]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "uxstream.bench.collector", *args],
@@ -397,6 +491,12 @@ def measure(
             figures[name] = result
             say(f"collector {name}: {result['events_per_s']:,.0f} accepted events/s "
                 f"({result['events_per_cpu_s']:,.0f} per collector CPU second)")  # fmt: skip
+        figures["grpc_ceiling"] = _grpc_ceiling(server_cpus, client_cpus, seconds)
+        say(f"gRPC endpoint without validation or Kafka: {figures['grpc_ceiling']['events_per_s']:,.0f} "
+            "events/s (the ceiling per-event work is added to)")  # fmt: skip
+        figures["cpu"] = _client(["cpu"], server_cpus)
+        say(f"collector CPU per event in process: JSON path {figures['cpu']['pipeline_us_per_event']} µs, "
+            f"gRPC path {figures['cpu']['grpc_pipeline_us_per_event']} µs")  # fmt: skip
         half = figures["http"]["events_per_s"] / 2
         rate = half / BATCH
         args = ["http", "--port", str(port), "--seconds", str(seconds), "--rate", f"{rate:.1f}"]

@@ -260,6 +260,7 @@ def _collector_section(f: Mapping[str, Any]) -> list[str]:
         f"{_n(http['events_per_s'], ' ev/s')} | {_n(http['events_per_cpu_s'])} | ≥ 50,000 ev/s per core |",
         f"| gRPC Stream ({c['grpc_streams']} streams, credits), accepted events/s | "
         f"{_n(grpc['events_per_s'], ' ev/s')} | {_n(grpc['events_per_cpu_s'])} | ≥ 100,000 ev/s per core |",
+        *_grpc_budget_rows(c),
         f"| HTTP at half load ({_n(half['target_events_per_s'], ' ev/s')} open loop): request latency "
         f"p50 / p99 / max | p50 {half['p50_ms']:.1f} ms | "
         f"p99 {half['p99_ms']:.1f} ms, max {half['max_ms']:.1f} ms | p99 ≤ 20 ms |",
@@ -267,6 +268,26 @@ def _collector_section(f: Mapping[str, Any]) -> list[str]:
         f"{_n(generator['median'], ' ev/s') if generator else '–'} | | |",
         "",
     ]
+
+
+def _grpc_budget_rows(c: Mapping[str, Any]) -> list[str]:
+    """What bounds the gRPC figure: the endpoint without any per-event work, and the per-event work."""
+    rows = []
+    ceiling = c.get("grpc_ceiling")
+    if ceiling:
+        rows.append(
+            "| gRPC Stream against the same servicer on a stand-in that validates and produces nothing "
+            f"(the protocol's own ceiling) | {_n(ceiling['events_per_s'], ' ev/s')} | "
+            f"{_n(ceiling['events_per_cpu_s'])} | |"
+        )
+    cpu = c.get("cpu")
+    if cpu and "grpc_pipeline_us_per_event" in cpu:
+        rows.append(
+            "| CPU per event in process, no network (`python -m uxstream.bench.collector cpu`): "
+            "JSON path (parse, validate, encode, enqueue) / gRPC path (validate, encode, enqueue) | "
+            f"{cpu['pipeline_us_per_event']:.1f} µs / {cpu['grpc_pipeline_us_per_event']:.1f} µs | | |"
+        )
+    return rows
 
 
 def _interval(ms: int | None) -> str:
