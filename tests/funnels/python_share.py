@@ -5,7 +5,7 @@ filter: funnel steps only (before identity stitching) and steps plus the earlies
     .venv/bin/python -m uxstream.cli generate --events 300000 --seed 7 --partitions 1 --duration 1h \\
         --duplicate-fraction 0.01 --late-fraction 0.005 --malformed-fraction 0.001 \\
         --future-fraction 0.001 --login-share 0.1 --stealth-bot-share 0.0005 \\
-        --dry-run --output /tmp/backlog.jsonl     # harness.BACKLOG_ARGS
+        --dry-run --output /tmp/backlog.jsonl     # harness.backlog_args(300_000)
     .venv/bin/python -m tests.funnels.python_share /tmp/backlog.jsonl
 """
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m uxstream.bench.funnels [--events 300000] [--repeats 1]
 
 Uses the benchmark harness's pieces unchanged: the same backlog topic as `uxstream bench`
-(`harness.ensure_backlog`: one partition, generated with `harness.BACKLOG_ARGS`, re-used when present), a
+(`harness.ensure_backlog`: one partition, generated with `harness.backlog_args`, re-used when present), a
 fresh migrated database per run (`runner.fresh_database`) and the job watched from outside through the
 MiniCluster's REST endpoint (`runner.run_bounded` + `monitor`), which gives the processing span (job up →
 every vertex's counts final) and each vertex's records in. The job runs as `python -m uxstream.bench.jobrun
@@ -92,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uxstream.bench.funnels", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--events", type=int, default=300_000, help="backlog size (default: make bench's)")
+    from uxstream.bench.harness import BenchConfig
+
+    parser.add_argument(
+        "--events", type=int, default=BenchConfig.events, help="backlog size (default: make bench's)"
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
         "--no-bare", action="store_true", help="skip the bare-pipeline reference run after each funnels run"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -77,25 +78,38 @@ VARIANTS: Final[dict[str, tuple[str, tuple[tuple[str, str], ...]]]] = {
 """A job run's name → the job and its extra environment (jobs/common/enrichment.py names the switches)."""
 
 BACKLOG_ARGS: Final = (
-    "--seed", "7", "--partitions", "1", "--duration", "1h",
+    "--seed", "7", "--partitions", "1",
     "--duplicate-fraction", "0.01", "--late-fraction", "0.005", "--malformed-fraction", "0.001",
     "--future-fraction", "0.001", "--login-share", "0.1", "--stealth-bot-share", "0.0005",
 )  # fmt: skip
-"""Generator options of the backlog (and of the generator-throughput runs). Logins mid-visit (a tenth of the
-identified users' visits) make sessionize and funnels stitch identities; stealth bots (~1 % of the 300k
-events) give the behavioural bot rule traffic to judge."""
+"""Generator options of the backlog (and of the generator-throughput runs) besides its duration
+(`backlog_args`). Logins mid-visit (a tenth of the identified users' visits) make sessionize and funnels
+stitch identities; stealth bots (~1 % of the events) give the behavioural bot rule traffic to judge."""
+BACKLOG_EVENTS_PER_MINUTE: Final = 5_000
+"""Event-time density of the backlog: a larger N spans more time rather than packing more events into each
+window and session (300,000 events = 1 hour, as before N grew)."""
+
+
+def backlog_args(events: int) -> tuple[str, ...]:
+    """The generator options of an `events`-record backlog: BACKLOG_ARGS and a duration at the backlog's
+    density (at least an hour)."""
+    minutes = max(60, math.ceil(events / BACKLOG_EVENTS_PER_MINUTE))
+    return (*BACKLOG_ARGS[:4], "--duration", "1h" if minutes == 60 else f"{minutes}m", *BACKLOG_ARGS[4:])
+
+
 BACKLOG_INPUTS: Final = ("uxstream/contract/generator.py", "schemas")
+"""What determines the backlog's bytes besides its generator options (hashed into the topic name)."""
 FLAME_SAMPLES: Final = {"bare": 50, "sessionize": 400, "funnels": 200}
 """Stack samples per flame graph (20 ms apart): the bare pipeline is through its input in seconds."""
 PROFILE_FROM: Final = {"bare": 0.05, "sessionize": 0.25, "funnels": 0.25}
 """Share of the input read when the flame graphs are requested."""
-"""What determines the backlog's bytes besides BACKLOG_ARGS (hashed into the topic name)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    events: int = 300_000
-    """Backlog size N."""
+    events: int = 1_200_000
+    """Backlog size N: large enough that the bare pipeline reads for well over 15 s (at 300k it was through
+    in 4-5 s, so JIT compilation and start-up noise dominated its figures)."""
     repeats: int = 3
     generator_events: int = 300_000
     decode_sample: int = 100_000
@@ -209,14 +223,14 @@ class Clock:
 
 
 def backlog_topic(events: int) -> str:
-    return streams.content_topic("ux.bench.backlog", events, BACKLOG_ARGS, BACKLOG_INPUTS)
+    return streams.content_topic("ux.bench.backlog", events, backlog_args(events), BACKLOG_INPUTS)
 
 
 def ensure_backlog(kafka: KafkaSettings, topic: str, events: int, say: Callable[[str], None]) -> bool:
     """`topic` holds exactly `events` backlog records; True when it had to be generated."""
     try:
         return streams.ensure_generated(
-            kafka, topic, events, BACKLOG_ARGS, lambda message: say(f"backlog: {message}")
+            kafka, topic, events, backlog_args(events), lambda message: say(f"backlog: {message}")
         )
     except UserError as exc:
         raise BenchError(str(exc)) from None
@@ -260,7 +274,7 @@ def generator_rate(kafka: KafkaSettings, topic: str, events: int) -> float:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "uxstream.cli", "generate", "--events", str(events), "--topic", topic,
-             *BACKLOG_ARGS],
+             *backlog_args(events)],
             cwd=ROOT, capture_output=True, text=True,
         )  # fmt: skip
     finally:
@@ -405,7 +419,7 @@ class Harness:
                 },
                 "backlog_topic": topic,
                 "backlog_generated_now": generated,
-                "backlog_generator_args": list(BACKLOG_ARGS),
+                "backlog_generator_args": list(backlog_args(cfg.events)),
                 "flink_parallelism": os.environ.get("UXSTREAM_FLINK_PARALLELISM", "1"),
                 "python_mode": os.environ.get("UXSTREAM_FLINK_PYTHON_MODE", "thread"),
             },
