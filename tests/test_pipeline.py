@@ -153,9 +153,17 @@ class Recorder:
     def attach_as_datastream(self) -> None:
         self.calls.append(("attach", None))
 
+    def sql_query(self, query: str) -> None:
+        self.calls.append(("bind", query))
+
     def execute(self) -> str:
         self.calls.append(("run", None))
+        if self.failures:
+            raise self.failures.pop(0)
         return "result"
+
+    failures: list[Exception] = field(default_factory=list)
+    """What the next `execute` calls raise, in order."""
 
 
 def stream_step(record: Recorder, name: str) -> Callable[[Flow], None]:
@@ -186,6 +194,7 @@ def test_submit_runs_the_steps_in_order_functions_first_then_sql_then_the_stream
         ("insert", "  insert into u SELECT 2"),
         ("stream", ("s1", {"s1": 0})),
         ("stream", ("s2", {"s1": 0, "s2": 1})),  # a later step sees the streams of the earlier ones
+        ("bind", "SELECT 1"),
         ("attach", None),
     ]
 
@@ -194,7 +203,44 @@ def test_a_sql_only_pipeline_is_executed_and_its_result_returned() -> None:
     record = Recorder()
     result = Pipeline(steps=(Step("a", ("INSERT INTO t SELECT 1",)),)).submit(None, record)
     assert result == "result"
-    assert record.calls == [("insert", "INSERT INTO t SELECT 1"), ("run", None)]
+    assert record.calls == [("insert", "INSERT INTO t SELECT 1"), ("bind", "SELECT 1"), ("run", None)]
+
+
+PLANNER_NPE = (
+    "An error occurred while calling o147.execute.\n: java.lang.NullPointerException: metadataHandlerProvider"
+)
+
+
+def test_planning_on_a_gateway_thread_without_metadata_providers_is_planned_once_more() -> None:
+    """FLINK-23020 (jobs.common.pipeline.PLANNER_THREAD_RACE): the failed execute() cleared its statements,
+    so every INSERT is added again before the second (and last) attempt."""
+    record = Recorder(failures=[RuntimeError(PLANNER_NPE)])
+    pipeline = Pipeline(
+        steps=(Step("a", ("CREATE TEMPORARY VIEW v AS SELECT 1", "INSERT INTO t SELECT * FROM v")),
+               Step("b", ("INSERT INTO u SELECT 2",))),
+    )  # fmt: skip
+    assert pipeline.submit(None, record) == "result"
+    assert record.calls == [
+        ("execute", "CREATE TEMPORARY VIEW v AS SELECT 1"),
+        ("insert", "INSERT INTO t SELECT * FROM v"),
+        ("insert", "INSERT INTO u SELECT 2"),
+        ("bind", "SELECT 1"),
+        ("run", None),
+        ("insert", "INSERT INTO t SELECT * FROM v"),
+        ("insert", "INSERT INTO u SELECT 2"),
+        ("bind", "SELECT 1"),
+        ("run", None),
+    ]
+
+
+def test_other_planning_errors_and_a_second_race_are_raised() -> None:
+    pipeline = Pipeline(steps=(Step("a", ("INSERT INTO t SELECT 1",)),))
+    with pytest.raises(RuntimeError, match="Object 'nope' not found"):
+        pipeline.submit(None, Recorder(failures=[RuntimeError("Object 'nope' not found")]))
+    twice = Recorder(failures=[RuntimeError(PLANNER_NPE), RuntimeError(PLANNER_NPE)])
+    with pytest.raises(RuntimeError, match="metadataHandlerProvider"):
+        pipeline.submit(None, twice)
+    assert [name for name, _ in twice.calls].count("run") == 2
 
 
 def test_a_stream_step_without_a_stream_environment_is_refused() -> None:

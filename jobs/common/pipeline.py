@@ -108,6 +108,7 @@ class Pipeline:
         for key, value in self.config:
             config.set(key, value)
         statements = t_env.create_statement_set()
+        inserts: list[str] = []
         flow = None if env is None else Flow(env, t_env, statements)
         for step in self.steps:
             if step.functions is not None:
@@ -116,6 +117,7 @@ class Pipeline:
             for statement in step.sql:
                 if is_insert(statement):
                     statements.add_insert_sql(statement)
+                    inserts.append(statement)
                 else:
                     t_env.execute_sql(statement)
             if step.stream is not None:
@@ -124,7 +126,32 @@ class Pipeline:
                         f"step {step.name!r} is a DataStream part: it needs the stream environment"
                     )
                 step.stream(flow)
+        bind_planner_thread(t_env)
         if self.datastream:
             statements.attach_as_datastream()
             return None
-        return statements.execute()
+        try:
+            return statements.execute()
+        except Exception as exc:  # py4j's Py4JJavaError
+            if PLANNER_THREAD_RACE not in str(exc):
+                raise
+        # The failed execute() planned nothing and cleared its statements: plan them once more.
+        again = t_env.create_statement_set()
+        for statement in inserts:
+            again.add_insert_sql(statement)
+        bind_planner_thread(t_env)
+        return again.execute()
+
+
+PLANNER_THREAD_RACE = "metadataHandlerProvider"
+"""The message of the planner's NullPointerException when it optimizes on a py4j gateway thread where
+Calcite's per-thread metadata providers were never set (FLINK-23020): Calcite sets them on the thread
+that converts a query, and py4j may serve the next call from another of its threads (seen once, in the
+latency run of the bench smoke test, session 13)."""
+
+
+def bind_planner_thread(t_env: StreamTableEnvironment) -> None:
+    """Convert a trivial query right before planning: Calcite then has Flink's metadata providers on the
+    gateway thread that serves this Python thread's next call (py4j reuses the connection it was just
+    given back)."""
+    t_env.sql_query("SELECT 1")
