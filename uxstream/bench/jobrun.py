@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import sys
 import time
 from collections.abc import Sequence
@@ -66,8 +67,9 @@ def parse_option(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-FINISHED_LINGER_S = 1.5
-"""How long a finished bounded run keeps its MiniCluster up for the harness's last metrics poll."""
+FINISHED_LINGER_MAX_S = 60.0
+"""Longest time a finished bounded run keeps its MiniCluster up for the harness's last metrics poll (the
+harness releases it as soon as it has seen the final counts)."""
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -203,12 +205,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit("cancelled")
             return 0
         raise
-    # Stay up a moment: the harness reads the finished job's final metrics from this MiniCluster's REST
-    # API, and a process that exits at once can take the last records-read figure with it (seen in CI:
-    # "bare: read 8628 records, expected 10000"). The harness subtracts the linger from the wall time.
-    emit("finished", net_runtime_ms=int(execution.get_net_runtime()), linger_s=FINISHED_LINGER_S)
-    time.sleep(FINISHED_LINGER_S)
+    # Stay up until the harness has read the finished job's final metrics from this MiniCluster's REST
+    # API: it closes our stdin then (runner.JobProcess.wait). A process that exits at once can take the
+    # last records-read figure with it (seen in CI: "bare: read 8628 records, expected 10000"; a fixed
+    # 1.5-s linger was not enough on a loaded box: "read 7537 records"). The harness's wall time ends at
+    # the "finished" event.
+    emit("finished", net_runtime_ms=int(execution.get_net_runtime()))
+    linger_until_released(FINISHED_LINGER_MAX_S)
     return 0
+
+
+def linger_until_released(limit_s: float) -> None:
+    """Until stdin closes or a line arrives (the harness's release), at most `limit_s` seconds; on a
+    terminal (a person running this module) a short pause instead."""
+    if sys.stdin is None or sys.stdin.isatty():
+        time.sleep(1.5)
+        return
+    ready, _, _ = select.select([sys.stdin], [], [], limit_s)
+    if ready:
+        sys.stdin.readline()
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ class JobProcess:
         self._log: IO[str] | None = None
         self.launched = 0.0
         self.exited = 0.0
+        self.finished_at: float | None = None
+        """When the child said its job finished (it then lingers until `release`)."""
+        self._released = False
         self._cpu_start = (0.0, 0.0)
         self._cpu_end = (0.0, 0.0)
         self._load_start = (0.0, 0.0, 0.0)
@@ -149,7 +152,8 @@ class JobProcess:
         self._cpu_start = box_cpu_seconds()
         self.launched = time.monotonic()
         self.proc = subprocess.Popen(
-            self.command(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            self.command(), cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._log, text=True,
             start_new_session=True,  # its own process group: stopped as a whole, by its id
         )  # fmt: skip
         self.monitor = JobMonitor(
@@ -168,7 +172,10 @@ class JobProcess:
             line = line.strip()
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
-                    self.events.append(json.loads(line))
+                    event = json.loads(line)
+                    if event.get("event") == "finished":
+                        self.finished_at = time.monotonic()
+                    self.events.append(event)
 
     @property
     def observation(self) -> Observation:
@@ -186,18 +193,44 @@ class JobProcess:
                 raise BenchError(f"{self.spec.job} not running after {timeout:.0f} s: {self.log_tail()}")
             time.sleep(0.2)
 
-    def wait(self, timeout: float) -> int:
-        """Until the process exits (killed after `timeout`); its exit code."""
+    def wait(self, timeout: float, expected_records: int | None = None) -> int:
+        """Until the process exits (killed after `timeout`); its exit code. A finished job's process stays
+        up (jobrun) until the monitor has seen the sources' final count (`expected_records`; None: any
+        sample after the finish), so the last records-read figure is never lost with the MiniCluster."""
         assert self.proc is not None
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise BenchError(
-                f"{self.spec.job} still running after {timeout:.0f} s (killed): {self.log_tail()}"
-            ) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                code = self.proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise BenchError(
+                        f"{self.spec.job} still running after {timeout:.0f} s (killed): {self.log_tail()}"
+                    ) from None
+                if self.finished_at is not None and self._final_counts_seen(expected_records):
+                    self.release()
         self._exited()
         return code
+
+    def _final_counts_seen(self, expected_records: int | None) -> bool:
+        assert self.finished_at is not None
+        seen = self.observation
+        latest = next((s for s in reversed(seen.samples) if s.vertices), None)
+        if latest is None:
+            return False
+        if expected_records is None:
+            return latest.at >= self.finished_at
+        return latest.total("read-records", seen.source_vertices) >= expected_records
+
+    def release(self) -> None:
+        """Let a finished job's process exit (jobrun waits for its stdin to close)."""
+        if self._released or self.proc is None or self.proc.stdin is None:
+            return
+        self._released = True
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
 
     def _exited(self) -> None:
         self.exited = time.monotonic()
@@ -249,7 +282,8 @@ class JobProcess:
         if span.source_records != events:
             raise BenchError(f"{self.spec.job}: read {span.source_records} records, expected {events}")
         finished = next((e for e in self.events if e.get("event") == "finished"), {})
-        exited = self.exited - float(finished.get("linger_s", 0.0))  # jobrun lingers for the last poll
+        # jobrun lingers after the finish until released (`wait`): the wall time ends at the finish.
+        exited = self.finished_at if self.finished_at is not None else self.exited
         wall = exited - self.launched
         startup = span.start - self.launched
         busy = self._cpu_end[0] - self._cpu_start[0]
@@ -293,7 +327,7 @@ def run_bounded(spec: JobSpec, events: int, timeout: float) -> dict[str, Any]:
     job = JobProcess(spec)
     job.start()
     try:
-        code = job.wait(timeout)
+        code = job.wait(timeout, expected_records=events)
     finally:
         seen = job.finish()
     if code != 0:
