@@ -40,7 +40,8 @@ TEST_JVM_ARGS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 """JVM options of the MiniCluster jobs the tests start (PyFlink's gateway reads JVM_ARGS; flink_env adds
 the time zone). Test jobs run seconds over small inputs, so start-up and JIT work dominate: C1 only and
 the serial collector cut a bounded smoke run from ~45 s to ~30 s on 2 cores (NOTES.md). Production runs and
-`make bench` keep the JVM defaults; a JVM_ARGS set by the caller wins. The local standalone cluster's
+`make bench` keep the jobs' own (flink_env.local_jvm_args: C2 and the parallel collector, which a GC choice
+here replaces); a JVM_ARGS set by the caller wins. The local standalone cluster's
 JobManager, TaskManagers and `flink run` client get the same options (uxstream/cluster/local.py)."""
 os.environ.setdefault("JVM_ARGS", TEST_JVM_ARGS)
 os.environ.setdefault(CLUSTER_JVM_ARGS_ENV, TEST_JVM_ARGS)
