@@ -3,18 +3,20 @@
     python -m jobs.sessionize.job --bounded     # read what is in ux.events now, then finish
     python -m jobs.sessionize.job               # run unbounded (clusters)
 
-Topology (all per-event work in Flink's JVM operators; Python sees one record per gap-session):
+Topology (per-event and per-session work in Flink's JVM; Python sees one record per final KPI window):
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
 KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets, stored as counts and as
 HLL sketches of the users' pseudonyms for unique users over any range; hop 5 min/1 min and
 cumulate 1 day/5 min cascaded from the minute rows) and
 gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user;
 a user who never goes idle is emitted session by session at midnight / max-duration splits) ─►
-Python UDTF (midnight / max-duration splits, session rows).
+Java table function split_sessions (midnight / max-duration splits, identity, session rows; the twin of
+logic.split_gap_session).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,21 @@ def user_sketch(users: str) -> str:
         f"user_sketch({users}, {connectors.sql_literal(privacy.key_files())}, "
         f"{int(sketches.LG_K)}, {connectors.sql_literal(sketches.HLL_TYPE)})"
     )
+
+
+def finaliser_rules(settings: SessionizeSettings) -> str:
+    """SQL: the literal arguments of `split_sessions` after the run's columns (io.uxstream.udf.SplitSessions:
+    gap, max duration, time zone ('' = no midnight splits), conversion events as a JSON array, identity TTL,
+    the pseudonym key files)."""
+    rules = settings.rules
+    return ", ".join((
+        f"CAST({rules.gap_ms} AS BIGINT)",
+        f"CAST({rules.max_duration_ms} AS BIGINT)",
+        connectors.sql_literal(rules.timezone if rules.split_at_midnight else ""),
+        connectors.sql_literal(json.dumps(sorted(rules.conversion_events), ensure_ascii=False)),
+        f"CAST({rules.identity_ttl_ms} AS BIGINT)",
+        connectors.sql_literal(privacy.key_files()),
+    ))  # fmt: skip
 
 
 def statements(settings: SessionizeSettings) -> list[str]:
@@ -207,7 +224,8 @@ FROM session_events(
   identity_ttl_ms => CAST({settings.identity_ttl_ms} AS BIGINT),
   uid => '{SESSIONS_UID}'
 ) AS g,
-LATERAL TABLE(split_sessions(g.device_key, g.packed, g.end_reason, g.linked_user, g.linked_ts))
+LATERAL TABLE(split_sessions(g.device_key, g.packed, g.end_reason, g.linked_user, g.linked_ts,
+  {finaliser_rules(settings)}))
   AS s(session_id, user_key, session_start,
   session_end, duration_ms, event_count, page_views, distinct_pages, entry_page, exit_page, referrer,
   utm_source, utm_medium, utm_campaign, device_type, browser, country, error_count, conversions,
@@ -270,10 +288,10 @@ def kpi_topic_insert(settings: SessionizeSettings) -> str:
 
 
 def python_functions(settings: SessionizeSettings) -> dict[str, Any]:
-    """The Python UDFs of the windows step: the session splitter and the ux.kpi encoder."""
-    from jobs.sessionize.functions import encode_kpi_window, split_sessions
+    """The Python UDF of the windows step: the ux.kpi encoder (called once per final window row)."""
+    from jobs.sessionize.functions import encode_kpi_window
 
-    return {"split_sessions": split_sessions(settings.rules), "encode_kpi_window": encode_kpi_window()}
+    return {"encode_kpi_window": encode_kpi_window()}
 
 
 def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:

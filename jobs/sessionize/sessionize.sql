@@ -17,6 +17,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_sketch AS 'io.uxstream.udf.U
 -- Gap-sessions per user (io.uxstream.udf.SessionEvents, a process table function with keyed state and one
 -- event-time timer per user at last event + gap): one row per gap-session, its events packed as JSON.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS session_events AS 'io.uxstream.udf.SessionEvents' LANGUAGE JAVA;
+-- The final session rows of a gap-session run (io.uxstream.udf.SplitSessions, the JVM twin of
+-- jobs.sessionize.logic.split_gap_session): midnight and max-duration splits, identity, pseudonyms.
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS split_sessions AS 'io.uxstream.udf.SplitSessions' LANGUAGE JAVA;
 
 -- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
 --    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `ledger` (late and future
