@@ -42,9 +42,9 @@ from jobs.sessionize.logic import (
 from jobs.sessionize.settings import SessionizeSettings
 
 JOB_NAME = "sessionize"
-SESSIONS_UID = "sessionize_gap_sessions_v1"
+SESSIONS_UID = "sessionize_gap_sessions_v2"
 """The uid of the session_events operator (its keyed state: each user's open gap-session and timer); a PTF
-uid must match [a-zA-Z_][a-zA-Z-_0-9]*."""
+uid must match [a-zA-Z_][a-zA-Z-_0-9]*. v2 (state layout 8): the state has no TTL."""
 SQL = Path(__file__).with_name("sessionize.sql")
 
 OPTIONS = runner.event_job_options(
@@ -362,7 +362,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 7
+STATE_LAYOUT = 8
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -371,7 +371,9 @@ bot_events. v5 (issue 22 item 6): the minute windows aggregate feedback counts a
 session events carry the feedback fields. v6 (issue 22 item 4): session_events runs per device key with
 the device's identity link in its state and the packed events carry user_id; the minute windows' user sets
 carry identity links. v7 (issue 22 item 3): the partition watermark's OVER aggregate also holds the
-behavioural bot rule's keys (bot_behaviour, README "Bots"); is_bot = agent_bot OR acts_bot."""
+behavioural bot rule's keys (bot_behaviour, README "Bots"); is_bot = agent_bot OR acts_bot. v8 (issue 17):
+session_events' state has no TTL (it clears itself; uid SESSIONS_UID v2) and the session rows come from
+the JVM finaliser split_sessions instead of a Python table function."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

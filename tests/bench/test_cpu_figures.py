@@ -34,6 +34,21 @@ def test_cpu_over_the_span_is_interpolated_between_samples_and_divided_by_its_ev
     assert figures["job_thread_us_per_event"] == 30.0
 
 
+def test_the_busiest_threads_are_listed_by_name_with_their_cpu_per_event() -> None:
+    """Task threads are named after their vertex: the per-vertex CPU budget of a run."""
+    seen = Observation()
+    seen.thread_samples = [
+        (10.0, {"OverAggregate[1": 1.0, "ProcessTableFun": 2.0, "GC Thread#0": 0.0}),
+        (20.0, {"OverAggregate[1": 4.0, "ProcessTableFun": 3.0, "GC Thread#0": 0.0}),
+    ]
+    seen.cpu_samples = [(10.0, {JOB: 3.0}), (20.0, {JOB: 7.0})]
+    span = Span(start=10.0, end=20.0, end_observed=True, source_records=50_000, records=50_000)
+    assert cpu_in_span(seen, span)["by_thread_us_per_event"] == {
+        "OverAggregate[1": 60.0,
+        "ProcessTableFun": 20.0,
+    }
+
+
 def test_without_samples_or_events_there_is_no_figure() -> None:
     span = Span(start=1.0, end=2.0, end_observed=True, source_records=10, records=0)
     assert cpu_in_span(Observation(), span)["cpu_us_per_event"] is None

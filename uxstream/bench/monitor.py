@@ -115,6 +115,10 @@ THREAD_KINDS: Final = (
 """JVM housekeeping threads by name prefix; every other JVM thread counts as the job's own work."""
 
 
+THREADS_REPORTED: Final = 15
+"""How many of the busiest JVM thread names `cpu_in_span` lists."""
+
+
 def thread_kind(name: str) -> str:
     for kind, prefixes in THREAD_KINDS:
         if name.startswith(prefixes):
@@ -201,6 +205,9 @@ class Observation:
     peak_rss: int = 0
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
     cpu_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    thread_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    """CPU seconds of the JVM's threads by thread name (Linux keeps 15 characters: a task thread's name
+    starts with its vertex, e.g. `OverAggregate[1`), sampled with `cpu_samples`."""
     """(time.monotonic(), CPU seconds so far by kind: JVM thread kinds, "Python and other processes")."""
     errors: int = 0
 
@@ -281,12 +288,16 @@ class JobMonitor(threading.Thread):
         for key, seconds in thread_cpu_seconds(jvm).items():
             self._threads[key] = max(self._threads.get(key, 0.0), seconds)
         kinds: dict[str, float] = {}
+        names: dict[str, float] = {}
         for key, seconds in self._threads.items():
-            kind = thread_kind(key.split(":", 1)[1])
+            name = key.split(":", 1)[1]
+            kind = thread_kind(name)
             kinds[kind] = kinds.get(kind, 0.0) + seconds
+            names[name] = names.get(name, 0.0) + seconds
         others = sum(v for p, v in self.seen.cpu_by_pid.items() if p != jvm)
         kinds["Python and other processes"] = others
         self.seen.cpu_samples.append((now, kinds))
+        self.seen.thread_samples.append((now, names))
 
     def _poll(self) -> None:
         seen = self.seen
@@ -441,12 +452,20 @@ def cpu_in_span(seen: Observation, span: Span) -> dict[str, Any]:
     by_kind = {k: max(0.0, end.get(k, 0.0) - start.get(k, 0.0)) for k in start.keys() | end.keys()}
     total = sum(by_kind.values())
     job_threads = by_kind.get(thread_kind("task"), 0.0)
+    threads = seen.thread_samples
+    by_thread: dict[str, float] = {}
+    if len(threads) >= 2:
+        first, last = _cpu_at(threads, span.start), _cpu_at(threads, span.end)
+        by_thread = {k: max(0.0, last.get(k, 0.0) - first.get(k, 0.0)) for k in first.keys() | last.keys()}
+    top = sorted(by_thread.items(), key=lambda kv: -kv[1])[:THREADS_REPORTED]
     return {
         "cpu_s": round(total, 3),
         "cores": round(total / span.seconds, 2),
         "cpu_us_per_event": round(total / span.records * 1e6, 1),
         "job_thread_us_per_event": round(job_threads / span.records * 1e6, 1),
         "by_kind_s": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        # The busiest thread names and their CPU µs per event: task threads are the per-vertex budget.
+        "by_thread_us_per_event": {k: round(v / span.records * 1e6, 1) for k, v in top if v > 0},
     }
 
 

@@ -18,8 +18,8 @@ import org.apache.flink.types.Row;
  * gap_ms => 1800000, max_duration_ms => 86400000, timezone => 'Europe/Berlin', identity_ttl_ms => …,
  * uid => '…')}: rows {@code (device_key, packed, end_reason, linked_user, linked_ts, rowtime)}, each holding
  * events of one device in event-time order as the JSON array {@code [e1, e2, …]} of the {@code packed}
- * column (ties in arrival order; the Python finaliser orders them by time and event id), the reason the
- * last session of the row ended, and the device's identity link before the row.
+ * column (ties in arrival order; the finaliser {@link SplitSessions} orders them by time and event id),
+ * the reason the last session of the row ended, and the device's identity link before the row.
  *
  * <p>Identity (README "Identity: one visitor across a login"): the input's {@code user_id} column (null for
  * an anonymous event) is kept with each buffered event. After a row is emitted, the device's link becomes
@@ -38,8 +38,9 @@ import org.apache.flink.types.Row;
  * so nothing that arrives later can change them):
  *
  * <ul>
- *   <li><b>Gap</b>: one timer per user at (latest event time + gap). When the watermark reaches it no event
- *       can join any more, and the whole buffer is emitted, split at gaps (the finaliser applies midnight
+ *   <li><b>Gap</b>: one timer per user, set at (first buffered event time + gap); when it fires before
+ *       (latest event time + gap) it is moved there. When the watermark reaches that no event can join any
+ *       more, and the whole buffer is emitted, split at gaps (the finaliser applies midnight
  *       and max-duration splits inside it); {@code end_reason} {@code gap}. A SESSION window TVF closes at
  *       (last + gap − 1 ms) instead, which splits off an event exactly one gap later if the watermark
  *       passes that instant before the event arrives.
@@ -64,6 +65,15 @@ public class SessionEvents extends ProcessTableFunction<Row> {
   static final String MAX_DURATION = "max_duration";
 
   /**
+   * The state has no time-to-live (the job's {@code table.exec.state.ttl} is the dedup's): the function
+   * clears a device's state itself, when its last session closes or its link is too old to use. A TTL
+   * would only cost time (the heap backend's incremental TTL cleanup ran on every state access: ~30 % of
+   * this operator's CPU samples in {@code make bench}) and could drop a buffer that waits for a stalled
+   * watermark.
+   */
+  static final String NO_TTL = "0 ms";
+
+  /**
    * The latest event time in the buffer (null: empty), the gap the timer was set with, the open session's
    * start (the earliest event time in the buffer) and the watermark at or after which a walk may close a
    * session by midnight or max duration; the device's identity link (user id and the event time it was
@@ -81,8 +91,8 @@ public class SessionEvents extends ProcessTableFunction<Row> {
 
   public void eval(
       Context ctx,
-      @StateHint Latest latest,
-      @StateHint(type = @DataTypeHint("ARRAY<STRING>")) ListView<String> events,
+      @StateHint(ttl = NO_TTL) Latest latest,
+      @StateHint(type = @DataTypeHint("ARRAY<STRING>"), ttl = NO_TTL) ListView<String> events,
       @ArgumentHint(
               name = "input",
               value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
@@ -103,7 +113,7 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       throw new IllegalArgumentException(
           "session_events: identity_ttl_ms must be a non-negative BIGINT, got " + identityTtlMs);
     }
-    ZoneId zone = timezone == null || timezone.isEmpty() ? null : ZoneId.of(timezone);
+    ZoneId zone = zone(timezone);
     TimeContext<Long> time = ctx.timeContext(Long.class);
     long ts = time.time();
     String packed = input.getFieldAs("packed");
@@ -111,9 +121,13 @@ public class SessionEvents extends ProcessTableFunction<Row> {
     events.add(Event.entry(ts, userId, packed));
     latest.gapMs = gapMs;
     latest.identityTtlMs = identityTtlMs;
-    if (latest.ts == null || ts > latest.ts) {
+    if (latest.ts == null) {
       latest.ts = ts;
-      time.registerOnTime(CLOSE, ts + gapMs); // replaces the previous timer of this user
+      // The close timer is set once per buffer and moved on when it fires before the session's end + gap
+      // (onTimer): re-registering it on every later event cost a timer delete and insert per event.
+      time.registerOnTime(CLOSE, ts + gapMs);
+    } else if (ts > latest.ts) {
+      latest.ts = ts;
     }
     if (latest.start == null || ts < latest.start) {
       latest.start = ts;
@@ -127,8 +141,8 @@ public class SessionEvents extends ProcessTableFunction<Row> {
 
   public void onTimer(
       OnTimerContext ctx,
-      Latest latest,
-      @StateHint(type = @DataTypeHint("ARRAY<STRING>")) ListView<String> events)
+      @StateHint(ttl = NO_TTL) Latest latest,
+      @StateHint(type = @DataTypeHint("ARRAY<STRING>"), ttl = NO_TTL) ListView<String> events)
       throws Exception {
     TimeContext<Long> time = ctx.timeContext(Long.class);
     if (FORGET.equals(ctx.currentTimer())) {
@@ -137,7 +151,19 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       } // else: the open session may still use it; the close below decides
       return;
     }
+    if (latest.ts == null) {
+      return; // nothing buffered (cannot happen: the close clears its timer)
+    }
     long gap = latest.gapMs;
+    long due = latest.ts + gap;
+    Long watermark = time.currentWatermark();
+    if (watermark == null || watermark < due) {
+      // A later event moved the end: move the timer there. (When the watermark jumped past it in one step,
+      // e.g. at the end of a bounded input, the session closes now: Flink drops timers in the past. The
+      // row's time is then this timer's, before last + gap; nothing downstream uses it.)
+      time.registerOnTime(CLOSE, due);
+      return;
+    }
     List<Event> session = new ArrayList<>();
     long previous = Long.MIN_VALUE;
     for (Event e : sorted(events)) {
@@ -151,7 +177,6 @@ public class SessionEvents extends ProcessTableFunction<Row> {
     if (!session.isEmpty()) {
       emit(latest, session, GAP);
     }
-    Long watermark = time.currentWatermark();
     if (latest.linkUser == null
         || watermark != null && latest.linkTs + latest.identityTtlMs <= watermark) {
       ctx.clearAll();
@@ -237,6 +262,21 @@ public class SessionEvents extends ProcessTableFunction<Row> {
       // Past it already, but no event beyond it yet: the next event is one; look again when it is below.
       latest.boundary = next <= watermark ? watermark + 1 : next;
     }
+  }
+
+  private transient String zoneName;
+  private transient ZoneId zoneId;
+
+  /** The session time zone ({@code ''}: none), parsed once per function instance. */
+  private ZoneId zone(String timezone) {
+    if (timezone == null || timezone.isEmpty()) {
+      return null;
+    }
+    if (!timezone.equals(zoneName)) {
+      zoneId = ZoneId.of(timezone);
+      zoneName = timezone;
+    }
+    return zoneId;
   }
 
   /** The first event time at which a session starting at {@code start} can split other than by a gap. */
