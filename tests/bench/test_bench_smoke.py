@@ -75,6 +75,8 @@ def test_job_runs_carry_vertex_load_and_the_bottleneck(smoke_run: tuple[Path, di
         assert run["vertices"], f"{job}: no per-vertex metrics"
         assert run["vertices"][0]["records_in"] == result["parameters"]["events"]
     assert result["bottleneck"]["vertex"]["name"]
+    threads = result["bottleneck"]["threads_us_per_event"]
+    assert any(name.startswith("Source: ") for name in threads), f"no task thread in {threads}"
     assert result["figures"]["latency"]["windows"]
 
 

@@ -342,7 +342,14 @@ def bottleneck(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if flame and flame.get("categories"):
         kinds = ", ".join(f"{label} {share:.0%}" for label, share in flame["categories"][:3])
         summary += f"; its on-CPU stack samples show: {kinds}"
-    return {"summary": summary, "vertex": busiest, "flamegraph": flame, "all_vertices": vertices}
+    threads = (run.get("cpu") or {}).get("by_thread_us_per_event") or {}
+    return {
+        "summary": summary,
+        "vertex": busiest,
+        "flamegraph": flame,
+        "all_vertices": vertices,
+        "threads_us_per_event": threads,
+    }
 
 
 class Harness:

@@ -316,6 +316,18 @@ def _bottleneck_section(result: Mapping[str, Any]) -> list[str]:
             f"| {_short(vertex['name'])} | {vertex['records_in']:,} | {vertex['busy']:.0%} | "
             f"{vertex['backpressured']:.0%} | {vertex['idle']:.0%} |"
         )
+    threads = found.get("threads_us_per_event") or {}
+    if threads:
+        lines += [
+            "",
+            "CPU per event by JVM thread over the same span, from /proc (the busiest names; a task thread is "
+            "named after its vertex, cut to 15 characters by Linux; the three global window aggregates share "
+            "`GlobalWindowAgg`):",
+            "",
+            "| thread | CPU µs per event |",
+            "|---|---:|",
+            *(f"| `{name}` | {us:.1f} |" for name, us in threads.items()),
+        ]
     lines += _flame_lines(found.get("flamegraph"), "the busiest vertex")
     bare = result.get("bottleneck_bare")
     if bare and bare.get("flamegraph"):
