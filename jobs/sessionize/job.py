@@ -3,7 +3,7 @@
     python -m jobs.sessionize.job --bounded     # read what is in ux.events now, then finish
     python -m jobs.sessionize.job               # run unbounded (clusters)
 
-Topology (per-event and per-session work in Flink's JVM; Python sees one record per final KPI window):
+Topology (all of it in Flink's JVM: the job has no Python worker):
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
 KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets, stored as counts and as
 HLL sketches of the users' pseudonyms for unique users over any range; hop 5 min/1 min and
@@ -11,7 +11,8 @@ cumulate 1 day/5 min cascaded from the minute rows) and
 gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user;
 a user who never goes idle is emitted session by session at midnight / max-duration splits) ─►
 Java table function split_sessions (midnight / max-duration splits, identity, session rows; the twin of
-logic.split_gap_session).
+logic.split_gap_session). Final KPI window rows go to ux.kpi through the Java scalar function
+encode_kpi_window (the twin of contract.encode of logic.kpi_window_record).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from jobs.common import connectors, counters, decode, privacy, runner, sketches, tables
 from jobs.common.contract import (
@@ -37,6 +37,7 @@ from jobs.sessionize.logic import (
     KPI_KEY_SEPARATOR,
     KPI_METRICS,
     SESSION_EVENT_FIELDS,
+    kpi_window_record,
     window_kinds,
 )
 from jobs.sessionize.settings import SessionizeSettings
@@ -244,13 +245,18 @@ def kpi_topic_insert(settings: SessionizeSettings) -> str:
     null_double = "CAST(NULL AS DOUBLE)"
 
     def select(kind: str, view: str, metrics: dict[str, str]) -> str:
-        values = ", ".join(
-            metrics.get(m, null_double if m in DOUBLE_KPI_METRICS else null) for m in KPI_METRICS
-        )
+        # io.uxstream.udf.EncodeKpiWindow takes the record's fields after the five key fields in the
+        # schema's order, the order kpi_window_record gives them (v1 metrics, revision, v2 metrics).
+        expressions = {
+            **{m: metrics.get(m, null_double if m in DOUBLE_KPI_METRICS else null) for m in KPI_METRICS},
+            "revision": str(FIRST_REVISION),
+        }
+        fields = list(kpi_window_record(kind, 0, 0, "", "", {}, FIRST_REVISION))[5:]
+        values = ", ".join(expressions[f] for f in fields)
         key = f"CONCAT_WS('{KPI_KEY_SEPARATOR}', '{kind}', dimension, dimension_value)"
         return (
             f"SELECT {key}, encode_kpi_window('{kind}', window_start, window_end, dimension, "
-            f"dimension_value, {values}, {FIRST_REVISION}) FROM {view}"
+            f"dimension_value, {values}) FROM {view}"
         )
 
     same = {m: m for m in ("events", "page_views", "active_users", "error_events", "conversions")}
@@ -285,13 +291,6 @@ def kpi_topic_insert(settings: SessionizeSettings) -> str:
             ),
         ]
     )
-
-
-def python_functions(settings: SessionizeSettings) -> dict[str, Any]:
-    """The Python UDF of the windows step: the ux.kpi encoder (called once per final window row)."""
-    from jobs.sessionize.functions import encode_kpi_window
-
-    return {"encode_kpi_window": encode_kpi_window()}
 
 
 def decode_spec(settings: SessionizeSettings) -> decode.DecodeSpec:
@@ -353,16 +352,12 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
             ),
             Step("sinks", tuple(sinks_sql(settings))),
             decode.dead_letter_step(spec),
-            Step(
-                "windows and sessions",
-                tuple(statements(settings)),
-                functions=lambda: python_functions(settings),
-            ),
+            Step("windows and sessions", tuple(statements(settings))),
         ),
     )
 
 
-STATE_LAYOUT = 8
+STATE_LAYOUT = 9
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -373,7 +368,9 @@ the device's identity link in its state and the packed events carry user_id; the
 carry identity links. v7 (issue 22 item 3): the partition watermark's OVER aggregate also holds the
 behavioural bot rule's keys (bot_behaviour, README "Bots"); is_bot = agent_bot OR acts_bot. v8 (issue 17):
 session_events' state has no TTL (it clears itself; uid SESSIONS_UID v2) and the session rows come from
-the JVM finaliser split_sessions instead of a Python table function."""
+the JVM finaliser split_sessions instead of a Python table function. v9 (issue 17): the ux.kpi records come
+from the Java encode_kpi_window instead of a Python UDF: without the Python calcs the planner numbers the
+operators before the ux.kpi sink differently, and the sink's transactional state goes with its uid."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -20,6 +20,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS session_events AS 'io.uxstream.ud
 -- The final session rows of a gap-session run (io.uxstream.udf.SplitSessions, the JVM twin of
 -- jobs.sessionize.logic.split_gap_session): midnight and max-duration splits, identity, pseudonyms.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS split_sessions AS 'io.uxstream.udf.SplitSessions' LANGUAGE JAVA;
+-- Final KPI window rows as Confluent-framed kpi_window records for ux.kpi (io.uxstream.udf.EncodeKpiWindow, the
+-- JVM twin of contract.encode of jobs.sessionize.logic.kpi_window_record; once per final window row).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS encode_kpi_window AS 'io.uxstream.udf.EncodeKpiWindow' LANGUAGE JAVA;
 
 -- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
 --    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `ledger` (late and future

@@ -158,8 +158,9 @@ def test_an_upgrade_and_a_rescale_through_savepoints_keep_state_and_every_output
     tmp_path: Path,
 ) -> None:
     """RELIABILITY T10 + T12 in one run (one job start per third instead of two runs): the first third of the
-    stream at parallelism 1; stop with a savepoint and restore a changed job (Python UDFs in process instead
-    of thread mode, another checkpoint interval; same SQL, so the same operator uids) at parallelism 2 for
+    stream at parallelism 1; stop with a savepoint and restore a changed job (another checkpoint interval,
+    and the Python mode switched to process, which a job without Python workers simply ignores; same SQL,
+    so the same operator uids) at parallelism 2 for
     the second third, whose dead letters the job's own Prometheus counters count; stop with a savepoint
     and restore at parallelism 1 for the rest. Keyed state (dedup, open sessions, windows) is redistributed
     at each change; each restore starts at two late records, which the restored job must classify as the

@@ -4,31 +4,27 @@ checks that every output still equals the oracle exactly: nothing lost, nothing 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import random
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from jobs.common import runner, tables
-from jobs.common.flink_env import FlinkSettings, checkpoint_dir, latest_checkpoint
+from jobs.common.flink_env import FlinkSettings, latest_checkpoint
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.funnels import job as funnels_job
 from tests.support.chaos import (
     restored_after_a_kill_at_the_first_checkpoint,
+    run_failing_once_after_a_checkpoint,
     run_in_phases,
     run_with_a_fault_after_a_checkpoint,
 )
 from tests.support.db import assert_table_equals, drop_database
-from tests.support.jobs import RECOVERY, flink_log, restarts
+from tests.support.jobs import flink_log, restarts
 from tests.support.private import private_kafka, private_postgres
 from tests.support.sessionize import (
     GENERATOR_ARGS,
@@ -69,94 +65,23 @@ def fault_run(pg_settings: PostgresSettings, folder: Path, seed: int) -> tuple[R
     return fresh_run(pg_settings, truth_file), lines
 
 
-def _python_workers(process_group: int) -> list[int]:
-    """PIDs of PyFlink's Python UDF worker processes (process mode) in a process group."""
-    listing = subprocess.run(
-        ["ps", "-o", "pid=,args=", "-g", str(process_group)], capture_output=True, text=True, check=False
-    ).stdout
-    return [
-        int(line.split()[0]) for line in listing.splitlines() if "pyflink.fn_execution.beam.beam_boot" in line
-    ]
-
-
-def _recovered(log_dir: Path, count: int) -> bool:
-    """The MiniCluster log shows exactly `count` recoveries and a checkpoint completed after the last one
-    (the restarted tasks, and their Python workers, are running again)."""
-    log = flink_log(log_dir)
-    return restarts(log) == count and "Completed checkpoint " in log[log.rfind(RECOVERY) :]
-
-
-def _wait_until_recovered(log_dir: Path, count: int, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not _recovered(log_dir, count):
-        assert restarts(flink_log(log_dir)) <= count, (
-            f"more than {count} recoveries: {flink_log(log_dir)[-3000:]}"
-        )
-        assert time.monotonic() < deadline, (
-            f"no recovery #{count} with a checkpoint after it in {timeout_s:.0f} s"
-        )
-        time.sleep(0.2)
-
-
-def test_t16_t13_t17_killed_python_workers_an_injected_failure_and_five_random_kills_lose_nothing(
+def test_t13_a_failure_injected_after_a_checkpoint_restarts_the_job_once_and_loses_nothing(
     kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
-    """RELIABILITY T16, T13 and T17 in one run, the stream produced in eight parts (tests/support/chaos.py
-    `run_in_phases`), the Python UDFs in worker processes of their own (process mode, not loopback):
-
-    1. T16: once a checkpoint is on disk, every Python UDF worker is SIGKILLed; the next part reaches the
-       dead workers and the job recovers: exactly one restart;
-    2. T13: then the job's chaos hook is armed (jobs/common/chaos.py: it fires only once a checkpoint is
-       visible under UXSTREAM_CHAOS_CHECKPOINTS, which is linked to the job's checkpoints now), so the
-       restarted workers fail once at their first closed session: exactly two restarts;
-    3. T17: five more kills of whatever workers run, 0–6 s apart (seeded), each followed by a part of the
-       stream; the job is healthy again and finishes within 180 s of the last kill.
-
-    Every output equals the oracle and the quality gate passes: nothing lost, nothing twice."""
+    """RELIABILITY T13: the job's JVM chaos hook (io.uxstream.udf.FailOnce, the twin of
+    jobs/common/chaos.py; sessionize runs no Python worker, so T16/T17 run on funnels:
+    tests/funnels/test_funnels_e2e.py) fails once, at the first closed session after the first completed
+    checkpoint, which the held-back second half of the stream guarantees (tests/support/chaos.py).
+    Exactly one restart; every output equals the oracle and the quality gate passes."""
     run, lines = fault_run(pg_settings, tmp_path, 14)
-    marker, armed = tmp_path / "failed-once", tmp_path / "chaos-armed"
-    checkpoints = checkpoint_dir(FlinkSettings(state_dir=tmp_path / "flink-state"), "sessionize")
     log_dir = tmp_path / "flink-log"
-    rounds: list[list[int]] = []
-    pauses = random.Random(17).choices(range(0, 6001), k=5)
-
-    def kill_python_workers(process_group: int) -> None:
-        killed = _python_workers(process_group)
-        for pid in killed:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        rounds.append(killed)
-
-    def t16(process_group: int) -> None:
-        kill_python_workers(process_group)
-        assert rounds[0], "no Python worker was running after the checkpoint: T16 would prove nothing"
-
-    def t13(process_group: int) -> None:
-        _wait_until_recovered(log_dir, 1)
-        armed.symlink_to(checkpoints, target_is_directory=True)
-
-    def t17(pause_ms: int) -> Callable[[int], None]:
-        def kill(process_group: int) -> None:
-            if len(rounds) == 1:  # the first T17 kill: T13 must be over
-                _wait_until_recovered(log_dir, 2)
-                assert marker.exists(), "the injected failure did not happen: T13 would prove nothing"
-            time.sleep(pause_ms / 1000)
-            kill_python_workers(process_group)
-
-        return kill
-
-    env = run.job_env({
-        "UXSTREAM_FLINK_PYTHON_MODE": "process",  # workers in processes of their own (flink_env)
-        "FLINK_LOG_DIR": str(log_dir),
-        "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1", "UXSTREAM_CHAOS_CHECKPOINTS": str(armed),
-    })  # fmt: skip
     try:
-        run_in_phases(
-            job_command(run, 300, bounded=False), env, lines, run.topic, tmp_path, "sessionize",
-            [t16, t13, *(t17(pause) for pause in pauses)], finish_within_s=180,
+        run_failing_once_after_a_checkpoint(
+            job_command(run, 300, bounded=False), run.job_env({"FLINK_LOG_DIR": str(log_dir)}), lines,
+            run.topic, tmp_path, "sessionize",
         )  # fmt: skip
-        assert rounds[1], "the first T17 kill found no Python worker after a completed recovery"
-        assert restarts(flink_log(log_dir)) >= 3, "T17: the kills were never noticed"
+        assert "sessionize.split_sessions" in (tmp_path / "failed-once").read_text()
+        assert restarts(flink_log(log_dir)) == 1
         assert_every_output_equals_the_oracle(kafka_settings, run)
         assert_the_quality_gate_passes(run)
     finally:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from jobs.common.flink_env import FlinkSettings, checkpoint_dir
+from tests.support.jobs import RECOVERY, flink_log, restarts
 from tests.support.streams import produce
 from uxstream.paths import ROOT
 
@@ -141,3 +142,34 @@ def run_failing_once_after_a_checkpoint(
     chaos = {"UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1", "UXSTREAM_CHAOS_CHECKPOINTS": str(checkpoints)}
     run_with_a_fault_after_a_checkpoint(command, {**env, **chaos}, truth_lines, topic, folder, job_name)
     assert marker.exists(), "the injected failure did not happen: the test would prove nothing"
+
+
+def python_workers(process_group: int) -> list[int]:
+    """PIDs of PyFlink's Python UDF worker processes (process mode) in a process group."""
+    listing = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(process_group)], capture_output=True, text=True, check=False
+    ).stdout
+    return [
+        int(line.split()[0]) for line in listing.splitlines() if "pyflink.fn_execution.beam.beam_boot" in line
+    ]
+
+
+def _recovered(log_dir: Path, count: int) -> bool:
+    """The MiniCluster log shows exactly `count` recoveries and a checkpoint completed after the last one
+    (the restarted tasks, and their Python workers, are running again)."""
+    log = flink_log(log_dir)
+    return restarts(log) == count and "Completed checkpoint " in log[log.rfind(RECOVERY) :]
+
+
+def wait_until_recovered(log_dir: Path, count: int, timeout_s: float = 180.0) -> None:
+    """Wait until a job run with FLINK_LOG_DIR=log_dir shows recovery #`count` and a checkpoint after it;
+    fails on more recoveries or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not _recovered(log_dir, count):
+        assert restarts(flink_log(log_dir)) <= count, (
+            f"more than {count} recoveries: {flink_log(log_dir)[-3000:]}"
+        )
+        assert time.monotonic() < deadline, (
+            f"no recovery #{count} with a checkpoint after it in {timeout_s:.0f} s"
+        )
+        time.sleep(0.2)

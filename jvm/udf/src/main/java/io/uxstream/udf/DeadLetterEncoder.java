@@ -1,15 +1,7 @@
 package io.uxstream.udf;
 
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
-import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
-import org.apache.avro.generic.GenericDatumWriter;
-import org.apache.avro.generic.GenericRecord;
-import org.apache.avro.io.BinaryEncoder;
-import org.apache.avro.io.EncoderFactory;
 
 /**
  * Confluent-framed Avro of a dead letter (the latest version of subject ux.events.dlq-value, with its
@@ -17,25 +9,18 @@ import org.apache.avro.io.EncoderFactory;
  * Not thread-safe (reuses its buffer and encoder): one instance per task.
  */
 public final class DeadLetterEncoder {
-  private final int schemaId;
-  private final Schema schema;
-  private final GenericDatumWriter<GenericRecord> writer;
-  private final ByteArrayOutputStream buffer = new ByteArrayOutputStream(512);
-  private BinaryEncoder encoder;
+  private final FramedAvro framed;
 
   public DeadLetterEncoder() {
     this(Catalog.bundled());
   }
 
   public DeadLetterEncoder(Catalog catalog) {
-    Catalog.Entry entry = catalog.latest(Catalog.DEAD_LETTER_SUBJECT);
-    this.schemaId = entry.id;
-    this.schema = entry.schema;
-    this.writer = new GenericDatumWriter<>(schema);
+    this.framed = new FramedAvro(catalog.latest(Catalog.DEAD_LETTER_SUBJECT));
   }
 
   public int schemaId() {
-    return schemaId;
+    return framed.schemaId;
   }
 
   /**
@@ -53,7 +38,7 @@ public final class DeadLetterEncoder {
       String detail,
       Integer writerSchemaId,
       String job) {
-    GenericData.Record record = new GenericData.Record(schema);
+    GenericData.Record record = new GenericData.Record(framed.schema);
     record.put("original", original == null ? null : ByteBuffer.wrap(original));
     record.put("original_key", originalKey == null ? null : ByteBuffer.wrap(originalKey));
     record.put("source_topic", sourceTopic == null ? "" : sourceTopic);
@@ -64,19 +49,6 @@ public final class DeadLetterEncoder {
     record.put("detail", detail == null ? "" : detail);
     record.put("schema_id", writerSchemaId);
     record.put("job", job == null ? "" : job);
-    buffer.reset();
-    buffer.write(0);
-    buffer.write(schemaId >>> 24);
-    buffer.write(schemaId >>> 16);
-    buffer.write(schemaId >>> 8);
-    buffer.write(schemaId);
-    encoder = EncoderFactory.get().binaryEncoder(buffer, encoder);
-    try {
-      writer.write(record, encoder);
-      encoder.flush();
-    } catch (IOException e) {
-      throw new UncheckedIOException(e); // cannot happen: in-memory buffer
-    }
-    return buffer.toByteArray();
+    return framed.write(record);
   }
 }
