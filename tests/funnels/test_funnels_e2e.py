@@ -2,153 +2,54 @@
 the ux.funnel topic.
 
 Every output table must equal the independent oracle exactly, in both directions; ux.funnel (read
-committed) must hold exactly the oracle's window records; killed Python workers and a failure injected
-after a checkpoint must recover to the same (RELIABILITY T13, T16, T17); a replay of the same input must
-leave every table unchanged. One partition, so the oracle can replay the job's arrival order exactly
-(DESIGN.md §6).
+committed) must hold exactly the oracle's window records; a replay of the same input must leave every
+table unchanged. One partition, so the oracle can replay the job's arrival order exactly (DESIGN.md §6).
+Faults (T13, T16, T17): test_funnels_faults.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import os
-import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from jobs.common import counters, tables
-from jobs.common.flink_env import FlinkSettings, checkpoint_dir
-from jobs.common.oracle import CleanEvents, arrival_counts, load
+from jobs.common.oracle import arrival_counts
 from jobs.common.privacy import PrivacySettings, Pseudonymizer
 from jobs.common.settings import KafkaSettings, PostgresSettings
 from jobs.funnels.definitions import load_funnels
 from jobs.funnels.logic import relevant_event_names
-from jobs.funnels.oracle import classify, expected, release_times, relevant_arrivals, resolve
-from jobs.funnels.settings import DEFAULT_CONFIG
+from jobs.funnels.oracle import classify, release_times, relevant_arrivals, resolve
 from tests.funnels.identity_stream import EXPECTED, with_funnel_identity_events
 from tests.support import streams
-from tests.support.chaos import python_workers, run_in_phases, wait_until_recovered
-from tests.support.db import (
-    assert_multisets_equal,
-    assert_table_equals,
-    drop_database,
-    fresh_database,
-    normalize,
-    rows,
-    snapshot,
+from tests.support.db import fresh_database, normalize, rows, snapshot
+from tests.support.funnels import (
+    ANY_WITH_EXCLUSION,
+    GENERATOR_ARGS,
+    TABLES,
+    Run,
+    assert_equals_oracle,
+    assert_topic_equals_oracle,
+    committed,
+    drop,
+    fresh_run,
+    run_job,
 )
-from tests.support.jobs import flink_log, restarts, run_bounded
-from tests.support.kafka import committed_decoded
 from tests.support.prometheus import wait_for_counters, wait_for_more_checkpoints
-from tests.support.streams import generate, generate_truth, produce, unique_topic, with_funnel_crawler
+from tests.support.streams import generate_truth, produce, unique_topic, with_funnel_crawler
 from uxstream.db import connect
 from uxstream.paths import ROOT
 from uxstream.services.common import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
-
-GENERATOR_ARGS = (
-    "--events", "4000", "--duration", "3h", "--seed", "21", "--partitions", "1",
-    "--duplicate-fraction", "0.03", "--late-fraction", "0.02", "--malformed-fraction", "0.01",
-    "--future-fraction", "0.01",
-)  # fmt: skip
-
-ANY_WITH_EXCLUSION = """
-[[funnel]]
-name = "browse_any"
-ordering = "any"
-window = "20m"
-breakdowns = ["device_type", "properties.product_id"]
-exclusions = [{ event = "js_error" }]
-steps = [{ event = "add_to_cart" }, { event = "product_viewed" }]
-"""
-
-STRICT = """
-[[funnel]]
-name = "cart_strict"
-ordering = "strict"
-window = "30m"
-steps = [{ event = "add_to_cart" }, { event = "page_view" }, { event = "checkout_started" }]
-"""
-"""A strict funnel: every event can break it, so the JVM filter passes every event (the other path)."""
-
-TABLES = (*tables.FUNNELS_TABLES, tables.LATE_EVENTS)
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    topic: str
-    pg: PostgresSettings
-    truth: CleanEvents
-    config: Path
-    outputs: str = ""
-    """Suffix of the run's output topics and transactional ids (a second run of the same input)."""
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"{self.topic}.dlq{self.outputs}"
-
-    @property
-    def funnel_topic(self) -> str:
-        return f"{self.topic}.funnel{self.outputs}"
-
-    def command(self, *options: str) -> list[str]:
-        return [
-            sys.executable, "-m", "uxstream.cli", "run", "funnels", *options, "--input-topic", self.topic,
-            "--dlq-topic", self.dlq_topic, "--funnel-topic", self.funnel_topic, "--config", str(self.config),
-            "--transactional-id-prefix", f"test-{self.topic}{self.outputs}",
-        ]  # fmt: skip
-
-    def expected(self) -> dict[str, list[dict[str, Any]]]:
-        pseudonym = Pseudonymizer(PrivacySettings.from_env())  # the key the job's client ensured
-        return expected(self.truth.events, load_funnels(self.config), pseudonym=pseudonym)
-
-
-def run_job(run: Run, extra_env: dict[str, str] | None = None, interval_ms: int = 2000) -> None:
-    run_bounded(
-        "funnels",
-        run.command("--bounded", "--checkpoint-interval-ms", str(interval_ms)),
-        {**os.environ, "UXSTREAM_PG_DB": run.pg.dbname, **(extra_env or {})},
-    )
-
-
-def prepare(
-    pg_settings: PostgresSettings, folder: Path, generator_args: tuple[str, ...], extra_funnels: str
-) -> Run:
-    """Generate a stream on a fresh topic, write the run's definitions, create a fresh migrated database."""
-    topic = unique_topic("test.funnels")
-    generate(generator_args, folder / "truth.jsonl", topic)
-    return fresh_run(pg_settings, folder, folder / "truth.jsonl", extra_funnels, topic)
-
-
-def fresh_run(
-    pg_settings: PostgresSettings,
-    folder: Path,
-    truth_file: Path,
-    extra_funnels: str,
-    topic: str | None = None,
-) -> Run:
-    """A run of the stream recorded in `truth_file` on `topic` (default: a fresh name): the run's
-    definitions written, a fresh migrated database created."""
-    topic = topic or unique_topic("test.funnels")
-    config = folder / "funnels.toml"
-    config.write_text(DEFAULT_CONFIG.read_text() + extra_funnels)
-    pg = fresh_database(pg_settings, f"uxstream_test_funnels_{topic.rsplit('.', 1)[1]}")
-    return Run(topic, pg, load(truth_file), config)
-
-
-def drop(pg_settings: PostgresSettings, run: Run) -> None:
-    drop_database(pg_settings, run.pg)
 
 
 @pytest.fixture(scope="module")
@@ -168,35 +69,6 @@ def stream(
     run_job(run)
     yield run
     drop(pg_settings, run)
-
-
-def assert_equals_oracle(run: Run, table: str) -> None:
-    where = f" WHERE job = '{tables.LATE_JOB_FUNNELS}'" if table == tables.LATE_EVENTS else ""
-    assert_table_equals(run.pg, table, run.expected()[table], where)
-
-
-def committed(kafka: KafkaSettings, topic: str) -> list[tuple[bytes | None, int, dict[str, Any]]]:
-    """(key, Kafka timestamp, decoded record) of every committed record of `topic` (read_committed)."""
-    return [(r.key, r.timestamp, value) for r, value in committed_decoded(kafka, topic)]
-
-
-def published(kafka: KafkaSettings, topic: str) -> Counter[tuple[Any, ...]]:
-    """(key, Kafka timestamp, every record field) of each committed ux.funnel record."""
-    found: Counter[tuple[Any, ...]] = Counter()
-    for key, timestamp, record in committed(kafka, topic):
-        assert key is not None
-        found[(key.decode(), timestamp, *(normalize(v) for v in record.values()))] += 1
-    return found
-
-
-def assert_topic_equals_oracle(kafka: KafkaSettings, run: Run) -> None:
-    windows = run.expected()["windows"]
-    want = Counter(
-        (f"{w['funnel']}|{w['dimension']}|{w['dimension_value']}", w["window_end"],
-         *(normalize(v) for v in w.values()))
-        for w in windows
-    )  # fmt: skip
-    assert_multisets_equal(run.funnel_topic, want, published(kafka, run.funnel_topic), unit="records")
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -314,79 +186,6 @@ def test_a_replay_of_the_same_input_leaves_every_table_unchanged(stream: Run) ->
     assert snapshot(stream.pg, TABLES) == before
 
 
-@pytest.mark.fault
-def test_t16_t13_t17_killed_python_workers_an_injected_failure_and_five_random_kills_lose_nothing(
-    kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
-) -> None:
-    """RELIABILITY T16, T13 and T17 in one run of the job whose keyed functions are Python (sessionize has
-    no Python worker), the stream produced in eight parts (tests/support/chaos.py `run_in_phases`), the
-    Python functions in worker processes of their own (process mode, not loopback), a strict funnel among
-    the definitions so the JVM filter passes every event:
-
-    1. T16: once a checkpoint is on disk, every Python worker is SIGKILLed; the next part reaches the dead
-       workers and the job recovers: exactly one restart;
-    2. T13: then the job's chaos hook is armed (jobs/common/chaos.py: it fires only once a checkpoint is
-       visible under UXSTREAM_CHAOS_CHECKPOINTS, which is linked to the job's checkpoints now), so the
-       restarted workers fail once at their first funnel attempt: exactly two restarts;
-    3. T17: five more kills of whatever workers run, 0–6 s apart (seeded), each followed by a part of the
-       stream; the job is healthy again and finishes within 180 s of the last kill.
-
-    Every table and ux.funnel (read committed) equal the oracle: nothing lost, nothing twice."""
-    truth_file = tmp_path / "truth.jsonl"
-    lines = generate_truth((*GENERATOR_ARGS, "--seed", "22"), truth_file)
-    run = fresh_run(pg_settings, tmp_path, truth_file, ANY_WITH_EXCLUSION + STRICT)
-    marker, armed = tmp_path / "failed-once", tmp_path / "chaos-armed"
-    checkpoints = checkpoint_dir(FlinkSettings(state_dir=tmp_path / "flink-state"), "funnels")
-    log_dir = tmp_path / "flink-log"
-    rounds: list[list[int]] = []
-    pauses = random.Random(17).choices(range(0, 6001), k=5)
-
-    def kill_python_workers(process_group: int) -> None:
-        killed = python_workers(process_group)
-        for pid in killed:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        rounds.append(killed)
-
-    def t16(process_group: int) -> None:
-        kill_python_workers(process_group)
-        assert rounds[0], "no Python worker was running after the checkpoint: T16 would prove nothing"
-
-    def t13(process_group: int) -> None:
-        wait_until_recovered(log_dir, 1)
-        armed.symlink_to(checkpoints, target_is_directory=True)
-
-    def t17(pause_ms: int) -> Callable[[int], None]:
-        def kill(process_group: int) -> None:
-            if len(rounds) == 1:  # the first T17 kill: T13 must be over
-                wait_until_recovered(log_dir, 2)
-                assert marker.exists(), "the injected failure did not happen: T13 would prove nothing"
-            time.sleep(pause_ms / 1000)
-            kill_python_workers(process_group)
-
-        return kill
-
-    env = {
-        **os.environ, "UXSTREAM_PG_DB": run.pg.dbname,
-        "UXSTREAM_FLINK_PYTHON_MODE": "process",  # workers in processes of their own (flink_env)
-        "FLINK_LOG_DIR": str(log_dir),
-        "UXSTREAM_CHAOS_FAIL_ONCE": f"{marker}:1", "UXSTREAM_CHAOS_CHECKPOINTS": str(armed),
-    }  # fmt: skip
-    try:
-        run_in_phases(
-            run.command("--checkpoint-interval-ms", "300"), env, lines, run.topic, tmp_path, "funnels",
-            [t16, t13, *(t17(pause) for pause in pauses)], finish_within_s=180,
-        )  # fmt: skip
-        assert "funnels.attempts" in marker.read_text()
-        assert rounds[1], "the first T17 kill found no Python worker after a completed recovery"
-        assert restarts(flink_log(log_dir)) >= 3, "T17: the kills were never noticed"
-        for table in TABLES:
-            assert_equals_oracle(run, table)
-        assert_topic_equals_oracle(kafka_settings, run)
-    finally:
-        drop(pg_settings, run)
-
-
 def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     stream: Run, pg_settings: PostgresSettings
 ) -> None:
@@ -396,8 +195,6 @@ def test_unbounded_rows_appear_once_the_watermark_passes_them_and_not_before(
     time - 5 s) allows, and nothing more. Identity (README "Identity in funnels"): a user's attempts are
     left out on both sides while one of the user's anonymous events is still held (its visit neither
     linked nor ended by that watermark: the job cannot know its user yet)."""
-    import signal
-    import time
 
     live = dataclasses.replace(
         stream, pg=dataclasses.replace(pg_settings, dbname=f"{stream.pg.dbname}_live"), outputs=".live"

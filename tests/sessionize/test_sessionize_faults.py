@@ -70,7 +70,7 @@ def test_t13_a_failure_injected_after_a_checkpoint_restarts_the_job_once_and_los
 ) -> None:
     """RELIABILITY T13: the job's JVM chaos hook (io.uxstream.udf.FailOnce, the twin of
     jobs/common/chaos.py; sessionize runs no Python worker, so T16/T17 run on funnels:
-    tests/funnels/test_funnels_e2e.py) fails once, at the first closed session after the first completed
+    tests/funnels/test_funnels_faults.py) fails once, at the first closed session after the first completed
     checkpoint, which the held-back second half of the stream guarantees (tests/support/chaos.py).
     Exactly one restart; every output equals the oracle and the quality gate passes."""
     run, lines = fault_run(pg_settings, tmp_path, 14)
