@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import select
 import sys
 import time
 from collections.abc import Sequence
@@ -65,11 +64,6 @@ def parse_option(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise SystemExit(f"--flink-option {text!r}: expected KEY=VALUE")
     return key.strip(), value.strip()
-
-
-FINISHED_LINGER_MAX_S = 60.0
-"""Longest time a finished bounded run keeps its MiniCluster up for the harness's last metrics poll (the
-harness releases it as soon as it has seen the final counts)."""
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -205,25 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit("cancelled")
             return 0
         raise
-    # Stay up until the harness has read the finished job's final metrics from this MiniCluster's REST
-    # API: it closes our stdin then (runner.JobProcess.wait). A process that exits at once can take the
-    # last records-read figure with it (seen in CI: "bare: read 8628 records, expected 10000"; a fixed
-    # 1.5-s linger was not enough on a loaded box: "read 7537 records"). The harness's wall time ends at
-    # the "finished" event.
+    # The MiniCluster of a per-job run closes with its REST API as soon as the job finishes, so the
+    # harness may not see the last records-read figure of a fast finish: it counts the run as complete
+    # from this event (runner.JobProcess.run_record).
     emit("finished", net_runtime_ms=int(execution.get_net_runtime()))
-    linger_until_released(FINISHED_LINGER_MAX_S)
     return 0
-
-
-def linger_until_released(limit_s: float) -> None:
-    """Until stdin closes or a line arrives (the harness's release), at most `limit_s` seconds; on a
-    terminal (a person running this module) a short pause instead."""
-    if sys.stdin is None or sys.stdin.isatty():
-        time.sleep(1.5)
-        return
-    ready, _, _ = select.select([sys.stdin], [], [], limit_s)
-    if ready:
-        sys.stdin.readline()
 
 
 if __name__ == "__main__":

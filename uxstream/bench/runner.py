@@ -115,8 +115,7 @@ class JobProcess:
         self.launched = 0.0
         self.exited = 0.0
         self.finished_at: float | None = None
-        """When the child said its job finished (it then lingers until `release`)."""
-        self._released = False
+        """When the child said its job finished (its MiniCluster closes with its REST API then)."""
         self._cpu_start = (0.0, 0.0)
         self._cpu_end = (0.0, 0.0)
         self._load_start = (0.0, 0.0, 0.0)
@@ -152,7 +151,7 @@ class JobProcess:
         self._cpu_start = box_cpu_seconds()
         self.launched = time.monotonic()
         self.proc = subprocess.Popen(
-            self.command(), cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self.command(), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self._log, text=True,
             start_new_session=True,  # its own process group: stopped as a whole, by its id
         )  # fmt: skip
@@ -193,44 +192,18 @@ class JobProcess:
                 raise BenchError(f"{self.spec.job} not running after {timeout:.0f} s: {self.log_tail()}")
             time.sleep(0.2)
 
-    def wait(self, timeout: float, expected_records: int | None = None) -> int:
-        """Until the process exits (killed after `timeout`); its exit code. A finished job's process stays
-        up (jobrun) until the monitor has seen the sources' final count (`expected_records`; None: any
-        sample after the finish), so the last records-read figure is never lost with the MiniCluster."""
+    def wait(self, timeout: float) -> int:
+        """Until the process exits (killed after `timeout`); its exit code."""
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                code = self.proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise BenchError(
-                        f"{self.spec.job} still running after {timeout:.0f} s (killed): {self.log_tail()}"
-                    ) from None
-                if self.finished_at is not None and self._final_counts_seen(expected_records):
-                    self.release()
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchError(
+                f"{self.spec.job} still running after {timeout:.0f} s (killed): {self.log_tail()}"
+            ) from None
         self._exited()
         return code
-
-    def _final_counts_seen(self, expected_records: int | None) -> bool:
-        assert self.finished_at is not None
-        seen = self.observation
-        latest = next((s for s in reversed(seen.samples) if s.vertices), None)
-        if latest is None:
-            return False
-        if expected_records is None:
-            return latest.at >= self.finished_at
-        return latest.total("read-records", seen.source_vertices) >= expected_records
-
-    def release(self) -> None:
-        """Let a finished job's process exit (jobrun waits for its stdin to close)."""
-        if self._released or self.proc is None or self.proc.stdin is None:
-            return
-        self._released = True
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
 
     def _exited(self) -> None:
         self.exited = time.monotonic()
@@ -276,13 +249,15 @@ class JobProcess:
 
     def run_record(self, events: int, seen: Observation) -> dict[str, Any]:
         """The figures of a finished bounded run over `events` records."""
-        span = processing_span(seen)
+        # A bounded run reads its topic up to the end offsets of its start, so a job that finished read all
+        # `events`: the span ends at the finish when the last poll came before the counts reached it.
+        span = processing_span(seen, (self.finished_at, events) if self.finished_at is not None else None)
         if span is None:
             raise BenchError(f"{self.spec.job}: the monitor saw no record read: {self.log_tail()}")
         if span.source_records != events:
             raise BenchError(f"{self.spec.job}: read {span.source_records} records, expected {events}")
         finished = next((e for e in self.events if e.get("event") == "finished"), {})
-        # jobrun lingers after the finish until released (`wait`): the wall time ends at the finish.
+        # The wall time ends at the finish (the process then still tears its MiniCluster down).
         exited = self.finished_at if self.finished_at is not None else self.exited
         wall = exited - self.launched
         startup = span.start - self.launched
@@ -327,7 +302,7 @@ def run_bounded(spec: JobSpec, events: int, timeout: float) -> dict[str, Any]:
     job = JobProcess(spec)
     job.start()
     try:
-        code = job.wait(timeout, expected_records=events)
+        code = job.wait(timeout)
     finally:
         seen = job.finish()
     if code != 0:

@@ -1,0 +1,56 @@
+"""The processing span of a bounded bench run (issue 17 item 3): from the job being up to its last record,
+from the REST samples of the run. Pure: samples in, span out."""
+
+from __future__ import annotations
+
+from uxstream.bench.monitor import Observation, Sample, Span, processing_span
+
+SOURCE = "source-vertex"
+SINK = "sink-vertex"
+
+
+def sample(at: float, source_read: float, sink_read: float, state: str = "RUNNING") -> Sample:
+    return Sample(
+        at,
+        state,
+        True,
+        {
+            SOURCE: {"read-records": source_read, "write-records": source_read},
+            SINK: {"read-records": sink_read, "write-records": 0.0},
+        },
+    )
+
+
+def observation(*samples: Sample) -> Observation:
+    seen = Observation()
+    seen.source_vertices = [SOURCE]
+    seen.samples = list(samples)
+    return seen
+
+
+def test_the_span_runs_from_the_first_read_to_when_every_count_settled() -> None:
+    seen = observation(
+        sample(10.0, 0, 0), sample(11.0, 2_000, 1_000), sample(12.0, 10_000, 9_000),
+        sample(13.0, 10_000, 10_000), sample(14.0, 10_000, 10_000), sample(15.0, 10_000, 10_000),
+    )  # fmt: skip
+    # starts midway between 10 and 11 s; the sink still had (1 − 500/10,000) of its input to read then
+    assert processing_span(seen, finished=(15.5, 10_000)) == Span(
+        start=10.5, end=12.5, end_observed=True, source_records=10_000, records=9_500
+    )
+
+
+def test_a_finish_before_the_last_poll_saw_every_record_ends_the_span_at_the_finish() -> None:
+    """The per-job MiniCluster closes with its REST API when the job finishes: on a loaded box the last
+    poll saw 8,866 of 10,000 records (CI), and every poll after the finish failed."""
+    seen = observation(sample(10.0, 0, 0), sample(11.0, 2_000, 1_000), sample(12.0, 8_866, 8_000))
+    # the sources had read 1,000 of the 10,000 midway between the polls at 10 and 11 s: 9,000 in the span
+    assert processing_span(seen, finished=(12.7, 10_000)) == Span(
+        start=10.5, end=12.7, end_observed=False, source_records=10_000, records=9_000
+    )
+
+
+def test_without_a_reported_finish_the_last_poll_is_what_was_read() -> None:
+    """An unbounded or failed run: what the sources had read at the last poll, nothing assumed."""
+    seen = observation(sample(10.0, 0, 0), sample(11.0, 2_000, 1_000), sample(12.0, 8_866, 8_000))
+    span = processing_span(seen)
+    assert span is not None and (span.source_records, span.end) == (8_866, 11.5)
