@@ -268,27 +268,43 @@ JVM_GC_OPTION = "-XX:+UseParallelGC"
 threads CPU on every reference store. Measured with `make bench` job runs (NOTES.md, "Parallel GC"):
 CPU per event −10 % for sessionize and funnels, −27 % for the bare pipeline."""
 _GC_SELECTED = re.compile(r"-XX:\+Use\w*GC\b")
+JVM_JIT_OPTIONS = (
+    "-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
+    "-XX:Tier4CompileThreshold=150000 -XX:Tier4BackEdgeThreshold=400000"
+)
+"""The local Flink JVM's C2 thresholds, 10× HotSpot's (JDK 17 tiered defaults 5000/600/15000/40000). The
+jobs' generated operator code is so large that C2 stayed busy for a whole sessionize run (~35k
+compilations, ~46 µs of its CPU per event); with these only code that stays hot is compiled by C2, the rest
+keeps running as profiled C1 code. Measured with `make bench` job runs (NOTES.md, "C2 thresholds"):
+medians of 3 runs each, sessionize CPU per event −12 % (the JIT's share 46 → 29 µs), funnels −14 %, the bare
+pipeline unchanged."""
+_JIT_SELECTED = re.compile(
+    r"-XX:(?:Tier4\w+=|TieredStopAtLevel=|[+-]TieredCompilation\b|CompileThresholdScaling=)"
+)
 
 
 def local_jvm_args(current: str) -> str:
-    """JVM_ARGS for the local Flink JVM: `current` plus UTC and the parallel collector, unless `current`
-    already sets a time zone or chooses a collector (a caller's choice wins: the tests' serial GC)."""
+    """JVM_ARGS for the local Flink JVM: `current` plus UTC, the parallel collector and the C2 thresholds,
+    unless `current` already sets a time zone, chooses a collector or tunes the JIT's tiers (a caller's
+    choice wins: the tests' serial GC and C1 only)."""
     args = current.strip()
     if "-Duser.timezone=" not in args:
         args = f"{args} {JVM_TIMEZONE_OPTION}".strip()
     if _GC_SELECTED.search(args) is None:
         args = f"{args} {JVM_GC_OPTION}"
+    if _JIT_SELECTED.search(args) is None:
+        args = f"{args} {JVM_JIT_OPTIONS}"
     return args
 
 
 def use_local_jvm_options() -> None:
     """Start the local Flink JVM (PyFlink's gateway, which hosts the MiniCluster) in UTC, with the parallel
-    collector (`local_jvm_args`).
+    collector and the C2 thresholds (`local_jvm_args`).
 
     The JDBC sink hands PostgreSQL TIMESTAMP values that the driver reads in the JVM's default zone; with
     UTC, `to_utc(...)` values land in TIMESTAMPTZ columns as the exact instants. Only effective before the
     gateway starts; clusters set the time zone in flink-conf/config.yaml (env.java.opts.all) and keep
-    Flink's default collector.
+    Flink's default collector and JIT.
     """
     os.environ["JVM_ARGS"] = local_jvm_args(os.environ.get("JVM_ARGS", ""))
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.common.flink_env import FlinkSettings, flink_config, local_jvm_args, prometheus_reporter_jar
+from jobs.common.flink_env import (
+    JVM_JIT_OPTIONS,
+    FlinkSettings,
+    flink_config,
+    local_jvm_args,
+    prometheus_reporter_jar,
+)
 from jobs.common.settings import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT, LOCAL_PG_PORT, SettingsError
 from uxstream.cluster import submit
 from uxstream.cluster.config import LOCAL_OVERRIDES, LocalCluster, flatten, load
@@ -65,17 +71,26 @@ def test_the_jvms_run_in_utc_with_the_prometheus_reporter() -> None:
     assert (flink_home() / "plugins" / "metrics-prometheus").is_dir()
 
 
-def test_the_local_jvm_runs_in_utc_with_the_parallel_collector_unless_the_caller_chose() -> None:
-    assert local_jvm_args("") == "-Duser.timezone=UTC -XX:+UseParallelGC"
-    assert local_jvm_args(" -Xmx2g ") == "-Xmx2g -Duser.timezone=UTC -XX:+UseParallelGC"
-    # A caller's collector and zone win (the test suite's serial GC; two collectors would stop the JVM).
+def test_the_local_jvm_runs_in_utc_with_parallel_gc_and_c2_thresholds_unless_the_caller_chose() -> None:
+    jit = JVM_JIT_OPTIONS
+    assert local_jvm_args("") == f"-Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    assert local_jvm_args(" -Xmx2g ") == f"-Xmx2g -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    # A caller's collector, zone and JIT tiers win (the test suite's serial GC and C1 only; two collectors
+    # would stop the JVM).
     assert local_jvm_args("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC") == (
         "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Duser.timezone=UTC"
     )
-    assert local_jvm_args("-XX:+UseG1GC -Duser.timezone=UTC") == "-XX:+UseG1GC -Duser.timezone=UTC"
-    assert local_jvm_args("-XX:+UseZGC") == "-XX:+UseZGC -Duser.timezone=UTC"
+    assert local_jvm_args("-XX:+UseG1GC -Duser.timezone=UTC") == f"-XX:+UseG1GC -Duser.timezone=UTC {jit}"
+    assert local_jvm_args("-XX:+UseZGC") == f"-XX:+UseZGC -Duser.timezone=UTC {jit}"
+    assert local_jvm_args("-XX:Tier4InvocationThreshold=5000") == (
+        "-XX:Tier4InvocationThreshold=5000 -Duser.timezone=UTC -XX:+UseParallelGC"
+    )
+    assert local_jvm_args("-XX:-TieredCompilation").endswith("-XX:+UseParallelGC")
+    assert local_jvm_args("-XX:CompileThresholdScaling=2").endswith("-XX:+UseParallelGC")
     # Only a collector choice counts: other -XX:+Use…GC… options do not.
-    assert local_jvm_args("-XX:+UseGCOverheadLimit").endswith("-XX:+UseParallelGC")
+    assert local_jvm_args("-XX:+UseGCOverheadLimit") == (
+        f"-XX:+UseGCOverheadLimit -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    )
 
 
 def test_nested_and_flat_yaml_read_alike() -> None:
