@@ -47,7 +47,7 @@ def inserts(pipeline: Pipeline) -> list[tuple[str, str]]:
 # The order of the INSERTs and DataStream parts is the job's plan order, which numbers its stateful SQL
 # operators (their uids): a change here changes the state layout, so bump the job's STATE_LAYOUT with it.
 PLAN_ORDER = {
-    ("sessionize", 9): [
+    ("sessionize", 10): [
         ("dead letters", "ux_events_dlq"),
         ("windows and sessions", "late_sink"),  # the ledger rows of the classify step's views
         ("windows and sessions", "kpi_1m_sink"),
@@ -153,8 +153,12 @@ class Recorder:
     def attach_as_datastream(self) -> None:
         self.calls.append(("attach", None))
 
-    def sql_query(self, query: str) -> None:
+    def sql_query(self, query: str) -> str:
         self.calls.append(("bind", query))
+        return f"table of {query}"
+
+    def create_temporary_view(self, name: str, table: str) -> None:
+        self.calls.append(("view", (name, table)))
 
     def execute(self) -> str:
         self.calls.append(("run", None))
@@ -258,3 +262,25 @@ def test_step_names_are_distinct_and_steps_are_found_by_name() -> None:
     assert pipeline.step("b").name == "b"
     with pytest.raises(KeyError, match="no step 'c'; the steps are a, b"):
         pipeline.step("c")
+
+
+def test_a_planned_view_is_created_from_its_planned_query_and_must_exist() -> None:
+    """Step.planned_views: the view's query is planned once (`sql_query`) and registered as a table, so every
+    reader shares that tree; other views stay DDL."""
+    record = Recorder()
+    step = Step(
+        "a",
+        ("CREATE TEMPORARY VIEW cells AS\nSELECT 1 AS x",
+         "create temporary view  rows  as SELECT x FROM cells",
+         "INSERT INTO t SELECT * FROM rows"),
+        planned_views=frozenset({"rows"}),
+    )  # fmt: skip
+    Pipeline(steps=(step,)).submit(None, record)
+    assert record.calls[:4] == [
+        ("execute", "CREATE TEMPORARY VIEW cells AS\nSELECT 1 AS x"),
+        ("bind", "SELECT x FROM cells"),
+        ("view", ("rows", "table of SELECT x FROM cells")),
+        ("insert", "INSERT INTO t SELECT * FROM rows"),
+    ]
+    with pytest.raises(ValueError, match="step 'a' creates no view nope to plan"):
+        Pipeline(steps=(Step("a", ("INSERT INTO t SELECT 1",), planned_views=frozenset({"nope"})),))

@@ -32,6 +32,7 @@ This module has no pyflink import at module level.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,29 @@ class Step:
     """Python UDFs the SQL calls, by SQL name (a callable, so that rendering imports no pyflink)."""
     stream: Callable[[Flow], None] | None = None
     """A DataStream part, run after the SQL (reads views created before it, creates views after it)."""
+    planned_views: frozenset[str] = frozenset()
+    """Views of `sql` (`CREATE TEMPORARY VIEW name AS query`) created from their planned query (Table API)
+    instead of as DDL: every reader then shares one relational tree, so the planner's block reuse
+    (decode.SHARED_VIEWS) feeds them all from one copy even when the query has a correlation (an UNNEST).
+    A DDL view is expanded anew in each reader, with new correlation ids, so each reader got its own copy
+    of it and of everything it reads that sits above the correlation."""
+
+
+_VIEW = re.compile(r"\s*CREATE\s+TEMPORARY\s+VIEW\s+(\w+)\s+AS\s+(.*)\Z", re.IGNORECASE | re.DOTALL)
+
+
+def create(t_env: StreamTableEnvironment, step: Step, statement: str) -> None:
+    """Execute one DDL statement or view of `step` (a planned view through the Table API)."""
+    match = _VIEW.match(statement)
+    if match and match.group(1) in step.planned_views:
+        t_env.create_temporary_view(match.group(1), t_env.sql_query(match.group(2)))
+    else:
+        t_env.execute_sql(statement)
+
+
+def view_names(step: Step) -> set[str]:
+    """The names of the views `step`'s SQL creates."""
+    return {m.group(1) for m in map(_VIEW.match, step.sql) if m}
 
 
 def is_insert(statement: str) -> bool:
@@ -83,6 +107,10 @@ class Pipeline:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"pipeline steps must have distinct names; repeated: {', '.join(duplicates)}")
+        for step in self.steps:
+            missing = sorted(step.planned_views - view_names(step))
+            if missing:
+                raise ValueError(f"step {step.name!r} creates no view {', '.join(missing)} to plan")
 
     @property
     def datastream(self) -> bool:
@@ -119,7 +147,7 @@ class Pipeline:
                     statements.add_insert_sql(statement)
                     inserts.append(statement)
                 else:
-                    t_env.execute_sql(statement)
+                    create(t_env, step, statement)
             if step.stream is not None:
                 if flow is None:
                     raise ValueError(

@@ -5,8 +5,8 @@
 
 Topology (all of it in Flink's JVM: the job has no Python worker):
 decode (Java UDF) ─► DLQ │ future/late flags ─► late ledger │ occurrence per event_id (dedup) ─►
-KPI windows (tumble 1 min per dimension with GROUPING SETS and exact user sets, stored as counts and as
-HLL sketches of the users' pseudonyms for unique users over any range; hop 5 min/1 min and
+KPI windows (tumble 1 min, every dimension in one Java aggregate kpi_cells, exact user sets; stored as
+counts and as HLL sketches of the users' pseudonyms for unique users over any range; hop 5 min/1 min and
 cumulate 1 day/5 min cascaded from the minute rows) and
 gap-sessions per user (Java process table function session_events: exact gap rule, one timer per user;
 a user who never goes idle is emitted session by session at midnight / max-duration splits) ─►
@@ -67,17 +67,21 @@ OUTPUTS = ("dlq_topic", "kpi_topic")
 """Settings fields naming the topics the job writes (an empty kpi_topic: none)."""
 
 
-def _dimension_sql(settings: SessionizeSettings) -> tuple[str, str, str]:
-    """GROUPING SETS, dimension-name CASE and dimension-value CASE for the configured dimensions."""
+KPI_CELL_SLOTS = 3
+"""Dimension slots of io.uxstream.udf.KpiCells (`kpi_cells`) besides slot 0, the whole window."""
+
+
+def _cell_sql(settings: SessionizeSettings) -> tuple[str, str, str]:
+    """`kpi_cells`' dimension-value arguments (the configured dimensions' columns in slots 1…, NULL in unused
+    slots) and the CASEs giving a cell's dimension name and value from its slot."""
     columns = [f"dim_{d}" for d in settings.dimensions]
-    sets = ", ".join(["()", *(f"({c})" for c in columns)])
-    name = " ".join(
-        f"WHEN GROUPING({c}) = 0 THEN '{d}'" for c, d in zip(columns, settings.dimensions, strict=True)
-    )
-    value = " ".join(f"WHEN GROUPING({c}) = 0 THEN {c}" for c in columns)
-    name_case = f"CASE {name} ELSE '{tables.DIM_GLOBAL}' END" if columns else f"'{tables.DIM_GLOBAL}'"
-    value_case = f"CASE {value} ELSE '{tables.ALL_VALUE}' END" if columns else f"'{tables.ALL_VALUE}'"
-    return sets, name_case, value_case
+    if len(columns) > KPI_CELL_SLOTS:
+        raise ValueError(f"at most {KPI_CELL_SLOTS} KPI dimensions, got {len(columns)}")
+    values = ", ".join([*columns, *["CAST(NULL AS STRING)"] * (KPI_CELL_SLOTS - len(columns))])
+    name = " ".join(f"WHEN {slot} THEN '{d}'" for slot, d in enumerate(settings.dimensions, start=1))
+    name_case = f"CASE c.slot {name} ELSE '{tables.DIM_GLOBAL}' END" if columns else f"'{tables.DIM_GLOBAL}'"
+    value_case = f"COALESCE(c.dimension_value, '{tables.ALL_VALUE}')"
+    return values, name_case, value_case
 
 
 def _conversions(settings: SessionizeSettings) -> str:
@@ -110,22 +114,58 @@ def finaliser_rules(settings: SessionizeSettings) -> str:
     ))  # fmt: skip
 
 
-def statements(settings: SessionizeSettings) -> list[str]:
-    """The job's views and INSERTs over the views of sessionize.sql (topology without connectors)."""
-    sets, dim_name, dim_value = _dimension_sql(settings)
+def _human(settings: SessionizeSettings) -> str:
     # Bots (is_bot, from the decode step's enrichment) count in nothing but bot_events unless
     # UXSTREAM_EXCLUDE_BOTS is off; their rows still exist (a window/dimension value with only bots has
     # events = 0 and bot_events > 0), as rows that only have duplicates do.
-    human = "NOT is_bot" if settings.flink.enrichment.exclude_bots else "TRUE"
-    first = f"occurrence = 1 AND {human}"
-    page_view = f"{first} AND event_type = 'page_view'"
-    error = f"{first} AND event_type = 'error'"
-    vital = f"{first} AND event_type = 'web_vital'"
-    # Feedback (README "Feedback"): counts and sums per scale, so rows re-aggregate; NPS parts on 0-10.
-    feedback = f"{first} AND event_type = '{FEEDBACK}'"
-    nps = f"{feedback} AND feedback_scale = '{NPS_SCALE}'"
-    csat = f"{feedback} AND feedback_scale = '{CSAT_SCALE}'"
+    return "NOT is_bot" if settings.flink.enrichment.exclude_bots else "TRUE"
+
+
+def _first(settings: SessionizeSettings) -> str:
+    """SQL: the event counts in the KPI windows and sessions (a first occurrence, not an excluded bot)."""
+    return f"occurrence = 1 AND {_human(settings)}"
+
+
+def kpi_minutes_views(settings: SessionizeSettings) -> list[str]:
+    """The `kpi_minutes` view over `clean` (one row per 1-minute window and dimension value) and the view of
+    its cells it unnests.
+
+    The events are aggregated once, into the tumbling windows (io.uxstream.udf.KpiCells, one aggregate call
+    per event for every dimension, with the exact set of the people and the logins linking anonymous ids to
+    user ids: io.uxstream.udf.UserSet, README "Active users and logins"); the sliding and cumulative windows
+    are built from the minute rows (cascaded on minute_time), applying the links of every minute they cover,
+    which needs their steps to be multiples of the tumbling window (settings.py checks it)."""
+    cell_values, dim_name, dim_value = _cell_sql(settings)
+    human = _human(settings)
+    first = _first(settings)
     tumble = f"TUMBLE(TABLE clean, DESCRIPTOR(event_time), {connectors.sql_interval(settings.tumble_ms)})"
+    minute_cells = f"""SELECT window_start AS minute_start, window_end AS minute_end,
+  window_time AS minute_time,
+  kpi_cells({cell_values}, {first}, occurrence > 1 AND {human}, occurrence = 1 AND is_bot,
+    event_type = 'page_view', event_type = 'error', event_type = 'web_vital', {_conversions(settings)},
+    user_id, anonymous_id, lcp_ms, inp_ms, cls,
+    event_type = '{FEEDBACK}', feedback_scale = '{NPS_SCALE}', feedback_scale = '{CSAT_SCALE}',
+    feedback_score, feedback_score >= {NPS_PROMOTER_MIN}, feedback_score <= {NPS_DETRACTOR_MAX}) AS cells
+FROM TABLE({tumble})
+GROUP BY window_start, window_end, window_time"""
+    minutes = f"""SELECT minute_start, minute_end, minute_time,
+  {dim_name} AS dimension, {dim_value} AS dimension_value,
+  c.events, c.page_views, c.people, c.error_events, c.conversions, c.duplicates, c.bot_events,
+  c.lcp_p75, c.inp_p75, c.cls_p75, c.feedback_responses, c.nps_responses, c.nps_score_sum,
+  c.nps_promoters, c.nps_passives, c.nps_detractors, c.csat_responses, c.csat_score_sum
+FROM kpi_minute_cells CROSS JOIN UNNEST(cells) AS c (slot, dimension_value, events, page_views, people,
+  error_events, conversions, duplicates, bot_events, lcp_p75, inp_p75, cls_p75, feedback_responses,
+  nps_responses, nps_score_sum, nps_promoters, nps_passives, nps_detractors, csat_responses,
+  csat_score_sum)"""
+    return [
+        f"CREATE TEMPORARY VIEW kpi_minute_cells AS\n{minute_cells}",
+        f"CREATE TEMPORARY VIEW kpi_minutes AS\n{minutes}",
+    ]
+
+
+def statements(settings: SessionizeSettings) -> list[str]:
+    """The job's views and INSERTs over the views of sessionize.sql (topology without connectors)."""
+    first = _first(settings)
     hop = (
         f"HOP(TABLE kpi_minutes, DESCRIPTOR(minute_time), "
         f"{connectors.sql_interval(settings.sliding_step_ms)}, "
@@ -136,34 +176,6 @@ def statements(settings: SessionizeSettings) -> list[str]:
         f"{connectors.sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
     )
     packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
-    # The events are aggregated once, into the tumbling windows per dimension (with the exact set of their
-    # people and the logins linking anonymous ids to user ids: io.uxstream.udf.UserSet, README "Active users
-    # and logins"); the sliding and cumulative windows are built from those rows (cascaded on minute_time),
-    # applying the links of every minute they cover, which needs their steps to be multiples of the tumbling
-    # window (settings.py checks it).
-    minutes = f"""SELECT window_start AS minute_start, window_end AS minute_end, window_time AS minute_time,
-  {dim_name} AS dimension, {dim_value} AS dimension_value,
-  COUNT(*) FILTER (WHERE {first}) AS events,
-  COUNT(*) FILTER (WHERE {page_view}) AS page_views,
-  user_set(user_id, anonymous_id) FILTER (WHERE {first}) AS people,
-  COUNT(*) FILTER (WHERE {error}) AS error_events,
-  COUNT(*) FILTER (WHERE {first} AND {_conversions(settings)}) AS conversions,
-  COUNT(*) FILTER (WHERE occurrence > 1 AND {human}) AS duplicates,
-  COUNT(*) FILTER (WHERE occurrence = 1 AND is_bot) AS bot_events,
-  PERCENTILE(lcp_ms, 0.75) FILTER (WHERE {vital}) AS lcp_p75,
-  PERCENTILE(inp_ms, 0.75) FILTER (WHERE {vital}) AS inp_p75,
-  PERCENTILE(cls, 0.75) FILTER (WHERE {vital}) AS cls_p75,
-  COUNT(*) FILTER (WHERE {feedback}) AS feedback_responses,
-  COUNT(*) FILTER (WHERE {nps}) AS nps_responses,
-  SUM(CAST(feedback_score AS BIGINT)) FILTER (WHERE {nps}) AS nps_score_sum,
-  COUNT(*) FILTER (WHERE {nps} AND feedback_score >= {NPS_PROMOTER_MIN}) AS nps_promoters,
-  COUNT(*) FILTER (WHERE {nps} AND feedback_score > {NPS_DETRACTOR_MAX}
-    AND feedback_score < {NPS_PROMOTER_MIN}) AS nps_passives,
-  COUNT(*) FILTER (WHERE {nps} AND feedback_score <= {NPS_DETRACTOR_MAX}) AS nps_detractors,
-  COUNT(*) FILTER (WHERE {csat}) AS csat_responses,
-  SUM(CAST(feedback_score AS BIGINT)) FILTER (WHERE {csat}) AS csat_score_sum
-FROM TABLE({tumble})
-GROUP BY window_start, window_end, window_time, GROUPING SETS ({sets})"""
     kpi_1m = f"""SELECT to_utc(minute_start) AS window_start, to_utc(minute_end) AS window_end,
   dimension, dimension_value, events, page_views,
   CAST(CARDINALITY(people.users) AS BIGINT) AS active_users,
@@ -200,7 +212,7 @@ SELECT '{JOB_NAME}', event_id, to_utc(event_time), to_utc(TO_TIMESTAMP_LTZ(recei
   page_path, country, device_type, kafka_partition, kafka_offset, user_pseudonym
 FROM ledger
 WHERE {counters.ledger_counters("reason")}""",
-        f"CREATE TEMPORARY VIEW kpi_minutes AS\n{minutes}",
+        *kpi_minutes_views(settings),
         f"CREATE TEMPORARY VIEW session_input AS\nSELECT {DEVICE_KEY} AS device_key, "
         f"NULLIF(user_id, '') AS user_id, event_time, {packed} AS packed\nFROM clean\nWHERE {first}",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
@@ -352,12 +364,17 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
             ),
             Step("sinks", tuple(sinks_sql(settings))),
             decode.dead_letter_step(spec),
-            Step("windows and sessions", tuple(statements(settings))),
+            # kpi_minutes unnests the minute cells: planned once, so its four readers share one copy
+            Step(
+                "windows and sessions",
+                tuple(statements(settings)),
+                planned_views=frozenset({"kpi_minutes"}),
+            ),
         ),
     )
 
 
-STATE_LAYOUT = 9
+STATE_LAYOUT = 10
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -370,7 +387,9 @@ behavioural bot rule's keys (bot_behaviour, README "Bots"); is_bot = agent_bot O
 session_events' state has no TTL (it clears itself; uid SESSIONS_UID v2) and the session rows come from
 the JVM finaliser split_sessions instead of a Python table function. v9 (issue 17): the ux.kpi records come
 from the Java encode_kpi_window instead of a Python UDF: without the Python calcs the planner numbers the
-operators before the ux.kpi sink differently, and the sink's transactional state goes with its uid."""
+operators before the ux.kpi sink differently, and the sink's transactional state goes with its uid. v10
+(issue 17): the minute windows aggregate every dimension in one kpi_cells call per event (a window aggregate
+keyed by the window alone, unnested) instead of a GROUPING SETS expansion keyed by dimension value."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

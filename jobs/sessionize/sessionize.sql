@@ -13,6 +13,9 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_set AS 'io.uxstream.udf.User
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_count AS 'io.uxstream.udf.UserSet$Count' LANGUAGE JAVA;
 -- user_sketch(users, key_files, lg_k, hll_type) → the DataSketches HLL bytes of the set's pseudonyms, sorted
 -- first, so the bytes depend on the set alone (io.uxstream.udf.UserSketch; kpi_1m.users_sketch).
+-- kpi_cells(...) → the cells of a 1-minute window for every dimension at once, one aggregate call per event
+-- (io.uxstream.udf.KpiCells: counts, people as user_set has them, web-vital p75 as Flink's PERCENTILE).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS kpi_cells AS 'io.uxstream.udf.KpiCells' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_sketch AS 'io.uxstream.udf.UserSketch' LANGUAGE JAVA;
 -- Gap-sessions per user (io.uxstream.udf.SessionEvents, a process table function with keyed state and one
 -- event-time timer per user at last event + gap): one row per gap-session, its events packed as JSON.

@@ -71,6 +71,9 @@ class SessionizeSettings:
             raise SettingsError(
                 f"unknown KPI dimension(s) {', '.join(unknown)}: choose from {', '.join(DIMENSIONS)}"
             )
+        repeated = sorted({d for d in self.dimensions if self.dimensions.count(d) > 1})
+        if repeated:
+            raise SettingsError(f"KPI dimension(s) listed twice: {', '.join(repeated)}")
         if not self.transactional_id_prefix.strip():
             raise SettingsError("the transactional-id prefix must not be empty")
         for name in (

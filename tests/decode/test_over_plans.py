@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobs.common.flink_env import create_environments
-from jobs.common.pipeline import Pipeline, is_insert
+from jobs.common.pipeline import Pipeline, create, is_insert
 from jobs.funnels import job as funnels
 from jobs.sessionize import job as sessionize
 
@@ -35,8 +35,23 @@ def plan_of(name: str, pipeline: Pipeline, query: str) -> str:
                 t_env.create_temporary_function(function_name, function)
         for statement in step.sql:
             if not is_insert(statement):
-                t_env.execute_sql(statement)
+                create(t_env, step, statement)
     return str(t_env.explain_sql(query)).split("== Optimized Execution Plan ==")[-1]
+
+
+def job_plan(name: str, pipeline: Pipeline) -> str:
+    """The optimized plan of the whole SQL job (every INSERT in one statement set, as submitted)."""
+    _, t_env = create_environments(pipeline_settings[name].flink, f"plan-{name}")
+    for key, value in pipeline.config:
+        t_env.get_config().set(key, value)
+    statements = t_env.create_statement_set()
+    for step in pipeline.steps:
+        for statement in step.sql:
+            if is_insert(statement):
+                statements.add_insert_sql(statement)
+            else:
+                create(t_env, step, statement)
+    return str(statements.explain()).split("== Optimized Execution Plan ==")[-1]
 
 
 pipeline_settings = {
@@ -69,3 +84,16 @@ def test_the_partition_ordered_aggregates_share_one_over_aggregate_fed_by_the_so
     below = partition.split("\n", 1)[1]
     upstream = below[: below.index("TableSourceScan")]
     assert re.findall(r"Exchange\(distribution=\[(.*?)\]\)", upstream) == ["hash[kafka_partition]"]
+
+
+def test_sessionize_runs_each_window_aggregate_once_for_all_its_readers() -> None:
+    """The minute rows (kpi_minutes: the kpi_cells aggregate unnested) feed kpi_1m, the sliding and daily
+    windows and, through those, ux.kpi: one tumbling, one sliding and one cumulative window aggregate, one
+    UNNEST. kpi_minutes is a planned view (Step.planned_views); as DDL each reader expanded its own UNNEST,
+    and the sliding and daily windows ran twice (5 window aggregates, 7 correlations)."""
+    plan = job_plan("sessionize", sessionize.JOB.pipeline(pipeline_settings["sessionize"]))
+    windows = re.findall(r"GlobalWindowAggregate\(.*?window=\[(\w+)\(", plan)
+    assert sorted(windows) == ["CUMULATE", "HOP", "TUMBLE"]
+    assert plan.count("Correlate(") == 2  # the minute cells' UNNEST, the session rows' split_sessions
+    assert plan.count("$UNNEST_ROWS$") == 2  # invocation and correlate of that one Correlate
+    assert plan.count("OverAggregate(") == 2

@@ -272,7 +272,11 @@ def test_the_users_sketch_estimate_equals_the_resolved_count_on_small_sets(tmp_p
 
 def test_the_job_feeds_the_minute_people_to_every_kpi_figure() -> None:
     sql = "\n".join(job.statements(SessionizeSettings()))
-    assert "user_set(user_id, anonymous_id) FILTER (WHERE occurrence = 1 AND NOT is_bot) AS people" in sql
+    # kpi_cells collects the people of the first occurrences of humans (as user_set did per GROUPING SETS
+    # row: tests/sessionize/test_kpi_cells_parity.py), the minute rows unnest them as `people`
+    assert "kpi_cells(dim_page_path, dim_country, dim_device_type, occurrence = 1 AND NOT is_bot," in sql
+    assert "\n    user_id, anonymous_id, lcp_ms, inp_ms, cls,\n" in sql
+    assert "c.events, c.page_views, c.people," in sql
     assert "CAST(CARDINALITY(people.users) AS BIGINT) AS active_users" in sql
     assert f"user_sketch(people.users, '{privacy.key_files()}', 12, 'HLL_4') AS users_sketch" in sql
     assert sql.count("user_count(people) AS active_users") == 1

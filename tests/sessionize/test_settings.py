@@ -42,3 +42,21 @@ def test_steps_that_are_not_multiples_of_the_tumbling_window_are_refused(
 
 def test_a_shorter_tumbling_window_that_divides_both_steps_is_accepted() -> None:
     assert SessionizeSettings.from_env({}, tumble_ms=2_000).tumble_ms == 2_000
+
+
+@pytest.mark.parametrize(
+    ("dimensions", "message"),
+    [
+        ("country,browser", "unknown KPI dimension(s) browser: choose from page_path, country, device_type"),
+        ("country,page_path,country", "KPI dimension(s) listed twice: country"),
+    ],
+)
+def test_kpi_dimensions_must_be_known_and_listed_once(dimensions: str, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        SessionizeSettings.from_env({"UXSTREAM_SESSIONIZE_DIMENSIONS": dimensions})
+    assert str(error.value) == message
+
+
+def test_a_subset_of_the_dimensions_in_any_order_is_accepted() -> None:
+    settings = SessionizeSettings.from_env({"UXSTREAM_SESSIONIZE_DIMENSIONS": "device_type,page_path"})
+    assert settings.dimensions == ("device_type", "page_path")
