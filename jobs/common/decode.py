@@ -92,6 +92,7 @@ FUNCTIONS: Final = {
     "pair_least_ts": "io.uxstream.udf.PairLeast",
     "erased_user": "io.uxstream.udf.ErasedUser",
     "ux_pseudonym": "io.uxstream.udf.Pseudonym",
+    "epoch_ms": "io.uxstream.udf.EpochMs",
 }
 """SQL name → Java class of the uxstream-udf functions."""
 

@@ -68,8 +68,8 @@ SELECT 'late', '', CAST(0 AS BIGINT), event_id, event_name{attribute_nulls},
 FROM ledger
 UNION ALL
 SELECT 'dlq', '', CAST(0 AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING){attribute_nulls},
-  CAST(NULL AS STRING), d.kafka_key, d.dead_letter, UNIX_TIMESTAMP(CAST(d.kafka_timestamp AS STRING)) * 1000
-    + EXTRACT(MILLISECOND FROM d.kafka_timestamp), CAST(NULL AS STRING)
+  CAST(NULL AS STRING), d.kafka_key, d.dead_letter, epoch_ms(d.kafka_timestamp),
+  CAST(NULL AS STRING)
 FROM (
 {dlq_select}
 ) AS d (kafka_key, dead_letter, kafka_timestamp);

@@ -29,8 +29,7 @@ SELECT
   {user_key} AS user_key,
   {erased} AS is_erased,
   event_time > kafka_timestamp + {max_future_skew} AS is_future,
-  UNIX_TIMESTAMP(CAST(CURRENT_WATERMARK(event_time) AS STRING)) * 1000
-    + EXTRACT(MILLISECOND FROM CURRENT_WATERMARK(event_time)) AS runtime_watermark_ms,
+  epoch_ms(CURRENT_WATERMARK(event_time)) AS runtime_watermark_ms,
   PROCTIME() AS arrival
 FROM {source};
 

@@ -27,6 +27,8 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS pair_least_ts AS 'io.uxstream.udf
 -- the tables store (sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS erased_user AS 'io.uxstream.udf.ErasedUser' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ux_pseudonym AS 'io.uxstream.udf.Pseudonym' LANGUAGE JAVA;
+-- epoch_ms(instant) → BIGINT epoch milliseconds (io.uxstream.udf.EpochMs; the runtime watermark in classify.sql).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS epoch_ms AS 'io.uxstream.udf.EpochMs' LANGUAGE JAVA;
 
 -- The topic as bytes: value and key uninterpreted (raw), Kafka coordinates as metadata. event_time is
 -- computed here because Flink SQL only accepts a WATERMARK on a table's own columns: a job that needs
