@@ -70,10 +70,17 @@ def test_the_result_records_machine_versions_and_parameters(
 
 def test_job_runs_carry_vertex_load_and_the_bottleneck(smoke_run: tuple[Path, dict[str, Any], str]) -> None:
     _, result, _ = smoke_run
+    events = result["parameters"]["events"]
     for job in ("bare", "sessionize"):
         (run,) = result["figures"][job]["runs"]
         assert run["vertices"], f"{job}: no per-vertex metrics"
-        assert run["vertices"][0]["records_in"] == result["parameters"]["events"]
+        records_in = run["vertices"][0]["records_in"]
+        if run["end_observed"]:
+            assert records_in == events, job
+        else:
+            # The per-job MiniCluster closed with the job before a poll saw the last counts (a loaded box;
+            # monitor.processing_span): the source vertex's count is the last one polled. CI saw 9,761.
+            assert 0 < records_in <= events, (job, records_in)
     assert result["bottleneck"]["vertex"]["name"]
     threads = result["bottleneck"]["threads_us_per_event"]
     assert any(name.startswith("Source: ") for name in threads), f"no task thread in {threads}"
