@@ -374,7 +374,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 10
+STATE_LAYOUT = 11
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -389,7 +389,9 @@ the JVM finaliser split_sessions instead of a Python table function. v9 (issue 1
 from the Java encode_kpi_window instead of a Python UDF: without the Python calcs the planner numbers the
 operators before the ux.kpi sink differently, and the sink's transactional state goes with its uid. v10
 (issue 17): the minute windows aggregate every dimension in one kpi_cells call per event (a window aggregate
-keyed by the window alone, unnested) instead of a GROUPING SETS expansion keyed by dimension value."""
+keyed by the window alone, unnested) instead of a GROUPING SETS expansion keyed by dimension value. v11
+(issue 17): user_count's accumulator in the sliding and cumulative windows is a heap object with its own
+serializer (io.uxstream.udf.UserSet.PeopleSerializer) instead of map state per person."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -389,24 +389,7 @@ public final class KpiCells extends AggregateFunction<Row[], KpiCells.Cells> {
       for (long counter : cell.counters) {
         out.writeLong(counter);
       }
-      List<Map.Entry<String, Boolean>> keys = new ArrayList<>();
-      for (Map.Entry<String, Boolean> key : cell.people.keys.entries()) {
-        keys.add(key);
-      }
-      out.writeInt(keys.size());
-      for (Map.Entry<String, Boolean> key : keys) {
-        StringValue.writeString(key.getKey(), out);
-        out.writeBoolean(key.getValue());
-      }
-      List<Map.Entry<String, String>> links = new ArrayList<>();
-      for (Map.Entry<String, String> link : cell.people.links.entries()) {
-        links.add(link);
-      }
-      out.writeInt(links.size());
-      for (Map.Entry<String, String> link : links) {
-        StringValue.writeString(link.getKey(), out);
-        StringValue.writeString(link.getValue(), out);
-      }
+      cell.people.writeTo(out);
       for (Samples samples : new Samples[] {cell.lcp, cell.inp, cell.cls}) {
         out.writeInt(samples.size);
         for (int i = 0; i < samples.size; i++) {
@@ -438,16 +421,7 @@ public final class KpiCells extends AggregateFunction<Row[], KpiCells.Cells> {
       for (int i = 0; i < COUNTERS; i++) {
         cell.counters[i] = in.readLong();
       }
-      int keys = in.readInt();
-      for (int i = 0; i < keys; i++) {
-        String key = StringValue.readString(in);
-        cell.people.keys.put(key, in.readBoolean());
-      }
-      int links = in.readInt();
-      for (int i = 0; i < links; i++) {
-        String key = StringValue.readString(in);
-        cell.people.links.put(key, StringValue.readString(in));
-      }
+      cell.people.readFrom(in);
       for (Samples samples : new Samples[] {cell.lcp, cell.inp, cell.cls}) {
         int size = in.readInt();
         for (int i = 0; i < size; i++) {

@@ -13,9 +13,17 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import org.apache.flink.api.common.typeutils.SimpleTypeSerializerSnapshot;
+import org.apache.flink.api.common.typeutils.TypeSerializerSnapshot;
+import org.apache.flink.api.common.typeutils.base.TypeSerializerSingleton;
+import org.apache.flink.core.memory.DataInputDeserializer;
+import org.apache.flink.core.memory.DataInputView;
+import org.apache.flink.core.memory.DataOutputSerializer;
+import org.apache.flink.core.memory.DataOutputView;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.FunctionHint;
 import org.apache.flink.table.api.dataview.MapView;
+import org.apache.flink.types.StringValue;
 import org.apache.flink.table.functions.AggregateFunction;
 import org.apache.flink.types.Row;
 
@@ -41,9 +49,10 @@ import org.apache.flink.types.Row;
  * three times.
  *
  * <p>Sets and maps, a minimum per link: the results depend on the window's events alone, never on their
- * arrival order, a restore or the slices a window is merged from. The state lives in {@link MapView}s
- * (Flink keeps them in keyed map state, one entry per key), so a large window does not serialize its whole
- * set on every event.
+ * arrival order, a restore or the slices a window is merged from. {@code user_set}'s sets live in {@link
+ * MapView}s (keyed map state, one entry per key, where Flink backs them with state); {@code user_count}'s
+ * accumulator is the same class held as one heap object per window and key ({@link PeopleSerializer}): with
+ * the heap state backend it is serialized only at checkpoints and between the aggregate's two phases.
  */
 public final class UserSet {
   private UserSet() {}
@@ -148,6 +157,130 @@ public final class UserSet {
       }
       return count;
     }
+
+    /** The keys (each with its flag) then the links, as {@link #readFrom} reads them. */
+    void writeTo(DataOutputView out) throws Exception {
+      List<Map.Entry<String, Boolean>> all = new ArrayList<>();
+      for (Map.Entry<String, Boolean> key : keys.entries()) {
+        all.add(key);
+      }
+      out.writeInt(all.size());
+      for (Map.Entry<String, Boolean> key : all) {
+        StringValue.writeString(key.getKey(), out);
+        out.writeBoolean(key.getValue());
+      }
+      List<Map.Entry<String, String>> pairs = new ArrayList<>();
+      for (Map.Entry<String, String> link : links.entries()) {
+        pairs.add(link);
+      }
+      out.writeInt(pairs.size());
+      for (Map.Entry<String, String> link : pairs) {
+        StringValue.writeString(link.getKey(), out);
+        StringValue.writeString(link.getValue(), out);
+      }
+    }
+
+    /** Adds what {@link #writeTo} wrote (into an empty accumulator: the same people and links). */
+    void readFrom(DataInputView in) throws Exception {
+      int count = in.readInt();
+      for (int i = 0; i < count; i++) {
+        String key = StringValue.readString(in);
+        keys.put(key, in.readBoolean());
+      }
+      int pairs = in.readInt();
+      for (int i = 0; i < pairs; i++) {
+        String key = StringValue.readString(in);
+        links.put(key, StringValue.readString(in));
+      }
+    }
+  }
+
+  /**
+   * {@link Accumulator} as a heap object with this serialized form ({@code user_count}'s accumulator, and
+   * the people inside {@link KpiCells}' cells). A {@code user_count} accumulator in a window aggregate's
+   * state is then one heap value per window and key, merged and counted as a Java map, instead of map
+   * state with an entry per person, each access going through the state table (issue 17: the sliding and
+   * cumulative windows' threads spent most of their time there).
+   */
+  public static final class PeopleSerializer extends TypeSerializerSingleton<Accumulator> {
+    private static final long serialVersionUID = 1L;
+
+    @Override
+    public boolean isImmutableType() {
+      return false;
+    }
+
+    @Override
+    public Accumulator createInstance() {
+      return new Accumulator();
+    }
+
+    @Override
+    public Accumulator copy(Accumulator from) {
+      Accumulator copy = new Accumulator();
+      try {
+        copy.mergeFrom(from);
+      } catch (Exception e) {
+        throw new IllegalStateException("user_count: cannot copy an accumulator", e);
+      }
+      return copy;
+    }
+
+    @Override
+    public Accumulator copy(Accumulator from, Accumulator reuse) {
+      return copy(from);
+    }
+
+    @Override
+    public int getLength() {
+      return -1;
+    }
+
+    @Override
+    public void serialize(Accumulator accumulator, DataOutputView out) throws IOException {
+      try {
+        accumulator.writeTo(out);
+      } catch (IOException e) {
+        throw e;
+      } catch (Exception e) {
+        throw new IOException("user_count: cannot serialize an accumulator", e);
+      }
+    }
+
+    @Override
+    public Accumulator deserialize(DataInputView in) throws IOException {
+      Accumulator accumulator = new Accumulator();
+      try {
+        accumulator.readFrom(in);
+      } catch (IOException e) {
+        throw e;
+      } catch (Exception e) {
+        throw new IOException("user_count: cannot deserialize an accumulator", e);
+      }
+      return accumulator;
+    }
+
+    @Override
+    public Accumulator deserialize(Accumulator reuse, DataInputView in) throws IOException {
+      return deserialize(in);
+    }
+
+    @Override
+    public void copy(DataInputView in, DataOutputView out) throws IOException {
+      serialize(deserialize(in), out);
+    }
+
+    @Override
+    public TypeSerializerSnapshot<Accumulator> snapshotConfiguration() {
+      return new PeopleSerializerSnapshot();
+    }
+  }
+
+  /** The serializer's snapshot (no configuration: the form is versioned with the job's state layout). */
+  public static final class PeopleSerializerSnapshot extends SimpleTypeSerializerSnapshot<Accumulator> {
+    public PeopleSerializerSnapshot() {
+      super(PeopleSerializer::new);
+    }
   }
 
   static void mergeInto(Accumulator accumulator, Iterable<Accumulator> others) throws Exception {
@@ -193,7 +326,16 @@ public final class UserSet {
     }
   }
 
-  /** {@code user_count(people PEOPLE) -> BIGINT}: the people of the union of minute rows, links applied. */
+  /**
+   * {@code user_count(people PEOPLE) -> BIGINT}: the people of the union of minute rows, links applied. Its
+   * accumulator is a heap object ({@link PeopleSerializer}), whatever the aggregate's state backend.
+   */
+  @FunctionHint(
+      accumulator =
+          @DataTypeHint(
+              value = "RAW",
+              bridgedTo = Accumulator.class,
+              rawSerializer = PeopleSerializer.class))
   public static class Count extends AggregateFunction<Long, Accumulator> {
     private static final long serialVersionUID = 1L;
 
@@ -258,7 +400,8 @@ public final class UserSet {
    * on windows read from stdin, one per line: minutes separated by U+001E, a minute's events by U+001F, an
    * event {@code user_id U+001D anonymous_id} (empty: none). Per window one line on stdout, tab-separated:
    * {@code user_count} over the minute rows accumulated one by one; the same over one accumulator per
-   * minute merged (as slices are); the minute rows of {@code user_set} (U+001E between minutes); the same
+   * minute, each through {@link PeopleSerializer} (serialized, read back and copied, as the exchange between
+   * the window aggregate's phases and the state do), merged (as slices are); the minute rows of {@code user_set} (U+001E between minutes); the same
    * with each minute aggregated in two halves then merged; the links of the whole window. A row prints as
    * {@code users U+001D anonymous U+001D links}, lists joined by U+001F, a link as {@code anonymous U+001C
    * user}. The check-tier tests of tests/sessionize/test_identity_kpi.py.
@@ -292,7 +435,7 @@ public final class UserSet {
         count.accumulate(whole, row);
         Accumulator slice = count.createAccumulator();
         count.accumulate(slice, row);
-        slices.add(slice);
+        slices.add(roundTrip(slice));
       }
       Accumulator merged = count.createAccumulator();
       count.merge(merged, slices);
@@ -303,6 +446,14 @@ public final class UserSet {
           .append(links(whole.people())).append('\n');
     }
     out.flush();
+  }
+
+  private static Accumulator roundTrip(Accumulator accumulator) throws IOException {
+    PeopleSerializer serializer = new PeopleSerializer();
+    DataOutputSerializer out = new DataOutputSerializer(256);
+    serializer.serialize(accumulator, out);
+    Accumulator read = serializer.deserialize(new DataInputDeserializer(out.getCopyOfBuffer()));
+    return serializer.copy(read);
   }
 
   private static Accumulator collected(Collect collect, List<String[]> events) throws Exception {
