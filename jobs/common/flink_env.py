@@ -268,6 +268,13 @@ JVM_GC_OPTION = "-XX:+UseParallelGC"
 threads CPU on every reference store. Measured with `make bench` job runs (NOTES.md, "Parallel GC"):
 CPU per event −10 % for sessionize and funnels, −27 % for the bare pipeline."""
 _GC_SELECTED = re.compile(r"-XX:\+Use\w*GC\b")
+JVM_HEAP_OPTION = "-Xms2g"
+"""The local Flink JVM's initial heap, with the parallel collector. Grown from the default (1/64 of the
+memory), the old generation filled with the jobs' keyed state (the dedup's event ids) and the collector
+ran full collections to resize it, ~1 s pauses on both cores (16 of them, 3.2 s, in a sessionize bench
+run; -Xlog:gc). Measured with `make bench` job runs (NOTES.md, "Initial heap"): GC threads 10.8 → ~5 µs of
+CPU per sessionize event, peak RSS +0.4 GB. A caller's heap size wins (-Xms/-Xmx or the RAM percentages)."""
+_HEAP_SELECTED = re.compile(r"-Xm[sx]\S|-XX:(?:Initial|Max|Min)HeapSize=|-XX:\w*RAMPercentage=")
 JVM_JIT_OPTIONS = (
     "-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
     "-XX:Tier4CompileThreshold=150000 -XX:Tier4BackEdgeThreshold=400000"
@@ -284,14 +291,16 @@ _JIT_SELECTED = re.compile(
 
 
 def local_jvm_args(current: str) -> str:
-    """JVM_ARGS for the local Flink JVM: `current` plus UTC, the parallel collector and the C2 thresholds,
-    unless `current` already sets a time zone, chooses a collector or tunes the JIT's tiers (a caller's
-    choice wins: the tests' serial GC and C1 only)."""
+    """JVM_ARGS for the local Flink JVM: `current` plus UTC, the parallel collector with its initial heap and
+    the C2 thresholds, unless `current` already sets a time zone, chooses a collector, sizes the heap or
+    tunes the JIT's tiers (a caller's choice wins: the tests' serial GC and C1 only)."""
     args = current.strip()
     if "-Duser.timezone=" not in args:
         args = f"{args} {JVM_TIMEZONE_OPTION}".strip()
     if _GC_SELECTED.search(args) is None:
         args = f"{args} {JVM_GC_OPTION}"
+        if _HEAP_SELECTED.search(args) is None:
+            args = f"{args} {JVM_HEAP_OPTION}"
     if _JIT_SELECTED.search(args) is None:
         args = f"{args} {JVM_JIT_OPTIONS}"
     return args

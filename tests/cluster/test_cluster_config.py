@@ -73,8 +73,13 @@ def test_the_jvms_run_in_utc_with_the_prometheus_reporter() -> None:
 
 def test_the_local_jvm_runs_in_utc_with_parallel_gc_and_c2_thresholds_unless_the_caller_chose() -> None:
     jit = JVM_JIT_OPTIONS
-    assert local_jvm_args("") == f"-Duser.timezone=UTC -XX:+UseParallelGC {jit}"
-    assert local_jvm_args(" -Xmx2g ") == f"-Xmx2g -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    assert local_jvm_args("") == f"-Duser.timezone=UTC -XX:+UseParallelGC -Xms2g {jit}"
+    # A caller's heap size wins (an initial heap above a caller's maximum would stop the JVM).
+    assert local_jvm_args(" -Xmx1g ") == f"-Xmx1g -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    assert local_jvm_args("-Xms512m") == f"-Xms512m -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    assert local_jvm_args("-XX:MaxRAMPercentage=50") == (
+        f"-XX:MaxRAMPercentage=50 -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+    )
     # A caller's collector, zone and JIT tiers win (the test suite's serial GC and C1 only; two collectors
     # would stop the JVM).
     assert local_jvm_args("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC") == (
@@ -83,13 +88,13 @@ def test_the_local_jvm_runs_in_utc_with_parallel_gc_and_c2_thresholds_unless_the
     assert local_jvm_args("-XX:+UseG1GC -Duser.timezone=UTC") == f"-XX:+UseG1GC -Duser.timezone=UTC {jit}"
     assert local_jvm_args("-XX:+UseZGC") == f"-XX:+UseZGC -Duser.timezone=UTC {jit}"
     assert local_jvm_args("-XX:Tier4InvocationThreshold=5000") == (
-        "-XX:Tier4InvocationThreshold=5000 -Duser.timezone=UTC -XX:+UseParallelGC"
+        "-XX:Tier4InvocationThreshold=5000 -Duser.timezone=UTC -XX:+UseParallelGC -Xms2g"
     )
-    assert local_jvm_args("-XX:-TieredCompilation").endswith("-XX:+UseParallelGC")
-    assert local_jvm_args("-XX:CompileThresholdScaling=2").endswith("-XX:+UseParallelGC")
+    assert local_jvm_args("-XX:-TieredCompilation").endswith("-XX:+UseParallelGC -Xms2g")
+    assert local_jvm_args("-XX:CompileThresholdScaling=2").endswith("-XX:+UseParallelGC -Xms2g")
     # Only a collector choice counts: other -XX:+Use…GC… options do not.
     assert local_jvm_args("-XX:+UseGCOverheadLimit") == (
-        f"-XX:+UseGCOverheadLimit -Duser.timezone=UTC -XX:+UseParallelGC {jit}"
+        f"-XX:+UseGCOverheadLimit -Duser.timezone=UTC -XX:+UseParallelGC -Xms2g {jit}"
     )
 
 
