@@ -272,8 +272,9 @@ JVM_HEAP_OPTION = "-Xms2g"
 """The local Flink JVM's initial heap, with the parallel collector. Grown from the default (1/64 of the
 memory), the old generation filled with the jobs' keyed state (the dedup's event ids) and the collector
 ran full collections to resize it, ~1 s pauses on both cores (16 of them, 3.2 s, in a sessionize bench
-run; -Xlog:gc). Measured with `make bench` job runs (NOTES.md, "Initial heap"): GC threads 10.8 → ~5 µs of
-CPU per sessionize event, peak RSS +0.4 GB. A caller's heap size wins (-Xms/-Xmx or the RAM percentages)."""
+run; -Xlog:gc). Measured with `make bench` job runs (NOTES.md, "a 2 GiB initial heap"): GC threads
+10.8 → ~5 µs of CPU per sessionize event, peak RSS +0.4 GB. A caller's heap size wins (-Xms/-Xmx or the RAM
+percentages)."""
 _HEAP_SELECTED = re.compile(r"-Xm[sx]\S|-XX:(?:Initial|Max|Min)HeapSize=|-XX:\w*RAMPercentage=")
 JVM_JIT_OPTIONS = (
     "-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
