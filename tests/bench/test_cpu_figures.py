@@ -4,9 +4,20 @@ kind of thread, per event processed in the span. Pure: samples in, figures out."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 from uxstream.bench.harness import ua_cache
-from uxstream.bench.monitor import Observation, Span, cpu_in_span, thread_cpu_seconds, thread_kind
+from uxstream.bench.monitor import (
+    JobMonitor,
+    Observation,
+    Span,
+    cpu_in_span,
+    process_tree,
+    thread_cpu_seconds,
+    thread_kind,
+)
 
 JOB = thread_kind("Source: ux_even")
 
@@ -73,3 +84,32 @@ def test_the_verdict_cache_figure_sums_every_decode_operator_and_ignores_other_c
     }  # fmt: skip
     assert ua_cache(record) == {"hits": 1000, "misses": 100, "hit_rate": 0.909091}
     assert ua_cache({"vertices": [{"operators": {}}]})["hit_rate"] is None
+
+
+def test_the_jvm_stays_the_jvm_after_it_exits_so_its_cpu_never_moves_to_other_processes() -> None:
+    """A child that burns CPU then exits while its parent lives on (the MiniCluster's JVM under the job's
+    Python driver at the end of a bounded run): after the exit, the samples still count the child as the
+    JVM, not as another process."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\ntime.sleep(1.0)"
+    parent = (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+        "child.wait()\n"
+        "time.sleep(4)\n"
+    )
+    root = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        monitor = JobMonitor(port=1, root_pid=root.pid)
+        time.sleep(1.2)  # the child has burnt its CPU and sleeps: the busiest process
+        monitor._sample_processes()
+        assert len(monitor.seen.cpu_samples) == 1
+        time.sleep(1.5)  # the child has exited
+        assert len(process_tree(root.pid)) == 1
+        monitor._sample_processes()
+        assert len(monitor.seen.cpu_samples) == 2
+        before, after = (kinds["Python and other processes"] for _, kinds in monitor.seen.cpu_samples)
+        assert before < 0.3
+        assert after - before < 0.1  # the parent's few ms, not the child's 0.6 s
+    finally:
+        root.kill()
+        root.wait()
