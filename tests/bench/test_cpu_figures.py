@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from uxstream.bench.harness import ua_cache
 from uxstream.bench.monitor import (
@@ -14,6 +16,7 @@ from uxstream.bench.monitor import (
     Observation,
     Span,
     cpu_in_span,
+    cpu_seconds,
     process_tree,
     thread_cpu_seconds,
     thread_kind,
@@ -86,6 +89,14 @@ def test_the_verdict_cache_figure_sums_every_decode_operator_and_ignores_other_c
     assert ua_cache({"vertices": [{"operators": {}}]})["hit_rate"] is None
 
 
+def _until(found: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while (value := found()) is None or value is False:
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
 def test_the_jvm_stays_the_jvm_after_it_exits_so_its_cpu_never_moves_to_other_processes() -> None:
     """A child that burns CPU then exits while its parent lives on (the MiniCluster's JVM under the job's
     Python driver at the end of a bounded run): after the exit, the samples still count the child as the
@@ -95,16 +106,17 @@ def test_the_jvm_stays_the_jvm_after_it_exits_so_its_cpu_never_moves_to_other_pr
         "import subprocess, sys, time\n"
         f"child = subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
         "child.wait()\n"
-        "time.sleep(4)\n"
+        "time.sleep(60)\n"
     )
     root = subprocess.Popen([sys.executable, "-c", parent])
     try:
         monitor = JobMonitor(port=1, root_pid=root.pid)
-        time.sleep(1.2)  # the child has burnt its CPU and sleeps: the busiest process
+        child = _until(lambda: next((p for p in process_tree(root.pid) if p != root.pid), None))
+        _until(lambda: cpu_seconds(child) >= 0.5)  # the busiest process of the tree now
         monitor._sample_processes()
-        assert len(monitor.seen.cpu_samples) == 1
-        time.sleep(1.5)  # the child has exited
-        assert len(process_tree(root.pid)) == 1
+        first = time.monotonic()
+        _until(lambda: process_tree(root.pid) == [root.pid])  # the child has exited
+        time.sleep(max(0.0, 1.1 - (time.monotonic() - first)))  # thread samples come once a second
         monitor._sample_processes()
         assert len(monitor.seen.cpu_samples) == 2
         before, after = (kinds["Python and other processes"] for _, kinds in monitor.seen.cpu_samples)
