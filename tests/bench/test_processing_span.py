@@ -3,7 +3,7 @@ from the REST samples of the run. Pure: samples in, span out."""
 
 from __future__ import annotations
 
-from uxstream.bench.monitor import Observation, Sample, Span, processing_span
+from uxstream.bench.monitor import Observation, Sample, Span, poll_interval, processing_span
 
 SOURCE = "source-vertex"
 SINK = "sink-vertex"
@@ -54,3 +54,46 @@ def test_without_a_reported_finish_the_last_poll_is_what_was_read() -> None:
     seen = observation(sample(10.0, 0, 0), sample(11.0, 2_000, 1_000), sample(12.0, 8_866, 8_000))
     span = processing_span(seen)
     assert span is not None and (span.source_records, span.end) == (8_866, 11.5)
+
+
+# ------------------------------------------------------------------------------------- when to poll
+
+FAST, QUIET = 0.1, 1.0
+
+
+def interval(expected: int | None, *samples: Sample) -> float:
+    return poll_interval(observation(*samples), expected, FAST, QUIET)
+
+
+def test_polls_are_fast_until_the_span_has_started() -> None:
+    """The span starts midway between the last poll without reads and the first with: both come fast."""
+    assert interval(1_000_000) == FAST
+    assert interval(1_000_000, sample(10.0, 0, 0)) == FAST
+    assert interval(1_000_000, sample(10.0, 0, 0), sample(10.1, 5_000, 0)) == FAST
+
+
+def test_polls_are_quiet_in_the_middle_of_a_bounded_run() -> None:
+    # 10,000 records/s, 900,000 left: 90 s away
+    assert interval(1_000_000, sample(10.0, 90_000, 0), sample(11.0, 100_000, 90_000)) == QUIET
+
+
+def test_polls_are_fast_again_when_the_sources_finish_within_three_quiet_intervals() -> None:
+    # 10,000 records/s: 30,000 left is 3 s away (fast), 31,000 left is 3.1 s away (quiet)
+    assert interval(1_000_000, sample(10.0, 960_000, 0), sample(11.0, 970_000, 0)) == FAST
+    assert interval(1_000_000, sample(10.0, 959_000, 0), sample(11.0, 969_000, 0)) == QUIET
+
+
+def test_polls_are_fast_once_the_sources_read_everything_while_the_rest_settles() -> None:
+    assert interval(10_000, sample(10.0, 9_000, 0), sample(11.0, 10_000, 5_000)) == FAST
+    assert interval(10_000, sample(10.0, 10_000, 5_000), sample(11.0, 10_000, 5_000)) == FAST
+
+
+def test_polls_are_fast_while_the_sources_stall_and_in_unbounded_runs() -> None:
+    """No rate to project the finish from (e.g. back-pressure), or no known end: nothing to skip safely."""
+    assert interval(1_000_000, sample(10.0, 100_000, 0), sample(11.0, 100_000, 0)) == FAST
+    assert interval(None, sample(10.0, 90_000, 0), sample(11.0, 100_000, 90_000)) == FAST
+
+
+def test_polls_are_fast_when_a_vertex_is_not_up() -> None:
+    down = Sample(11.0, "RUNNING", False, sample(11.0, 100_000, 0).vertices)
+    assert interval(1_000_000, sample(10.0, 90_000, 0), down) == FAST

@@ -1,6 +1,7 @@
 """Watching a benchmark job from outside: Flink's REST API on the MiniCluster, and /proc.
 
-A `JobMonitor` thread polls, every `interval` seconds while the job process lives:
+A `JobMonitor` thread polls while the job process lives, every `interval` seconds while the start or the
+end of the processing span may come and every `QUIET_INTERVAL_S` in between (`poll_interval`):
 
 - `/jobs/overview` and `/jobs/<id>`: job state and each vertex's records in/out and accumulated
   busy / back-pressured / idle time (the records that flow tell when processing starts and ends);
@@ -41,6 +42,14 @@ VERTEX_METRICS: Final = (
 OPERATOR_COUNTERS: Final = ("numRecordsIn", "numRecordsOut", "ua_cache_hits", "ua_cache_misses")
 """Per-operator metrics read every second (the last two: io.uxstream.udf.Enrichment's verdict cache)."""
 MIN_SPAN_S: Final = 0.05
+QUIET_INTERVAL_S: Final = 1.0
+"""Seconds between polls in the middle of a bounded run (`poll_interval`). Every poll of `/jobs/<id>` makes
+the MiniCluster fetch and serialize the metrics of every task (at most every 200 ms:
+`metrics.fetcher.update-interval`, uxstream.bench.jobrun), CPU of the job's own JVM that the run's figures
+count as the job's: 0.1-s polls cost sessionize ~6 µs/event (its many operators have many metrics)."""
+ENDGAME_QUIET_INTERVALS: Final = 3
+"""Polls go back to the fast interval once the sources' projected finish is this many quiet intervals
+away, so the end of the span is timed to the fast interval."""
 
 
 # ----------------------------------------------------------------------------------------------- /proc
@@ -205,15 +214,39 @@ class Observation:
     peak_rss: int = 0
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
     cpu_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    """(time.monotonic(), CPU seconds so far by kind: JVM thread kinds, "Python and other processes")."""
     thread_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     """CPU seconds of the JVM's threads by thread name (Linux keeps 15 characters: a task thread's name
     starts with its vertex, e.g. `OverAggregate[1`), sampled with `cpu_samples`."""
-    """(time.monotonic(), CPU seconds so far by kind: JVM thread kinds, "Python and other processes")."""
     errors: int = 0
 
     @property
     def job_cpu_seconds(self) -> float:
         return sum(self.cpu_by_pid.values())
+
+
+def poll_interval(
+    seen: Observation, expected_records: int | None, fast: float, quiet: float = QUIET_INTERVAL_S
+) -> float:
+    """Seconds until the next poll: `fast` until the processing span has started (two samples in a row with
+    records read, so its start is timed to `fast`), once the sources have read `expected_records` (the
+    other vertices' counts settle then) and when, at the sources' current rate, that is at most
+    ENDGAME_QUIET_INTERVALS × `quiet` away; `quiet` in between. Always `fast` when the run is unbounded
+    (`expected_records` None)."""
+    if expected_records is None or quiet <= fast:
+        return fast
+    samples = [s for s in seen.samples if s.vertices]
+    if len(samples) < 2:
+        return fast
+    previous, last = samples[-2], samples[-1]
+    sources = seen.source_vertices
+    read, read_before = last.total("read-records", sources), previous.total("read-records", sources)
+    if not last.up or read_before <= 0 or read >= expected_records:
+        return fast
+    rate = (read - read_before) / max(last.at - previous.at, 1e-9)
+    if rate <= 0 or (expected_records - read) / rate <= ENDGAME_QUIET_INTERVALS * quiet:
+        return fast
+    return quiet
 
 
 def _number(value: Any) -> float:
@@ -234,12 +267,16 @@ class JobMonitor(threading.Thread):
         *,
         interval: float = 0.2,
         profile_after_records: int | None = None,
+        expected_records: int | None = None,
     ) -> None:
         super().__init__(name=f"bench-monitor-{port}", daemon=True)
         self.rest = Rest(port)
         self.root_pid = root_pid
         self.interval = interval
         self.profile_after_records = profile_after_records
+        self.expected_records = expected_records
+        """Records a bounded run reads in all (None: unbounded): with it, `poll_interval` polls quietly in
+        the middle of the run."""
         self.seen = Observation()
         self._stop_event = threading.Event()
         self._operator_names: dict[str, list[str]] = {}
@@ -271,7 +308,8 @@ class JobMonitor(threading.Thread):
                 self._poll()
             except REST_ERRORS:
                 self.seen.errors += 1
-            self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            wait = poll_interval(self.seen, self.expected_records, self.interval)
+            self._stop_event.wait(max(0.0, wait - (time.monotonic() - started)))
 
     # ---------------------------------------------------------------------------------- per poll
 

@@ -366,7 +366,8 @@ def _definitions() -> list[str]:
         "## What the figures mean",
         "",
         "- **catch-up events/s**: N ÷ (job up → the moment every vertex's record counts reached their "
-        "final values), from Flink's REST metrics polled every 0.1 s on the job's MiniCluster; *job up* = "
+        "final values), from Flink's REST metrics on the job's MiniCluster, polled every 0.1 s around the "
+        "start and the end and once a second in between (each poll costs the job's JVM CPU); *job up* = "
         "every vertex running and the source reading. (When the source read ahead while a slower vertex "
         "was still initializing, N is scaled by the share of its input that the least advanced vertex "
         "still had to read.) Excludes start-up and the wait for the final checkpoint; includes firing "

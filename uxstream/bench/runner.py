@@ -103,8 +103,13 @@ class JobSpec:
 class JobProcess:
     """A benchmark job in a child process, watched from here."""
 
-    def __init__(self, spec: JobSpec, *, poll_interval: float = 0.1) -> None:
+    def __init__(
+        self, spec: JobSpec, *, poll_interval: float = 0.1, expected_records: int | None = None
+    ) -> None:
         self.spec = spec
+        self.expected_records = expected_records
+        """What a bounded run reads in all: the monitor polls quietly in the middle of the run (`monitor.
+        poll_interval`)."""
         self.port = free_port()
         self.poll_interval = poll_interval
         self.events: list[dict[str, Any]] = []
@@ -160,6 +165,7 @@ class JobProcess:
             self.proc.pid,
             interval=self.poll_interval,
             profile_after_records=s.profile_after_records,
+            expected_records=self.expected_records,
         )
         self.monitor.start()
         self._reader = threading.Thread(target=self._read_events, daemon=True)
@@ -299,7 +305,7 @@ class JobProcess:
 
 def run_bounded(spec: JobSpec, events: int, timeout: float) -> dict[str, Any]:
     """Run `spec` bounded to the end of its topic; its run record. Raises BenchError on failure."""
-    job = JobProcess(spec)
+    job = JobProcess(spec, expected_records=events)
     job.start()
     try:
         code = job.wait(timeout)
