@@ -47,7 +47,7 @@ def inserts(pipeline: Pipeline) -> list[tuple[str, str]]:
 # The order of the INSERTs and DataStream parts is the job's plan order, which numbers its stateful SQL
 # operators (their uids): a change here changes the state layout, so bump the job's STATE_LAYOUT with it.
 PLAN_ORDER = {
-    ("sessionize", 11): [
+    ("sessionize", 12): [
         ("dead letters", "ux_events_dlq"),
         ("windows and sessions", "late_sink"),  # the ledger rows of the classify step's views
         ("windows and sessions", "kpi_1m_sink"),
@@ -70,7 +70,14 @@ PLAN_ORDER = {
 
 def test_each_job_reads_as_its_named_steps(pipelines: dict[str, Pipeline]) -> None:
     assert {name: [s.name for s in p.steps] for name, p in pipelines.items()} == {
-        "sessionize": ["source and decode", "classify", "sinks", "dead letters", "windows and sessions"],
+        "sessionize": [
+            "source and decode",
+            "columns read",
+            "classify",
+            "sinks",
+            "dead letters",
+            "windows and sessions",
+        ],
         "funnels": [
             "source and decode",
             "relevant events",

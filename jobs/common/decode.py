@@ -387,7 +387,7 @@ def acts_bot_sql(settings: EnrichmentSettings, out_of_orderness_ms: int) -> str:
     if settings.bot_page_views_per_minute == 0:
         return "FALSE"
     return (
-        "bot_behaviour(CASE WHEN is_future OR is_erased THEN CAST(NULL AS STRING) ELSE user_key END, "
+        "bot_behaviour(CASE WHEN is_future THEN CAST(NULL AS STRING) ELSE user_key END, is_erased, "
         "event_id, event_type = 'page_view', ts, "
         f"{int(settings.bot_page_views_per_minute)}, {int(settings.bot_minutes)}, "
         f"CAST({int(out_of_orderness_ms)} AS BIGINT)) OVER (\n    {PARTITION_WINDOW}\n  )"

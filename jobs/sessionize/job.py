@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Final
 
 from jobs.common import connectors, counters, decode, privacy, runner, sketches, tables
 from jobs.common.contract import (
@@ -40,7 +41,7 @@ from jobs.sessionize.logic import (
     kpi_window_record,
     window_kinds,
 )
-from jobs.sessionize.settings import SessionizeSettings
+from jobs.sessionize.settings import DIMENSIONS, SessionizeSettings
 
 JOB_NAME = "sessionize"
 SESSIONS_UID = "sessionize_gap_sessions_v2"
@@ -65,6 +66,37 @@ CHECKS = (runner.ensure_pseudonym_key, *runner.CHECKS)
 """Before Flink starts: the local pseudonym key, then those of every job reading ux.events."""
 OUTPUTS = ("dlq_topic", "kpi_topic")
 """Settings fields naming the topics the job writes (an empty kpi_topic: none)."""
+
+
+EVENT_COLUMNS: Final = tuple(
+    dict.fromkeys((
+        # what the classification and the ledger read
+        "event_id", "ts", "received_at", "event_time", "user_id", "anonymous_id", "event_type", "agent_bot",
+        "kafka_partition", "kafka_offset", "kafka_timestamp", "page_path", "country", "device_type",
+        # the KPI cells
+        "event_name", "lcp_ms", "inp_ms", "cls", "survey_id", "feedback_scale", "feedback_score",
+        # the packed session events
+        *SESSION_EVENT_FIELDS,
+    ))
+)  # fmt: skip
+"""The valid events' columns sessionize reads (the view `EVENTS_VIEW`, the classification's source). The
+others (URL, title, user agent, OS, error text, IP, properties …) stay in the source vertex: every Calc the
+planner generates deep-copies each string field it passes on, and every exchange serializes it, so each
+unread column cost a copy per Calc and a (de)serialization per exchange on the per-event path (the
+planner does not prune columns through the OVER aggregates; NOTES.md, issue 17)."""
+EVENTS_VIEW: Final = "sessionize_events"
+
+
+def events_view() -> str:
+    """The view `EVENTS_VIEW`: `EVENT_COLUMNS` of the decode step's valid events and the KPI dimension
+    columns `dim_<dimension>` (the value, or tables.NONE_VALUE when the event lacks it). The dimension
+    columns come first in the row here, not after the dedup's occurrence number: computed above the dedup,
+    the planner pushed them below it anyway and then needed one more Calc after it, copying every column
+    of every event only to put them back in the view's order."""
+    dims = ", ".join(
+        f"COALESCE({d}, {connectors.sql_literal(tables.NONE_VALUE)}) AS dim_{d}" for d in DIMENSIONS
+    )
+    return f"CREATE TEMPORARY VIEW {EVENTS_VIEW} AS\nSELECT {', '.join(EVENT_COLUMNS)},\n  {dims}\nFROM "
 
 
 KPI_CELL_SLOTS = 3
@@ -355,8 +387,9 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
         ),
         steps=(
             decode.source_step(spec),
+            Step("columns read", (events_view() + decode.quote(spec.names.valid_view),)),
             decode.classify_step(
-                decode.quote(spec.names.valid_view),
+                EVENTS_VIEW,
                 settings.max_future_skew_ms,
                 settings.out_of_orderness_ms,
                 settings.postgres,
@@ -374,7 +407,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 11
+STATE_LAYOUT = 12
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -391,7 +424,10 @@ operators before the ux.kpi sink differently, and the sink's transactional state
 (issue 17): the minute windows aggregate every dimension in one kpi_cells call per event (a window aggregate
 keyed by the window alone, unnested) instead of a GROUPING SETS expansion keyed by dimension value. v11
 (issue 17): user_count's accumulator in the sliding and cumulative windows is a heap object with its own
-serializer (io.uxstream.udf.UserSet.PeopleSerializer) instead of map state per person."""
+serializer (io.uxstream.udf.UserSet.PeopleSerializer) instead of map state per person. v12 (issue 17): the job
+reads only the columns it uses (EVENT_COLUMNS), computes the KPI dimension columns ahead of the
+classification, and the partition watermark's OVER aggregate takes arguments that need no Calc of their
+own: two Calcs fewer on the per-event path, so the planner numbers the operators differently."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

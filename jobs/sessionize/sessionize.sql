@@ -28,16 +28,13 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS split_sessions AS 'io.uxstream.ud
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS encode_kpi_window AS 'io.uxstream.udf.EncodeKpiWindow' LANGUAGE JAVA;
 
 -- 1. The decode step's classification views (jobs/common/sql/classify.sql, created by job.py over
---    `ux_events`): `classified` (user_key, is_future, watermark_at_arrival), `ledger` (late and future
+--    `ux_events`): `ledger` (late and future
 --    arrivals), `on_time`, and `numbered` (occurrence per event_id: 1 = first, >1 = duplicate).
 
--- First occurrences only, with the KPI dimension columns ('(none)' when the event lacks the value).
+-- The on-time events with their occurrence number (the KPI dimension columns dim_<dimension> come with the
+-- job's source view: job.py `events_view`).
 CREATE TEMPORARY VIEW clean AS
-SELECT
-  *,
-  COALESCE(page_path, '(none)') AS dim_page_path,
-  COALESCE(country, '(none)') AS dim_country,
-  COALESCE(device_type, '(none)') AS dim_device_type
+SELECT *
 FROM numbered;
 
 -- 2. Sinks (late_sink, the late ledger, is created with the classification: jobs/common/sql/classify.sql).

@@ -18,6 +18,7 @@ from jobs.common.flink_env import create_environments
 from jobs.common.pipeline import Pipeline, create, is_insert
 from jobs.funnels import job as funnels
 from jobs.sessionize import job as sessionize
+from jobs.sessionize.settings import DIMENSIONS
 
 pytestmark = [pytest.mark.services, pytest.mark.flink]
 
@@ -84,6 +85,37 @@ def test_the_partition_ordered_aggregates_share_one_over_aggregate_fed_by_the_so
     below = partition.split("\n", 1)[1]
     upstream = below[: below.index("TableSourceScan")]
     assert re.findall(r"Exchange\(distribution=\[(.*?)\]\)", upstream) == ["hash[kafka_partition]"]
+
+
+def test_sessionize_copies_each_event_in_as_few_calcs_as_its_path_needs() -> None:
+    """Every Calc the planner generates deep-copies the string fields it passes on (issue 17: 18-26 % of
+    the per-event vertices' samples), so sessionize's per-event path has one Calc per vertex and no more:
+    the decode step's shared Calc, then one Calc that flattens the decoded row, keeps only the columns the
+    job reads (EVENT_COLUMNS and the KPI dimension columns) and computes the OVER aggregate's arguments
+    before the first exchange; one Calc after the partition watermark's OVER aggregate (the classification
+    the ledger and the on-time events share); and none after the dedup's OVER aggregate, whose readers (the
+    minute cells, the session rows) take its rows as they are."""
+    plan = job_plan("sessionize", sessionize.JOB.pipeline(pipeline_settings["sessionize"]))
+    blocks = plan.strip().split("\n\n")
+    partition = next(b for b in blocks if "OverAggregate(partitionBy=[kafka_partition]" in b).splitlines()
+    assert [line.strip().split("(", 1)[0].lstrip("+- ") for line in partition] == [
+        "Calc",  # the classification, shared by the ledger and the on-time events
+        "OverAggregate",
+        "Exchange",
+        "Calc",  # the one Calc between the decode step's shared Calc and the exchange
+        "Reused",
+    ]
+    exchanged = re.search(r"select=\[(.*?)\], where=", partition[3])
+    assert exchanged is not None
+    columns = [c for c in exchanged.group(1).split(", ") if " AS " not in c or c.startswith("decoded.")]
+    named = [c.split(" AS ")[-1] for c in columns]
+    dims = [f"dim_{d}" for d in DIMENSIONS]
+    assert named[: len(sessionize.EVENT_COLUMNS)] == list(sessionize.EVENT_COLUMNS)
+    for unread in ("page_url", "page_title", "user_agent", "error_message", "ip", "properties"):
+        assert unread not in named
+    assert all(f"AS {d}" in partition[3] for d in dims)
+    # The dedup's OVER aggregate is a block of its own: its readers read it without a Calc between.
+    assert any(b.startswith("OverAggregate(partitionBy=[event_id]") for b in blocks)
 
 
 def test_sessionize_runs_each_window_aggregate_once_for_all_its_readers() -> None:

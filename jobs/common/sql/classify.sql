@@ -58,10 +58,12 @@ SELECT
 FROM (
   SELECT
     *,
+    -- the greater of the two, either when the other is NULL. (Written so that no part of it reads
+    -- runtime_watermark_ms alone: the planner computed such a part ahead of the OVER aggregate, in a Calc of
+    -- its own that copied every column of every event, since it reads a non-deterministic column.)
     CASE
-      WHEN runtime_watermark_ms IS NOT NULL
-        AND (partition_watermark_ms IS NULL OR runtime_watermark_ms > partition_watermark_ms)
-      THEN runtime_watermark_ms
+      WHEN partition_watermark_ms IS NULL OR runtime_watermark_ms > partition_watermark_ms
+      THEN COALESCE(runtime_watermark_ms, partition_watermark_ms)
       ELSE partition_watermark_ms
     END AS watermark_ms
   FROM watermarked

@@ -5,10 +5,13 @@ import org.apache.flink.table.api.dataview.MapView;
 import org.apache.flink.table.functions.AggregateFunction;
 
 /**
- * {@code bot_behaviour(user_key STRING, event_id STRING, page_view BOOLEAN, ts BIGINT, per_minute INT,
- * minutes INT, out_of_orderness_ms BIGINT) OVER (PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN
- * UNBOUNDED PRECEDING AND CURRENT ROW) -> BOOLEAN}: whether the current row's user key behaves like a bot
- * (README "Bots": the behavioural rule), decided from the input log alone, in arrival order.
+ * {@code bot_behaviour(user_key STRING, [erased BOOLEAN,] event_id STRING, page_view BOOLEAN, ts BIGINT,
+ * per_minute INT, minutes INT, out_of_orderness_ms BIGINT) OVER (PARTITION BY kafka_partition ORDER BY arrival
+ * ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) -> BOOLEAN}: whether the current row's user key behaves
+ * like a bot (README "Bots": the behavioural rule), decided from the input log alone, in arrival order. A
+ * row with {@code erased} TRUE counts as one with a NULL user key (sql/classify.sql passes the erasure flag
+ * as is rather than a CASE over it: an argument computed from that non-deterministic column made the
+ * planner keep a Calc of its own, copying every column of every event, in front of the OVER aggregate).
  *
  * <p>The rule, per user key within its Kafka partition: page views are counted per UTC event-time minute,
  * each event id once; a page view more than {@code minutes} + ⌈out_of_orderness / 1 min⌉ minutes behind the
@@ -55,6 +58,28 @@ public class BotBehaviour extends AggregateFunction<Boolean, BotBehaviour.Accumu
   @Override
   public Accumulator createAccumulator() {
     return new Accumulator();
+  }
+
+  public void accumulate(
+      Accumulator accumulator,
+      String userKey,
+      Boolean erased,
+      String eventId,
+      Boolean pageView,
+      Long ts,
+      Integer perMinute,
+      Integer minutes,
+      Long outOfOrdernessMs)
+      throws Exception {
+    accumulate(
+        accumulator,
+        Boolean.TRUE.equals(erased) ? null : userKey,
+        eventId,
+        pageView,
+        ts,
+        perMinute,
+        minutes,
+        outOfOrdernessMs);
   }
 
   public void accumulate(
