@@ -47,7 +47,7 @@ def inserts(pipeline: Pipeline) -> list[tuple[str, str]]:
 # The order of the INSERTs and DataStream parts is the job's plan order, which numbers its stateful SQL
 # operators (their uids): a change here changes the state layout, so bump the job's STATE_LAYOUT with it.
 PLAN_ORDER = {
-    ("sessionize", 12): [
+    ("sessionize", 13): [
         ("dead letters", "ux_events_dlq"),
         ("windows and sessions", "late_sink"),  # the ledger rows of the classify step's views
         ("windows and sessions", "kpi_1m_sink"),

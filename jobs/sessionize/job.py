@@ -407,7 +407,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 12
+STATE_LAYOUT = 13
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -427,7 +427,9 @@ keyed by the window alone, unnested) instead of a GROUPING SETS expansion keyed 
 serializer (io.uxstream.udf.UserSet.PeopleSerializer) instead of map state per person. v12 (issue 17): the job
 reads only the columns it uses (EVENT_COLUMNS), computes the KPI dimension columns ahead of the
 classification, and the partition watermark's OVER aggregate takes arguments that need no Calc of their
-own: two Calcs fewer on the per-event path, so the planner numbers the operators differently."""
+own: two Calcs fewer on the per-event path, so the planner numbers the operators differently. v13 (issue 17):
+the people sets of kpi_cells' cells and user_count's accumulators have a new serialized form (ids in one
+buffer, UserSet.Accumulator.writeTo)."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

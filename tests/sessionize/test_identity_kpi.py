@@ -209,9 +209,14 @@ def test_a_user_id_equal_to_a_linked_anonymous_id_still_counts() -> None:
     assert people(*(e for m in minutes for e in m)) == {"x", "y"}
 
 
+ID_ENDINGS = ("", "", "\u00e9", "\u7528", "\U0001f600")
+"""ASCII, Latin-1, beyond Latin-1 and beyond the BMP: each a different serialized form of an id
+(UserSet.writeId), and the merged count goes through it."""
+
+
 def random_window(rng: random.Random) -> list[list[Event]]:
-    anonymous_ids = [f"a-{i}" for i in range(rng.randint(1, 6))]
-    user_ids = [f"u-{i}" for i in range(rng.randint(1, 4))]
+    anonymous_ids = [f"a-{i}{rng.choice(ID_ENDINGS)}" for i in range(rng.randint(1, 6))]
+    user_ids = [f"u-{i}{rng.choice(ID_ENDINGS)}" for i in range(rng.randint(1, 4))]
     minutes: list[list[Event]] = []
     for _ in range(rng.randint(1, 6)):
         events: list[Event] = []
