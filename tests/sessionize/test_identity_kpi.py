@@ -209,9 +209,10 @@ def test_a_user_id_equal_to_a_linked_anonymous_id_still_counts() -> None:
     assert people(*(e for m in minutes for e in m)) == {"x", "y"}
 
 
-ID_ENDINGS = ("", "", "\u00e9", "\u7528", "\U0001f600")
-"""ASCII, Latin-1, beyond Latin-1 and beyond the BMP: each a different serialized form of an id
-(UserSet.writeId), and the merged count goes through it."""
+ID_ENDINGS = ("", "", "\u00e9", "\u7528", "\uff21", "\U0001f600")
+"""ASCII, Latin-1, beyond Latin-1 (below and above the surrogates) and beyond the BMP: each a different
+serialized form of an id (UserSet.writeId), and ids that sort differently by UTF-16 unit and by code point
+(UserSet.compareCodePoints: the minute rows' sorted users)."""
 
 
 def random_window(rng: random.Random) -> list[list[Event]]:

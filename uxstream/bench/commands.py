@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--smoke", action="store_true", help="tiny configuration that only checks the harness works"
     )
-    p.add_argument("--events", type=_positive, help="backlog size N (default 1,200,000; smoke 10,000)")
+    p.add_argument("--events", type=_positive, help="backlog size N (default 2,500,000; smoke 10,000)")
     p.add_argument("--repeats", type=_positive, help="repeats per measurement (default 3; smoke 1)")
     p.add_argument("--generator-events", type=_positive, help="records per generator run (default 300,000)")
     p.add_argument("--latency-seconds", type=_positive, help="latency run length (default 180)")

@@ -107,9 +107,11 @@ PROFILE_FROM: Final = {"bare": 0.05, "sessionize": 0.25, "funnels": 0.25}
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    events: int = 1_200_000
-    """Backlog size N: large enough that the bare pipeline reads for well over 15 s (at 300k it was through
-    in 4-5 s, so JIT compilation and start-up noise dominated its figures)."""
+    events: int = 2_500_000
+    """Backlog size N: large enough that the bare pipeline reads for at least 15 s (issue 17 item 3): at 300k
+    it was through in 4-5 s, so JIT compilation and start-up noise dominated its figures; at 1.2M (sessions
+    13-21) it read for 9.7-10.6 s once this VM ran it at 113-124k events/s, at 2M for 13.8-14.6 s at
+    137-145k (session 21). 2.5M, 500 event-time minutes, keeps the bound up to ~165k events/s."""
     repeats: int = 3
     generator_events: int = 300_000
     decode_sample: int = 100_000
