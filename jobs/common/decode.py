@@ -87,6 +87,8 @@ FUNCTIONS: Final = {
     "encode_dead_letter": "io.uxstream.udf.EncodeDeadLetter",
     "count_when": "io.uxstream.udf.CountWhen",
     "occurrence_count": "io.uxstream.udf.OccurrenceCount",
+    "dedup_bucket": "io.uxstream.udf.EventIds$Bucket",
+    "occurrence_number": "io.uxstream.udf.EventIds$Occurrence",
     "partition_watermark": "io.uxstream.udf.PartitionWatermark",
     "bot_behaviour": "io.uxstream.udf.BotBehaviour",
     "pair_least_ts": "io.uxstream.udf.PairLeast",
@@ -351,6 +353,7 @@ def classify_statements(
     erasure: ErasureLookup | None = None,
     bots: EnrichmentSettings | None = None,
     aggregates: tuple[tuple[str, str], ...] = (),
+    dedup: Dedup | None = None,
 ) -> list[str]:
     """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_erased,
     is_future and its partition's watermark at arrival), `classified` (those where the SQL condition
@@ -361,8 +364,9 @@ def classify_statements(
     where the erased list is (default: the reader role of `postgres`, the keys of the environment).
     `bots`: the behavioural bot rule's settings (None: the defaults). `aggregates`: (column, aggregate call)
     pairs computed in the partition watermark's window too (one operator, partition order), which
-    `relevant` may read."""
+    `relevant` may read. `dedup`: how the occurrence numbers are kept (None: per event_id, `Dedup`)."""
     erasure = erasure or ErasureLookup.from_env(postgres)
+    dedup = dedup or Dedup()
     return render_sql(
         CLASSIFY_SQL,
         source=source,
@@ -372,13 +376,54 @@ def classify_statements(
         pseudonym=erasure.pseudonym("user_key"),
         max_future_skew=sql_interval(max_future_skew_ms),
         out_of_orderness_ms=str(int(out_of_orderness_ms)),
-        duplicates_counter=counters.DUPLICATES,
         acts_bot=acts_bot_sql(bots or EnrichmentSettings(), out_of_orderness_ms),
         partition_aggregates="".join(
             f",\n  {call} OVER (\n    {PARTITION_WINDOW}\n  ) AS {name}" for name, call in aggregates
         ),
         late_sink_options=with_clause(jdbc_upsert_options(postgres, tables.LATE_EVENTS)),
+        **dedup.sql(),
     )
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """How the classification numbers the occurrences of an event_id (sql/classify.sql `numbered`).
+
+    `bucketed` (the heap state backend): one OVER window per bucket of event ids (io.uxstream.udf.EventIds,
+    `dedup_bucket`), whose accumulator keeps the bucket's ids in a few arrays and forgets an id `ttl_ms`
+    of processing time after its last occurrence, as the state TTL forgets a per-id entry: the same
+    numbers, without an object per id for the collector to copy and each checkpoint to walk (NOTES.md,
+    issue 17). Otherwise (RocksDB, which would (de)serialize a whole bucket per access) one window per
+    event_id (io.uxstream.udf.OccurrenceCount), forgotten through the job's state TTL
+    (`table.exec.state.ttl`, which each job sets to its dedup TTL)."""
+
+    bucketed: bool = False
+    ttl_ms: int = 0
+
+    @classmethod
+    def for_backend(cls, state_backend: str, ttl_ms: int) -> Dedup:
+        return cls(bucketed=state_backend == "hashmap", ttl_ms=ttl_ms)
+
+    @property
+    def layout_variant(self) -> str:
+        """The state layout's variant (runner.JobSpec.layout_variant): "h" for the bucketed dedup."""
+        return "h" if self.bucketed else ""
+
+    def sql(self) -> dict[str, str]:
+        """classify.sql's dedup placeholders."""
+        if not self.bucketed:
+            return {
+                "dedup_call": f"occurrence_count('{counters.DUPLICATES}')",
+                "dedup_key": "event_id",
+                "dedup_source": "on_time",
+            }
+        return {
+            "dedup_call": (
+                f"occurrence_number('{counters.DUPLICATES}', event_id, CAST({int(self.ttl_ms)} AS BIGINT))"
+            ),
+            "dedup_key": "dedup_bucket",
+            "dedup_source": "(SELECT *, dedup_bucket(event_id) AS dedup_bucket FROM on_time)",
+        }
 
 
 def acts_bot_sql(settings: EnrichmentSettings, out_of_orderness_ms: int) -> str:
@@ -433,13 +478,22 @@ def classify_step(
     erasure: ErasureLookup | None = None,
     bots: EnrichmentSettings | None = None,
     aggregates: tuple[tuple[str, str], ...] = (),
+    dedup: Dedup | None = None,
 ) -> Step:
     """The arrival classification of the events of the view `source` (`classify_statements`)."""
     return Step(
         "classify",
         tuple(
             classify_statements(
-                source, max_future_skew_ms, out_of_orderness_ms, postgres, relevant, erasure, bots, aggregates
+                source,
+                max_future_skew_ms,
+                out_of_orderness_ms,
+                postgres,
+                relevant,
+                erasure,
+                bots,
+                aggregates,
+                dedup,
             )
         ),
     )

@@ -189,6 +189,10 @@ class JobSpec(Generic[S]):
     planner numbers them in plan order): a checkpoint or savepoint of another layout is then refused at
     start with a clear message (`run`) instead of being mapped onto the wrong operators. None: Flink's
     unversioned `<id>_<transformation>`."""
+    layout_variant: Callable[[S], str] = lambda settings: ""
+    """A suffix of the state layout's version for settings that plan some operator with other state (the
+    heap state backend's dedup: `decode.Dedup`), so that state of one variant is refused by the other at
+    start, as state of another layout is, instead of failing on its serializers."""
 
     @property
     def prog(self) -> str:
@@ -228,19 +232,20 @@ UNMAPPED_STATE: Final = "Cannot map checkpoint/savepoint state"
 """What Flink says when restored state has no operator with its uid in the job."""
 
 
-def uid_format(spec: JobSpec[Any]) -> str | None:
-    """`table.exec.uid.format` of the job's state layout (None: Flink's default)."""
+def uid_format(spec: JobSpec[Any], variant: str = "") -> str | None:
+    """`table.exec.uid.format` of the job's state layout and its variant (None: Flink's default)."""
     if spec.state_layout is None:
         return None
-    return f"{spec.name}.v{spec.state_layout}_<id>_<transformation>"
+    return f"{spec.name}.v{spec.state_layout}{variant}_<id>_<transformation>"
 
 
-def unrestorable(spec: JobSpec[Any], path: Path) -> str:
+def unrestorable(spec: JobSpec[Any], path: Path, variant: str = "") -> str:
     """The refusal when the state at `path` does not fit the job's operators."""
-    layout = "" if spec.state_layout is None else f" (state layout v{spec.state_layout})"
+    layout = "" if spec.state_layout is None else f" (state layout v{spec.state_layout}{variant})"
     return (
         f"{path} holds state that this version of {spec.name}{layout} cannot take over: it was written by "
-        "an earlier state layout of the job (see NOTES.md) or by another job. Start fresh instead: run "
+        "an earlier state layout of the job (see NOTES.md), by the job on another state backend (the heap "
+        "backend's dedup keeps other state) or by another job. Start fresh instead: run "
         "without --restore (the source resumes from the offsets the consumer group committed; windows and "
         "sessions open at that point start empty), or backfill: replay the topic from its start into fresh "
         "tables"
@@ -254,7 +259,8 @@ def run(spec: JobSpec[S], settings: S) -> None:
     for check in spec.checks:
         check(spec, settings)
     env, t_env = create_environments(settings.flink, spec.name)
-    uids = uid_format(spec)
+    variant = spec.layout_variant(settings)
+    uids = uid_format(spec, variant)
     if uids is not None:
         t_env.get_config().set("table.exec.uid.format", uids)
     try:
@@ -266,7 +272,7 @@ def run(spec: JobSpec[S], settings: S) -> None:
     except Exception as exc:
         restore = settings.flink.restore_path
         if restore is not None and UNMAPPED_STATE in str(exc):
-            raise SettingsError(unrestorable(spec, Path(restore))) from None
+            raise SettingsError(unrestorable(spec, Path(restore), variant)) from None
         raise
 
 

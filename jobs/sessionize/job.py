@@ -207,7 +207,7 @@ def statements(settings: SessionizeSettings) -> list[str]:
         f"CUMULATE(TABLE kpi_minutes, DESCRIPTOR(minute_time), "
         f"{connectors.sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
     )
-    packed = "JSON_ARRAY(" + ", ".join(SESSION_EVENT_FIELDS) + " NULL ON NULL)"
+    packed = "pack_session_event(" + ", ".join(SESSION_EVENT_FIELDS) + ")"
     kpi_1m = f"""SELECT to_utc(minute_start) AS window_start, to_utc(minute_end) AS window_end,
   dimension, dimension_value, events, page_views,
   CAST(CARDINALITY(people.users) AS BIGINT) AS active_users,
@@ -374,6 +374,11 @@ def sinks_sql(settings: SessionizeSettings) -> list[str]:
     )
 
 
+def dedup(settings: SessionizeSettings) -> decode.Dedup:
+    """How the classification numbers occurrences: per bucket of ids on the heap backend (decode.Dedup)."""
+    return decode.Dedup.for_backend(settings.flink.state_backend, settings.dedup_ttl_ms)
+
+
 def pipeline(settings: SessionizeSettings) -> Pipeline:
     """The job: Kafka → decode → classify → sinks; dead letters; KPI windows and sessions."""
     spec = decode_spec(settings)
@@ -394,6 +399,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
                 settings.out_of_orderness_ms,
                 settings.postgres,
                 bots=settings.flink.enrichment,
+                dedup=dedup(settings),
             ),
             Step("sinks", tuple(sinks_sql(settings))),
             decode.dead_letter_step(spec),
@@ -407,7 +413,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 13
+STATE_LAYOUT = 14
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -429,7 +435,8 @@ reads only the columns it uses (EVENT_COLUMNS), computes the KPI dimension colum
 classification, and the partition watermark's OVER aggregate takes arguments that need no Calc of their
 own: two Calcs fewer on the per-event path, so the planner numbers the operators differently. v13 (issue 17):
 the people sets of kpi_cells' cells and user_count's accumulators have a new serialized form (ids in one
-buffer, UserSet.Accumulator.writeTo)."""
+buffer, UserSet.Accumulator.writeTo). v14 (issue 17): on the heap state backend the dedup keeps its event
+ids per bucket (io.uxstream.udf.EventIds; variant "h", `dedup`); on RocksDB per event_id as in v13."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,
@@ -439,6 +446,7 @@ JOB = runner.JobSpec(
     CHECKS,
     OUTPUTS,
     state_layout=STATE_LAYOUT,
+    layout_variant=lambda settings: dedup(settings).layout_variant,
 )
 main = runner.entry_point(JOB)
 

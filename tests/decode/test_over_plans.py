@@ -3,12 +3,15 @@ partition's events in partition order (the partition watermark, the behavioural 
 job's earliest identity links) runs in ONE OverAggregate partitioned by kafka_partition, fed straight from
 the source, and the dedup is the only other one. An OverAggregate keyed otherwise before it would hand a
 partition's events over from several subtasks in a timing-dependent order at parallelism > 1, and the
-classification would stop being a function of the input log (README "What sessionize computes").
+classification would stop being a function of the input log (README "What sessionize computes"). The dedup
+is partitioned by bucket of event ids on the heap state backend (io.uxstream.udf.EventIds) and by event_id
+on RocksDB (jobs/common/decode.py `Dedup`).
 
 Flink tier (the tier of anything that starts the planner's JVM): no job is started."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -75,7 +78,7 @@ def test_the_partition_ordered_aggregates_share_one_over_aggregate_fed_by_the_so
 ) -> None:
     plan = plans[job]
     overs = re.findall(r"OverAggregate\(partitionBy=\[([^\]]*)\]", plan)
-    assert overs == ["event_id", "kafka_partition"]  # the plan lists the dedup first (it is downstream)
+    assert overs == [dedup_key(plan), "kafka_partition"]  # the plan lists the dedup first (downstream)
     partition = plan[plan.index("OverAggregate(partitionBy=[kafka_partition]") :]
     assert "partition_watermark(" in partition.splitlines()[0]
     assert "bot_behaviour(" in partition.splitlines()[0]
@@ -115,7 +118,31 @@ def test_sessionize_copies_each_event_in_as_few_calcs_as_its_path_needs() -> Non
         assert unread not in named
     assert all(f"AS {d}" in partition[3] for d in dims)
     # The dedup's OVER aggregate is a block of its own: its readers read it without a Calc between.
-    assert any(b.startswith("OverAggregate(partitionBy=[event_id]") for b in blocks)
+    assert any(b.startswith(f"OverAggregate(partitionBy=[{dedup_key(plan)}]") for b in blocks)
+
+
+def dedup_key(plan: str) -> str:
+    """The dedup's partition key in `plan`: the bucket of the event id, computed right before its exchange
+    (the heap state backend's dedup, io.uxstream.udf.EventIds)."""
+    key = re.search(r"dedup_bucket\(event_id\) AS (\$\d+)", plan)
+    assert key is not None, "no dedup_bucket(event_id) column in the plan"
+    dedup = re.search(rf"OverAggregate\(partitionBy=\[\{key.group(1)}\].*occurrence_number\(", plan)
+    assert dedup is not None
+    assert f"Exchange(distribution=[hash[{key.group(1)}]])" in plan
+    return key.group(1)
+
+
+@pytest.mark.parametrize("job", ["sessionize", "funnels"])
+def test_on_rocksdb_the_dedup_keeps_a_window_per_event_id(job: str) -> None:
+    """RocksDB would (de)serialize a whole bucket of ids on every access, so there the dedup is
+    partitioned by event_id (io.uxstream.udf.OccurrenceCount, forgotten through the state TTL)."""
+    spec = {"sessionize": sessionize.JOB, "funnels": funnels.JOB}[job]
+    settings = pipeline_settings[job]
+    rocksdb = dataclasses.replace(settings, flink=settings.flink.with_options(state_backend="rocksdb"))
+    plan = plan_of(job, spec.pipeline(rocksdb), "SELECT * FROM numbered")
+    overs = re.findall(r"OverAggregate\(partitionBy=\[([^\]]*)\]", plan)
+    assert overs == ["event_id", "kafka_partition"]
+    assert "occurrence_count(" in plan and "dedup_bucket" not in plan
 
 
 def test_sessionize_runs_each_window_aggregate_once_for_all_its_readers() -> None:

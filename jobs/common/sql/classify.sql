@@ -107,12 +107,15 @@ CREATE TEMPORARY TABLE late_sink (
   {late_sink_options}
 );
 
--- occurrence_count is COUNT(*) that also counts the duplicates (uxstream.<duplicates_counter>.total) in the one
--- operator that sees each of them once (io.uxstream.udf.OccurrenceCount).
+-- occurrence: the occurrence number of the event's event_id among the on-time events (1 = first, n = the
+-- n-th within the dedup memory), also counting the duplicates (uxstream.<duplicates_counter>.total) in the one
+-- operator that sees each of them once (jobs/common/decode.py `dedup_sql`: per bucket of
+-- event ids on the heap state backend, io.uxstream.udf.EventIds; per event_id on RocksDB,
+-- io.uxstream.udf.OccurrenceCount).
 CREATE TEMPORARY VIEW numbered AS
 SELECT
   *,
-  occurrence_count('{duplicates_counter}') OVER (
-    PARTITION BY event_id ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  {dedup_call} OVER (
+    PARTITION BY {dedup_key} ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
   ) AS occurrence
-FROM on_time;
+FROM {dedup_source};

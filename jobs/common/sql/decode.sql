@@ -13,6 +13,11 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS encode_dead_letter AS 'io.uxstrea
 -- window, counting the rows after the first of each key.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS count_when AS 'io.uxstream.udf.CountWhen' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_count AS 'io.uxstream.udf.OccurrenceCount' LANGUAGE JAVA;
+-- dedup_bucket(event_id) → INT and occurrence_number(name, event_id, ttl_ms) OVER (PARTITION BY dedup_bucket …) →
+-- the occurrence numbers of occurrence_count over a window per event_id, kept per bucket of ids in a few arrays
+-- (io.uxstream.udf.EventIds; the heap state backend's dedup, sql/classify.sql).
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS dedup_bucket AS 'io.uxstream.udf.EventIds$Bucket' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_number AS 'io.uxstream.udf.EventIds$Occurrence' LANGUAGE JAVA;
 -- partition_watermark(ts, out_of_orderness_ms) OVER (PARTITION BY kafka_partition …) → the arrival watermark
 -- of the row in epoch ms, from the partition's earlier rows (sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS partition_watermark AS 'io.uxstream.udf.PartitionWatermark' LANGUAGE JAVA;
