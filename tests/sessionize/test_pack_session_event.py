@@ -69,7 +69,8 @@ def test_pack_session_event_gives_the_values_json_array_gives(tmp_path: Path) ->
     rows.append({f: None for f in SESSION_EVENT_FIELDS})
     _, t_env = create_environments(FlinkSettings(state_dir=tmp_path / "state"), "pack-session-event")
     t_env.execute_sql(
-        "CREATE TEMPORARY SYSTEM FUNCTION pack_session_event AS 'io.uxstream.udf.PackSessionEvent' LANGUAGE JAVA"
+        "CREATE TEMPORARY SYSTEM FUNCTION pack_session_event "
+        "AS 'io.uxstream.udf.PackSessionEvent' LANGUAGE JAVA"
     )
     fields = ", ".join(SESSION_EVENT_FIELDS)
     selects = " UNION ALL ".join(
