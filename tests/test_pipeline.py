@@ -56,7 +56,7 @@ PLAN_ORDER = {
         ("windows and sessions", "sessions_sink"),
         ("windows and sessions", "kpi_topic_sink"),
     ],
-    ("funnels", 7): [
+    ("funnels", 6): [
         ("dead letters and late ledger", "ux_events_dlq"),
         ("dead letters and late ledger", "late_sink"),
         ("outputs", "attempts_sink"),

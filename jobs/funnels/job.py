@@ -272,11 +272,6 @@ def recipe(settings: FunnelsSettings) -> tuple[list[str], list[str]]:
     return statements[:after], statements[after:]
 
 
-def dedup(settings: FunnelsSettings) -> decode.Dedup:
-    """How the classification numbers occurrences: per bucket of ids on the heap backend (decode.Dedup)."""
-    return decode.Dedup.for_backend(settings.flink.state_backend, settings.dedup_ttl_ms)
-
-
 def pipeline(settings: FunnelsSettings) -> Pipeline:
     """The job: Kafka → decode → relevant events → classify → routed stream → attempts → windows → sinks."""
     spec = decode_spec(settings)
@@ -295,7 +290,6 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
                 relevant=RELEVANT,
                 bots=settings.flink.enrichment,
                 aggregates=PAIR_LEAST,
-                dedup=dedup(settings),
             ),
             Step("routed and sinks", tuple(routed)),
             Step("route", stream=route),
@@ -306,7 +300,7 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 7
+STATE_LAYOUT = 6
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
 optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment). v4 (issue 22
 item 6): every event row carries the feedback fields of ux_event v3. v5 (issue 22 item 4): the earliest
@@ -318,19 +312,9 @@ arrives after the window was written rewrites it complete, with the next revisio
 the partition watermark's OVER aggregate also holds the behavioural bot rule's keys (bot_behaviour, README
 "Bots"), over every valid event (event_type is projected for it), and the pairs' earliest links
 (pair_least_ts) instead of an OVER aggregate keyed by pair before it, which at parallelism > 1 handed a
-partition's events to the partition watermark in a timing-dependent order. v7 (issue 17): on the heap
-state backend the dedup keeps its event ids per bucket (io.uxstream.udf.EventIds; variant "h", `dedup`);
-on RocksDB per event_id as in v6."""
+partition's events to the partition watermark in a timing-dependent order."""
 JOB = runner.JobSpec(
-    JOB_NAME,
-    __doc__,
-    FunnelsSettings.from_env,
-    pipeline,
-    OPTIONS,
-    CHECKS,
-    OUTPUTS,
-    state_layout=STATE_LAYOUT,
-    layout_variant=lambda settings: dedup(settings).layout_variant,
+    JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )
 main = runner.entry_point(JOB)
 

@@ -3,9 +3,9 @@ partition's events in partition order (the partition watermark, the behavioural 
 job's earliest identity links) runs in ONE OverAggregate partitioned by kafka_partition, fed straight from
 the source, and the dedup is the only other one. An OverAggregate keyed otherwise before it would hand a
 partition's events over from several subtasks in a timing-dependent order at parallelism > 1, and the
-classification would stop being a function of the input log (README "What sessionize computes"). The dedup
-is partitioned by bucket of event ids on the heap state backend (io.uxstream.udf.EventIds) and by event_id
-on RocksDB (jobs/common/decode.py `Dedup`).
+classification would stop being a function of the input log (README "What sessionize computes").
+Sessionize's dedup is partitioned by bucket of event ids on the heap state backend (io.uxstream.udf.EventIds)
+and by event_id on RocksDB (jobs/common/decode.py `Dedup`); funnels' by event_id.
 
 Flink tier (the tier of anything that starts the planner's JVM): no job is started."""
 
@@ -78,7 +78,8 @@ def test_the_partition_ordered_aggregates_share_one_over_aggregate_fed_by_the_so
 ) -> None:
     plan = plans[job]
     overs = re.findall(r"OverAggregate\(partitionBy=\[([^\]]*)\]", plan)
-    assert overs == [dedup_key(plan), "kafka_partition"]  # the plan lists the dedup first (downstream)
+    # the plan lists the dedup first (it is downstream); funnels keeps a window per event_id
+    assert overs == [dedup_key(plan) if job == "sessionize" else "event_id", "kafka_partition"]
     partition = plan[plan.index("OverAggregate(partitionBy=[kafka_partition]") :]
     assert "partition_watermark(" in partition.splitlines()[0]
     assert "bot_behaviour(" in partition.splitlines()[0]
@@ -132,14 +133,12 @@ def dedup_key(plan: str) -> str:
     return key.group(1)
 
 
-@pytest.mark.parametrize("job", ["sessionize", "funnels"])
-def test_on_rocksdb_the_dedup_keeps_a_window_per_event_id(job: str) -> None:
-    """RocksDB would (de)serialize a whole bucket of ids on every access, so there the dedup is
+def test_on_rocksdb_the_dedup_keeps_a_window_per_event_id() -> None:
+    """RocksDB would (de)serialize a whole bucket of ids on every access, so there sessionize's dedup is
     partitioned by event_id (io.uxstream.udf.OccurrenceCount, forgotten through the state TTL)."""
-    spec = {"sessionize": sessionize.JOB, "funnels": funnels.JOB}[job]
-    settings = pipeline_settings[job]
+    settings = pipeline_settings["sessionize"]
     rocksdb = dataclasses.replace(settings, flink=settings.flink.with_options(state_backend="rocksdb"))
-    plan = plan_of(job, spec.pipeline(rocksdb), "SELECT * FROM numbered")
+    plan = plan_of("sessionize", sessionize.JOB.pipeline(rocksdb), "SELECT * FROM numbered")
     overs = re.findall(r"OverAggregate\(partitionBy=\[([^\]]*)\]", plan)
     assert overs == ["event_id", "kafka_partition"]
     assert "occurrence_count(" in plan and "dedup_bucket" not in plan

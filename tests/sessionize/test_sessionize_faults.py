@@ -290,6 +290,4 @@ def assert_state_of_another_layout_is_refused(run: Run, folder: Path) -> None:
         cwd=ROOT, env=run.job_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-3000:]
-    variant = funnels_job.dedup(funnels_job.JOB.settings(None)).layout_variant
-    refusal = runner.unrestorable(funnels_job.JOB, checkpoint, variant)
-    assert proc.stderr == f"uxstream run: error: {refusal}\n"
+    assert proc.stderr == f"uxstream run: error: {runner.unrestorable(funnels_job.JOB, checkpoint)}\n"
