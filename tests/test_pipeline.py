@@ -47,7 +47,7 @@ def inserts(pipeline: Pipeline) -> list[tuple[str, str]]:
 # The order of the INSERTs and DataStream parts is the job's plan order, which numbers its stateful SQL
 # operators (their uids): a change here changes the state layout, so bump the job's STATE_LAYOUT with it.
 PLAN_ORDER = {
-    ("sessionize", 14): [
+    ("sessionize", 15): [
         ("dead letters", "ux_events_dlq"),
         ("windows and sessions", "late_sink"),  # the ledger rows of the classify step's views
         ("windows and sessions", "kpi_1m_sink"),
@@ -56,7 +56,7 @@ PLAN_ORDER = {
         ("windows and sessions", "sessions_sink"),
         ("windows and sessions", "kpi_topic_sink"),
     ],
-    ("funnels", 6): [
+    ("funnels", 7): [
         ("dead letters and late ledger", "ux_events_dlq"),
         ("dead letters and late ledger", "late_sink"),
         ("outputs", "attempts_sink"),

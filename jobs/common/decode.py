@@ -344,6 +344,15 @@ class ErasureLookup:
         return f"ux_pseudonym({user_key}, {sql_literal(self.key_files)})"
 
 
+WATERMARK_MS: Final = (
+    "CASE WHEN partition_watermark_ms IS NULL OR runtime_watermark_ms > partition_watermark_ms "
+    "THEN COALESCE(runtime_watermark_ms, partition_watermark_ms) ELSE partition_watermark_ms END"
+)
+"""SQL of an event's watermark at arrival over sql/classify.sql's `watermarked`: the greater of its
+partition's watermark and Flink's runtime watermark, either when the other is NULL (README "What sessionize
+computes"). `on_time` and `ledger` each compute it in their own condition and columns."""
+
+
 def classify_statements(
     source: str,
     max_future_skew_ms: int,
@@ -356,9 +365,9 @@ def classify_statements(
     dedup: Dedup | None = None,
 ) -> list[str]:
     """The views `arrived` and `watermarked` (every valid event of `source` with user_key, is_erased,
-    is_future and its partition's watermark at arrival), `classified` (those where the SQL condition
-    `relevant` holds and whose user is not erased, with watermark_ms, watermark_at_arrival and is_late),
-    `ledger` (late and future arrivals, with `user_pseudonym`), `on_time` (neither) and `numbered`
+    is_future and its partition's watermark at arrival), `ledger` (late and future arrivals where the SQL
+    condition `relevant` holds and whose user is not erased, with watermark_ms, watermark_at_arrival,
+    is_late and `user_pseudonym`), `on_time` (neither, without the pseudonym and is_late) and `numbered`
     (on-time events with their `occurrence` number per event_id), and the table `late_sink` (the
     late_events table in `postgres`) the job writes its ledger rows to (sql/classify.sql). `erasure`:
     where the erased list is (default: the reader role of `postgres`, the keys of the environment).
@@ -376,6 +385,7 @@ def classify_statements(
         pseudonym=erasure.pseudonym("user_key"),
         max_future_skew=sql_interval(max_future_skew_ms),
         out_of_orderness_ms=str(int(out_of_orderness_ms)),
+        watermark_ms=WATERMARK_MS,
         acts_bot=acts_bot_sql(bots or EnrichmentSettings(), out_of_orderness_ms),
         partition_aggregates="".join(
             f",\n  {call} OVER (\n    {PARTITION_WINDOW}\n  ) AS {name}" for name, call in aggregates
@@ -432,8 +442,7 @@ def acts_bot_sql(settings: EnrichmentSettings, out_of_orderness_ms: int) -> str:
     if settings.bot_page_views_per_minute == 0:
         return "FALSE"
     return (
-        "bot_behaviour(CASE WHEN is_future THEN CAST(NULL AS STRING) ELSE user_key END, is_erased, "
-        "event_id, event_type = 'page_view', ts, "
+        "bot_behaviour(user_key, is_future, is_erased, event_id, event_type, ts, "
         f"{int(settings.bot_page_views_per_minute)}, {int(settings.bot_minutes)}, "
         f"CAST({int(out_of_orderness_ms)} AS BIGINT)) OVER (\n    {PARTITION_WINDOW}\n  )"
     )

@@ -31,7 +31,7 @@ FROM {decoded_view}
 WHERE decoded.reason IS NULL;
 
 -- 2./3. Classified on arrival like sessionize (jobs/common/sql/classify.sql, created by job.py over
---    `valid_events`, classifying the steps and the earliest links of their pairs): `classified`,
+--    `valid_events`, classifying the steps and the earliest links of their pairs):
 --    `ledger` (future and late arrivals), `on_time`, and `numbered` (occurrence of each event_id in
 --    arrival order; only first occurrences reach Python).
 

@@ -300,7 +300,7 @@ def pipeline(settings: FunnelsSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 6
+STATE_LAYOUT = 7
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, shared views
 optimized once. v3 (issue 22): every event row carries is_bot (the decode step's enrichment). v4 (issue 22
 item 6): every event row carries the feedback fields of ux_event v3. v5 (issue 22 item 4): the earliest
@@ -312,7 +312,9 @@ arrives after the window was written rewrites it complete, with the next revisio
 the partition watermark's OVER aggregate also holds the behavioural bot rule's keys (bot_behaviour, README
 "Bots"), over every valid event (event_type is projected for it), and the pairs' earliest links
 (pair_least_ts) instead of an OVER aggregate keyed by pair before it, which at parallelism > 1 handed a
-partition's events to the partition watermark in a timing-dependent order."""
+partition's events to the partition watermark in a timing-dependent order. v7 (issue 17): the partition
+watermark's OVER aggregate feeds the ledger and the on-time events without a classification Calc shared by
+both (jobs/common/sql/classify.sql), so the planner numbers the operators differently."""
 JOB = runner.JobSpec(
     JOB_NAME, __doc__, FunnelsSettings.from_env, pipeline, OPTIONS, CHECKS, OUTPUTS, state_layout=STATE_LAYOUT
 )

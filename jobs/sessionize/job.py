@@ -74,29 +74,42 @@ EVENT_COLUMNS: Final = tuple(
         "event_id", "ts", "received_at", "event_time", "user_id", "anonymous_id", "event_type", "agent_bot",
         "kafka_partition", "kafka_offset", "kafka_timestamp", "page_path", "country", "device_type",
         # the KPI cells
-        "event_name", "lcp_ms", "inp_ms", "cls", "survey_id", "feedback_scale", "feedback_score",
-        # the packed session events
-        *SESSION_EVENT_FIELDS,
+        "event_name", "lcp_ms", "inp_ms", "cls", "feedback_scale", "feedback_score",
     ))
 )  # fmt: skip
-"""The valid events' columns sessionize reads (the view `EVENTS_VIEW`, the classification's source). The
-others (URL, title, user agent, OS, error text, IP, properties …) stay in the source vertex: every Calc the
-planner generates deep-copies each string field it passes on, and every exchange serializes it, so each
-unread column cost a copy per Calc and a (de)serialization per exchange on the per-event path (the
-planner does not prune columns through the OVER aggregates; NOTES.md, issue 17)."""
+"""The valid events' columns sessionize reads one by one (the view `EVENTS_VIEW`, the classification's
+source); the other fields of a gap-session's events come packed in one column (`PACKED`). The rest (URL,
+title, user agent, OS, error text, IP, properties …) stay in the source vertex: every Calc the planner
+generates deep-copies each string field it passes on, and every exchange serializes it, so each column
+cost a copy per Calc and a (de)serialization per exchange on the per-event path (the planner does not
+prune columns through the OVER aggregates; NOTES.md, issue 17)."""
 EVENTS_VIEW: Final = "sessionize_events"
+PACK_FUNCTION: Final = (
+    "CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS pack_session_event "
+    "AS 'io.uxstream.udf.PackSessionEvent' LANGUAGE JAVA"
+)
+"""One event of a gap-session as the JSON array of its SESSION_EVENT_FIELDS (io.uxstream.udf.PackSessionEvent:
+what JSON_ARRAY(... NULL ON NULL) gives, written from the fields' UTF-8 bytes)."""
+PACKED: Final = "pack_session_event(" + ", ".join(SESSION_EVENT_FIELDS) + ") AS packed"
+"""The column `packed` of `EVENTS_VIEW`: computed in the source vertex, so the fields only the sessions read
+(referrer, UTM, browser, survey, comment, engagement time) travel as one string, copied once per Calc
+instead of one copy each (NOTES.md, issue 17). Late, duplicate, bot and erased events are packed too and
+dropped with it; only the first occurrence of a human's on-time event reaches session_events' state."""
 
 
 def events_view() -> str:
-    """The view `EVENTS_VIEW`: `EVENT_COLUMNS` of the decode step's valid events and the KPI dimension
-    columns `dim_<dimension>` (the value, or tables.NONE_VALUE when the event lacks it). The dimension
-    columns come first in the row here, not after the dedup's occurrence number: computed above the dedup,
-    the planner pushed them below it anyway and then needed one more Calc after it, copying every column
-    of every event only to put them back in the view's order."""
+    """The view `EVENTS_VIEW`: `EVENT_COLUMNS` of the decode step's valid events, the packed session event
+    (`PACKED`) and the KPI dimension columns `dim_<dimension>` (the value, or tables.NONE_VALUE when the
+    event lacks it). The dimension columns come first in the row here, not after the dedup's occurrence
+    number: computed above the dedup, the planner pushed them below it anyway and then needed one more Calc
+    after it, copying every column of every event only to put them back in the view's order."""
     dims = ", ".join(
         f"COALESCE({d}, {connectors.sql_literal(tables.NONE_VALUE)}) AS dim_{d}" for d in DIMENSIONS
     )
-    return f"CREATE TEMPORARY VIEW {EVENTS_VIEW} AS\nSELECT {', '.join(EVENT_COLUMNS)},\n  {dims}\nFROM "
+    return (
+        f"CREATE TEMPORARY VIEW {EVENTS_VIEW} AS\nSELECT {', '.join(EVENT_COLUMNS)},\n  {PACKED},\n"
+        f"  {dims}\nFROM "
+    )
 
 
 KPI_CELL_SLOTS = 3
@@ -207,7 +220,6 @@ def statements(settings: SessionizeSettings) -> list[str]:
         f"CUMULATE(TABLE kpi_minutes, DESCRIPTOR(minute_time), "
         f"{connectors.sql_interval(settings.cumulative_step_ms)}, INTERVAL '1' DAY)"
     )
-    packed = "pack_session_event(" + ", ".join(SESSION_EVENT_FIELDS) + ")"
     kpi_1m = f"""SELECT to_utc(minute_start) AS window_start, to_utc(minute_end) AS window_end,
   dimension, dimension_value, events, page_views,
   CAST(CARDINALITY(people.users) AS BIGINT) AS active_users,
@@ -246,7 +258,7 @@ FROM ledger
 WHERE {counters.ledger_counters("reason")}""",
         *kpi_minutes_views(settings),
         f"CREATE TEMPORARY VIEW session_input AS\nSELECT {DEVICE_KEY} AS device_key, "
-        f"NULLIF(user_id, '') AS user_id, event_time, {packed} AS packed\nFROM clean\nWHERE {first}",
+        f"NULLIF(user_id, '') AS user_id, event_time, packed\nFROM clean\nWHERE {first}",
         f"CREATE TEMPORARY VIEW kpi_1m_rows AS\n{kpi_1m}",
         f"CREATE TEMPORARY VIEW kpi_sliding_rows AS\n{sliding}",
         f"CREATE TEMPORARY VIEW kpi_daily_rows AS\n{daily}",
@@ -392,7 +404,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
         ),
         steps=(
             decode.source_step(spec),
-            Step("columns read", (events_view() + decode.quote(spec.names.valid_view),)),
+            Step("columns read", (PACK_FUNCTION, events_view() + decode.quote(spec.names.valid_view))),
             decode.classify_step(
                 EVENTS_VIEW,
                 settings.max_future_skew_ms,
@@ -413,7 +425,7 @@ def pipeline(settings: SessionizeSettings) -> Pipeline:
     )
 
 
-STATE_LAYOUT = 14
+STATE_LAYOUT = 15
 """v2 (session 6): the per-partition arrival watermark (an OVER aggregate) before the dedup, the sliding and
 cumulative windows cascaded from the minute rows, shared views optimized once. v3 (session 7): gap-sessions
 from the session_events process table function (uid SESSIONS_UID) instead of the SESSION window TVF. v4
@@ -436,7 +448,11 @@ classification, and the partition watermark's OVER aggregate takes arguments tha
 own: two Calcs fewer on the per-event path, so the planner numbers the operators differently. v13 (issue 17):
 the people sets of kpi_cells' cells and user_count's accumulators have a new serialized form (ids in one
 buffer, UserSet.Accumulator.writeTo). v14 (issue 17): on the heap state backend the dedup keeps its event
-ids per bucket (io.uxstream.udf.EventIds; variant "h", `dedup`); on RocksDB per event_id as in v13."""
+ids per bucket (io.uxstream.udf.EventIds; variant "h", `dedup`); on RocksDB per event_id as in v13. v15
+(issue 17): the partition watermark's OVER aggregate feeds the ledger and the on-time events without a
+classification Calc shared by both (its arguments are columns: no helper columns to drop after it), and the
+session fields travel packed from the source vertex (`PACKED`): one Calc fewer on the per-event path, so the
+planner numbers the operators differently."""
 JOB = runner.JobSpec(
     JOB_NAME,
     __doc__,

@@ -20,9 +20,8 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS user_sketch AS 'io.uxstream.udf.U
 -- Gap-sessions per user (io.uxstream.udf.SessionEvents, a process table function with keyed state and one
 -- event-time timer per user at last event + gap): one row per gap-session, its events packed as JSON.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS session_events AS 'io.uxstream.udf.SessionEvents' LANGUAGE JAVA;
--- One event of a gap-session as the JSON array of its SESSION_EVENT_FIELDS (io.uxstream.udf.PackSessionEvent: what
--- JSON_ARRAY(... NULL ON NULL) gives, written from the fields' UTF-8 bytes).
-CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS pack_session_event AS 'io.uxstream.udf.PackSessionEvent' LANGUAGE JAVA;
+-- pack_session_event (io.uxstream.udf.PackSessionEvent) is registered with the job's source view (job.py
+-- `PACK_FUNCTION`), which packs each event's session fields into the column `packed`.
 -- The final session rows of a gap-session run (io.uxstream.udf.SplitSessions, the JVM twin of
 -- jobs.sessionize.logic.split_gap_session): midnight and max-duration splits, identity, pseudonyms.
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS split_sessions AS 'io.uxstream.udf.SplitSessions' LANGUAGE JAVA;

@@ -92,24 +92,32 @@ def test_the_partition_ordered_aggregates_share_one_over_aggregate_fed_by_the_so
 
 
 def test_sessionize_copies_each_event_in_as_few_calcs_as_its_path_needs() -> None:
-    """Every Calc the planner generates deep-copies the string fields it passes on (issue 17: 18-26 % of
-    the per-event vertices' samples), so sessionize's per-event path has one Calc per vertex and no more:
-    the decode step's shared Calc, then one Calc that flattens the decoded row, keeps only the columns the
-    job reads (EVENT_COLUMNS and the KPI dimension columns) and computes the OVER aggregate's arguments
-    before the first exchange; one Calc after the partition watermark's OVER aggregate (the classification
-    the ledger and the on-time events share); and none after the dedup's OVER aggregate, whose readers (the
-    minute cells, the session rows) take its rows as they are."""
+    """Every Calc the planner generates deep-copies the string fields it reads (issue 17: 18-26 % of the
+    per-event vertices' samples), so sessionize's per-event path has one Calc per vertex and no more: the
+    decode step's shared Calc, then one Calc that flattens the decoded row, keeps only the columns the job
+    reads (EVENT_COLUMNS, the packed session event and the KPI dimension columns) and computes the OVER
+    aggregate's arguments before the first exchange; the partition watermark's OVER aggregate feeds the
+    ledger's Calc and the on-time events' Calc straight (no classification Calc shared by both in
+    between); and no Calc after the dedup's OVER aggregate, whose readers (the minute cells, the session
+    rows) take its rows as they are."""
     plan = job_plan("sessionize", sessionize.JOB.pipeline(pipeline_settings["sessionize"]))
     blocks = plan.strip().split("\n\n")
-    partition = next(b for b in blocks if "OverAggregate(partitionBy=[kafka_partition]" in b).splitlines()
-    assert [line.strip().split("(", 1)[0].lstrip("+- ") for line in partition] == [
-        "Calc",  # the classification, shared by the ledger and the on-time events
-        "OverAggregate",
-        "Exchange",
-        "Calc",  # the one Calc between the decode step's shared Calc and the exchange
-        "Reused",
-    ]
-    exchanged = re.search(r"select=\[(.*?)\], where=", partition[3])
+
+    def shape(block: str) -> list[str]:
+        return [line.strip().split("(", 1)[0].lstrip("+- ") for line in block.splitlines()]
+
+    partition = next(b for b in blocks if "OverAggregate(partitionBy=[kafka_partition]" in b)
+    assert shape(partition) == ["OverAggregate", "Exchange", "Calc", "Reused"]
+    reuse = re.search(r"\(reuse_id=\[(\d+)\]\)", partition.splitlines()[0])
+    assert reuse is not None, "the partition watermark's OVER aggregate is not shared by its readers"
+    readers = [b for b in blocks if f"Reused(reference_id=[{reuse.group(1)}])" in b]
+    ledger = next(b for b in readers if "late_sink" in b.splitlines()[0])
+    assert shape(ledger) == ["Sink", "Calc", "Reused"]
+    dedup = next(b for b in readers if b.startswith("OverAggregate(partitionBy="))
+    assert shape(dedup) == ["OverAggregate", "Exchange", "Calc", "Reused"]
+    assert len(readers) == 2
+    source_calc = partition.splitlines()[2]
+    exchanged = re.search(r"select=\[(.*?)\], where=", source_calc)
     assert exchanged is not None
     columns = [c for c in exchanged.group(1).split(", ") if " AS " not in c or c.startswith("decoded.")]
     named = [c.split(" AS ")[-1] for c in columns]
@@ -117,7 +125,11 @@ def test_sessionize_copies_each_event_in_as_few_calcs_as_its_path_needs() -> Non
     assert named[: len(sessionize.EVENT_COLUMNS)] == list(sessionize.EVENT_COLUMNS)
     for unread in ("page_url", "page_title", "user_agent", "error_message", "ip", "properties"):
         assert unread not in named
-    assert all(f"AS {d}" in partition[3] for d in dims)
+    # the fields only the sessions read travel packed, in one column
+    packed_only = ("referrer", "utm_source", "utm_medium", "utm_campaign", "browser", "feedback_comment")
+    assert not set(packed_only) & set(named)
+    assert "pack_session_event(" in source_calc and "AS packed" in source_calc
+    assert all(f"AS {d}" in source_calc for d in dims)
     # The dedup's OVER aggregate is a block of its own: its readers read it without a Calc between.
     assert any(b.startswith(f"OverAggregate(partitionBy=[{dedup_key(plan)}]") for b in blocks)
 

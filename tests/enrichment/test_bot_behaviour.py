@@ -208,7 +208,7 @@ def test_the_rule_runs_in_the_partition_watermarks_window_and_makes_is_bot() -> 
     window = "PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
     assert sql.count(window) == 2
     assert (
-        "bot_behaviour(CASE WHEN is_future THEN CAST(NULL AS STRING) ELSE user_key END, is_erased, "
-        "event_id, event_type = 'page_view', ts, 30, 3, CAST(5000 AS BIGINT))" in sql
+        "bot_behaviour(user_key, is_future, is_erased, event_id, event_type, ts, 30, 3, CAST(5000 AS BIGINT))"
+        in sql
     )
     assert "agent_bot OR acts_bot AS is_bot" in sql

@@ -80,4 +80,6 @@ def test_python_gets_one_stream_with_events_ledger_rows_and_dead_letters() -> No
     assert "ts <= pair_least_ts" in job.RELEVANT
     classify = "\n".join(job.pipeline(settings).step("classify").sql)
     assert f"{job.PAIR_LEAST[0][1]} OVER (\n    {decode.PARTITION_WINDOW}\n  ) AS pair_least_ts" in classify
-    assert f"WHERE NOT is_erased AND {job.RELEVANT}" in classify
+    # in parentheses: RELEVANT has an OR, and the on-time and ledger conditions go on after it
+    assert f"WHERE NOT is_erased AND ({job.RELEVANT}) AND NOT is_future" in classify
+    assert f"WHERE NOT is_erased AND ({job.RELEVANT}) AND (is_future OR" in classify

@@ -17,12 +17,12 @@
 --
 -- Erased users (README "Privacy"): is_erased is TRUE for an event whose user key's pseudonym, under any key
 -- of the ring, is on the erased-pseudonym list (io.uxstream.udf.ErasedUser, reloaded while the job runs; it
--- counts them: uxstream.erased_events). `classified` drops those events, so they reach no ledger row, no
+-- counts them: uxstream.erased_events). `on_time` and `ledger` drop those events, so they reach no ledger row, no
 -- dedup or window state, no session or funnel state and no table. They still move the partition watermark
 -- (whose state holds one number per partition): the classification of everyone else's events stays a
 -- function of the input log alone, whatever was erased when. The flag is computed below the partition
 -- watermark's OVER aggregate, so the lookup runs once per event (above it, the planner would copy it into the
--- Calc of each branch that reads `classified`: the ledger and the on-time events).
+-- Calc of each branch: the ledger and the on-time events).
 CREATE TEMPORARY VIEW arrived AS
 SELECT
   *,
@@ -40,44 +40,39 @@ FROM {source};
 CREATE TEMPORARY VIEW watermarked AS
 SELECT
   *,
-  partition_watermark(CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE ts END,
-    CAST({out_of_orderness_ms} AS BIGINT)) OVER (
+  partition_watermark(ts, is_future, CAST({out_of_orderness_ms} AS BIGINT)) OVER (
     PARTITION BY kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
   ) AS partition_watermark_ms,
   {acts_bot} AS acts_bot{partition_aggregates}
 FROM arrived;
 
--- watermark_ms: the watermark at arrival (NULL before the partition's first event); is_late: at or below it;
--- is_bot: a bot by its user agent (agent_bot, the decode step's enrichment) or by its behaviour (acts_bot).
-CREATE TEMPORARY VIEW classified AS
+-- watermark_ms: the watermark at arrival (NULL before the partition's first event): {watermark_ms} is the
+-- greater of partition_watermark_ms and runtime_watermark_ms, either when the other is NULL (written so that
+-- no part of it reads runtime_watermark_ms alone: the planner computed such a part ahead of the OVER
+-- aggregate, in a Calc of its own that copied every column of every event, since it reads a
+-- non-deterministic column). is_late: at or below it; is_bot: a bot by its user agent (agent_bot, the
+-- decode step's enrichment) or by its behaviour (acts_bot). Only events where {relevant} holds and whose
+-- user is not erased are classified.
+--
+-- `on_time` (neither future nor late; no is_late column: a constant column there is one more Calc, after
+-- the dedup) and `ledger` (late and future arrivals) each compute these straight
+-- over `watermarked`, with their own condition: a view of the classified events that both read would be
+-- planned as a node of its own between the OVER aggregate and the two branches, a Calc that deep-copies
+-- every string column of every event once more (NOTES.md, issue 17).
+CREATE TEMPORARY VIEW on_time AS
 SELECT
   *,
   TO_TIMESTAMP_LTZ(watermark_ms, 3) AS watermark_at_arrival,
-  agent_bot OR acts_bot AS is_bot,
-  NOT is_future AND COALESCE(ts <= watermark_ms, FALSE) AS is_late
+  agent_bot OR acts_bot AS is_bot
 FROM (
-  SELECT
-    *,
-    -- the greater of the two, either when the other is NULL. (Written so that no part of it reads
-    -- runtime_watermark_ms alone: the planner computed such a part ahead of the OVER aggregate, in a Calc of
-    -- its own that copied every column of every event, since it reads a non-deterministic column.)
-    CASE
-      WHEN partition_watermark_ms IS NULL OR runtime_watermark_ms > partition_watermark_ms
-      THEN COALESCE(runtime_watermark_ms, partition_watermark_ms)
-      ELSE partition_watermark_ms
-    END AS watermark_ms
+  SELECT *, {watermark_ms} AS watermark_ms
   FROM watermarked
-)
-WHERE NOT is_erased AND {relevant};
-
-CREATE TEMPORARY VIEW on_time AS
-SELECT *
-FROM classified
-WHERE NOT is_future AND NOT is_late;
+  WHERE NOT is_erased AND ({relevant}) AND NOT is_future AND NOT COALESCE(ts <= {watermark_ms}, FALSE)
+);
 
 -- The late ledger: late and future arrivals, and the table the job writes them to (late_events; each job
 -- counts them in its INSERT, jobs.common.counters.ledger_counters).
--- Its columns beside `classified`'s: reason, lateness_ms (NULL for a future event) and user_pseudonym (the
+-- Its columns beside `on_time`'s: reason, lateness_ms (NULL for a future event) and user_pseudonym (the
 -- pseudonym of user_key, what late_events.user_key stores so that erasure reaches the ledger).
 CREATE TEMPORARY VIEW ledger AS
 SELECT
@@ -85,8 +80,18 @@ SELECT
   {pseudonym} AS user_pseudonym,
   CASE WHEN is_future THEN 'future_timestamp' ELSE 'late' END AS reason,
   CASE WHEN is_future THEN CAST(NULL AS BIGINT) ELSE watermark_ms - ts END AS lateness_ms
-FROM classified
-WHERE is_future OR is_late;
+FROM (
+  SELECT
+    *,
+    TO_TIMESTAMP_LTZ(watermark_ms, 3) AS watermark_at_arrival,
+    agent_bot OR acts_bot AS is_bot,
+    NOT is_future AND COALESCE(ts <= watermark_ms, FALSE) AS is_late
+  FROM (
+    SELECT *, {watermark_ms} AS watermark_ms
+    FROM watermarked
+    WHERE NOT is_erased AND ({relevant}) AND (is_future OR COALESCE(ts <= {watermark_ms}, FALSE))
+  )
+);
 
 CREATE TEMPORARY TABLE late_sink (
   job STRING NOT NULL,

@@ -18,11 +18,11 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_count AS 'io.uxstream.
 -- (io.uxstream.udf.EventIds; the heap state backend's dedup, sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS dedup_bucket AS 'io.uxstream.udf.EventIds$Bucket' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS occurrence_number AS 'io.uxstream.udf.EventIds$Occurrence' LANGUAGE JAVA;
--- partition_watermark(ts, out_of_orderness_ms) OVER (PARTITION BY kafka_partition …) → the arrival watermark
--- of the row in epoch ms, from the partition's earlier rows (sql/classify.sql).
+-- partition_watermark(ts, future, out_of_orderness_ms) OVER (PARTITION BY kafka_partition …) → the arrival
+-- watermark of the row in epoch ms, from the partition's earlier rows (sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS partition_watermark AS 'io.uxstream.udf.PartitionWatermark' LANGUAGE JAVA;
--- bot_behaviour(user_key, event_id, page_view, ts, per_minute, minutes, out_of_orderness_ms) OVER (the same
--- window) → whether the row's user key behaves like a bot (README "Bots"; sql/classify.sql).
+-- bot_behaviour(user_key, future, erased, event_id, event_type, ts, per_minute, minutes, out_of_orderness_ms)
+-- OVER (the same window) → whether the row's user key behaves like a bot (README "Bots"; sql/classify.sql).
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS bot_behaviour AS 'io.uxstream.udf.BotBehaviour' LANGUAGE JAVA;
 -- pair_least_ts(anonymous_id, user_id, ts) OVER (the same window) → the least ts of the row's id pair so far
 -- in its partition (the funnels job's identity links; jobs/funnels/funnels.sql).

@@ -5,13 +5,16 @@ import org.apache.flink.table.api.dataview.MapView;
 import org.apache.flink.table.functions.AggregateFunction;
 
 /**
- * {@code bot_behaviour(user_key STRING, [erased BOOLEAN,] event_id STRING, page_view BOOLEAN, ts BIGINT,
- * per_minute INT, minutes INT, out_of_orderness_ms BIGINT) OVER (PARTITION BY kafka_partition ORDER BY arrival
- * ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) -> BOOLEAN}: whether the current row's user key behaves
- * like a bot (README "Bots": the behavioural rule), decided from the input log alone, in arrival order. A
- * row with {@code erased} TRUE counts as one with a NULL user key (sql/classify.sql passes the erasure flag
- * as is rather than a CASE over it: an argument computed from that non-deterministic column made the
- * planner keep a Calc of its own, copying every column of every event, in front of the OVER aggregate).
+ * {@code bot_behaviour(user_key STRING, [future BOOLEAN, erased BOOLEAN,] event_id STRING, page_view BOOLEAN
+ * | event_type STRING, ts BIGINT, per_minute INT, minutes INT, out_of_orderness_ms BIGINT) OVER (PARTITION BY
+ * kafka_partition ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) -> BOOLEAN}: whether the
+ * current row's user key behaves like a bot (README "Bots": the behavioural rule), decided from the input
+ * log alone, in arrival order. A row with {@code future} or {@code erased} TRUE counts as one with a NULL
+ * user key; with {@code event_type}, a row is a page view when it is {@code page_view}. (sql/classify.sql
+ * passes the flags and the event type as they are rather than expressions over them: an argument computed
+ * from the non-deterministic erasure flag made the planner keep a Calc of its own in front of the OVER
+ * aggregate, and any argument that is an expression becomes a column of its input that a Calc after it drops
+ * again; each such Calc deep-copies every string column of every event.)
  *
  * <p>The rule, per user key within its Kafka partition: page views are counted per UTC event-time minute,
  * each event id once; a page view more than {@code minutes} + ⌈out_of_orderness / 1 min⌉ minutes behind the
@@ -37,6 +40,8 @@ public class BotBehaviour extends AggregateFunction<Boolean, BotBehaviour.Accumu
 
   static final long MINUTE_MS = 60_000L;
 
+  static final String PAGE_VIEW = "page_view";
+
   /** One user key: its flag, or its counted minutes (ascending) and the ids of the minutes not full yet. */
   public static class KeyState {
     public boolean flagged;
@@ -58,6 +63,29 @@ public class BotBehaviour extends AggregateFunction<Boolean, BotBehaviour.Accumu
   @Override
   public Accumulator createAccumulator() {
     return new Accumulator();
+  }
+
+  public void accumulate(
+      Accumulator accumulator,
+      String userKey,
+      Boolean future,
+      Boolean erased,
+      String eventId,
+      String eventType,
+      Long ts,
+      Integer perMinute,
+      Integer minutes,
+      Long outOfOrdernessMs)
+      throws Exception {
+    accumulate(
+        accumulator,
+        Boolean.TRUE.equals(future) || Boolean.TRUE.equals(erased) ? null : userKey,
+        eventId,
+        PAGE_VIEW.equals(eventType),
+        ts,
+        perMinute,
+        minutes,
+        outOfOrdernessMs);
   }
 
   public void accumulate(
