@@ -11,11 +11,13 @@ One run (`make bench`, or `uxstream bench`; `--smoke` for the tiny CI configurat
    (records/s producing to a scratch topic).
 3. **Jobs**, bounded from the earliest offset, R times, interleaved (bare, sessionize, bare, …):
    the **bare pipeline** (sessionize's Kafka source and Java decode step → blackhole; uxstream.bench.jobrun)
-   and **sessionize** on a fresh database each time. Per run: start-up (process launch → job up: every
+   the **floor** run (the same source and sessionize's events view → one exchange by device key → one
+   keyed-state update per event: the least any sessionize design keyed by user does) and **sessionize**
+   and funnels on a fresh database each time. Per run: start-up (process launch → job up: every
    vertex running, the source reading), catch-up events/s = N / (job up → every vertex's record counts
    final), also N / (wall − start-up), peak RSS of the process tree, checkpoints, per-vertex busy /
    back-pressure shares and, in the first repeat, on-CPU flame graphs of every vertex. Each job's ratio
-   to the bare pipeline.
+   to the bare pipeline; sessionize's to the floor.
 4. **Latency** (uxstream.bench.latency): sessionize unbounded, the generator's events sent in real time;
    window end → kpi_1m row visible and produce → visible, p50/p95/p99.
 
@@ -64,6 +66,7 @@ sessionize runs with enrichment off, user agents, geolocation and the behavioura
 enrichment cost is measured against)."""
 VARIANTS: Final[dict[str, tuple[str, tuple[tuple[str, str], ...]]]] = {
     "bare": ("bare", ()),
+    "floor": ("floor", ()),
     "sessionize": ("sessionize", ()),
     "sessionize_unenriched": (
         "sessionize",
@@ -99,9 +102,9 @@ def backlog_args(events: int) -> tuple[str, ...]:
 
 BACKLOG_INPUTS: Final = ("uxstream/contract/generator.py", "schemas")
 """What determines the backlog's bytes besides its generator options (hashed into the topic name)."""
-FLAME_SAMPLES: Final = {"bare": 50, "sessionize": 400, "funnels": 200}
+FLAME_SAMPLES: Final = {"bare": 50, "floor": 100, "sessionize": 400, "funnels": 200}
 """Stack samples per flame graph (20 ms apart): the bare pipeline is through its input in seconds."""
-PROFILE_FROM: Final = {"bare": 0.05, "sessionize": 0.25, "funnels": 0.25}
+PROFILE_FROM: Final = {"bare": 0.05, "floor": 0.1, "sessionize": 0.25, "funnels": 0.25}
 """Share of the input read when the flame graphs are requested."""
 
 
@@ -172,6 +175,9 @@ REQUIRED_FIGURES: Final = (
     "sessionize.checkpoint_ms.median",
     "sessionize.checkpoint_ms.max",
     "sessionize.ratio_to_bare.median",
+    "floor.events_per_s.median",
+    "floor.ratio_to_bare.median",
+    "sessionize.ratio_to_floor.median",
     "sessionize_unenriched.events_per_s.median",
     "funnels.events_per_s.median",
     "funnels.ratio_to_bare.median",
@@ -546,6 +552,15 @@ class Harness:
             for s, b in zip(runs["sessionize"], runs["bare"], strict=True)
         ]
         figures["sessionize"]["ratio_to_bare"] = spread(ratios, 3)
+        # the floor run (uxstream.bench.jobrun): what any sessionize design keyed by user pays at least
+        pairs = zip(runs["floor"], runs["bare"], strict=True)
+        figures["floor"]["ratio_to_bare"] = spread(
+            [f["events_per_s"] / b["events_per_s"] for f, b in pairs], 3
+        )
+        pairs = zip(runs["sessionize"], runs["floor"], strict=True)
+        figures["sessionize"]["ratio_to_floor"] = spread(
+            [s["events_per_s"] / f["events_per_s"] for s, f in pairs], 3
+        )
         pairs = zip(runs["funnels"], runs["bare"], strict=True)
         funnel_ratios = [f["events_per_s"] / b["events_per_s"] for f, b in pairs]
         figures["funnels"]["ratio_to_bare"] = spread(funnel_ratios, 3)

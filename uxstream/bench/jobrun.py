@@ -16,6 +16,12 @@ Jobs:
 - `bare`: the bare Flink SQL pipeline: sessionize's own decode step (same Kafka raw source, same
   watermark and source options, the Java decode UDF, the DLQ insert) with the valid events going to a
   blackhole sink instead of sessionize's topology. The ceiling a job built on the decode step can reach.
+- `floor`: the least any sessionize design that keys its events by user does per event: sessionize's decode
+  step, enrichment and events view (`jobs.sessionize.job.events_view`, the columns it reads and the packed
+  session fields), one hash exchange of those rows by device key, and one keyed-state update per event
+  (io.uxstream.udf.KeyedFloor, a process table function that counts each key's rows and emits nothing).
+  What sessionize adds beyond it (classification, dedup, KPI windows, sessions, sinks) is what a faster
+  sessionize core could save (issue 17).
 
 The MiniCluster's REST endpoint listens on `--rest-port` (127.0.0.1) with fast metric refresh, a long
 checkpoint history and flame graphs enabled, so the harness can read progress, per-vertex busy time,
@@ -35,12 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from pyflink.table import StreamTableEnvironment
+    from pyflink.table import StatementSet, StreamTableEnvironment
     from pyflink.table.table_result import TableResult
 
     from jobs.sessionize.settings import SessionizeSettings
 
-JOBS: Final = ("sessionize", "bare", "funnels")
+JOBS: Final = ("sessionize", "bare", "floor", "funnels")
 FUNNELS_PYTHON_VERTEX: Final = "funnels: identity per device"
 """Name fragment of the funnels vertex that first receives events in Python (its records in = the events
 that reached Python): since state layout v5 the identity stage, ahead of the per-user attempts."""
@@ -85,6 +91,43 @@ def build_bare(t_env: StreamTableEnvironment, settings: SessionizeSettings, job:
     )
     statements.add_insert_sql(decode.dlq_insert(spec))
     return statements.execute()
+
+
+FLOOR_UID: Final = "bench_keyed_floor"
+"""The uid of the floor run's keyed operator (io.uxstream.udf.KeyedFloor)."""
+
+
+def floor_statements(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> StatementSet:
+    """The floor run's tables and views in `t_env` and its statement set: sessionize's decode step and events
+    view → exchange by device key → one keyed-state update per event; dead letters to the DLQ."""
+    from jobs.common import decode
+    from jobs.sessionize import job as sessionize
+    from uxstream.bench.decode import blackhole_insert
+
+    spec = replace(sessionize.decode_spec(settings), job=job)
+    names = decode.create(t_env, spec)
+    t_env.execute_sql(sessionize.PACK_FUNCTION)
+    t_env.execute_sql(sessionize.events_view() + decode.quote(names.valid_view))
+    t_env.execute_sql(
+        "CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS keyed_floor AS 'io.uxstream.udf.KeyedFloor' "
+        "LANGUAGE JAVA"
+    )
+    t_env.execute_sql(
+        f"CREATE TEMPORARY VIEW floor_input AS SELECT *, {decode.DEVICE_KEY} AS device_key "
+        f"FROM {sessionize.EVENTS_VIEW}"
+    )
+    query = (
+        f"SELECT * FROM keyed_floor(input => TABLE floor_input PARTITION BY device_key, uid => '{FLOOR_UID}')"
+    )
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(blackhole_insert(t_env, "bench_floor_sink", query))
+    statements.add_insert_sql(decode.dlq_insert(spec))
+    return statements
+
+
+def build_floor(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> TableResult:
+    """The floor run (`floor_statements`), submitted."""
+    return floor_statements(t_env, settings, job).execute()
 
 
 def build_sessionize(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> TableResult:
@@ -161,7 +204,7 @@ def bench_flink(flink: Any, args: argparse.Namespace) -> Any:
 
 
 def run_sql_job(args: argparse.Namespace) -> Any:
-    """sessionize or the bare pipeline; their JobClient."""
+    """sessionize, the bare pipeline or the floor run; their JobClient."""
     from jobs.common import privacy, topics
     from jobs.common.flink_env import create_environments
     from jobs.sessionize.settings import SessionizeSettings
@@ -181,7 +224,7 @@ def run_sql_job(args: argparse.Namespace) -> Any:
     topics.ensure_topics(settings.kafka, {t: 1 for t in (settings.dlq_topic, settings.kpi_topic) if t})
     privacy.ensure_key()
     _, t_env = create_environments(settings.flink, f"bench-{args.job}")
-    build = build_sessionize if args.job == "sessionize" else build_bare
+    build = {"sessionize": build_sessionize, "bare": build_bare, "floor": build_floor}[args.job]
     result = build(t_env, settings, job_name)
     client = result.get_job_client()
     assert client is not None
