@@ -16,12 +16,16 @@ Jobs:
 - `bare`: the bare Flink SQL pipeline: sessionize's own decode step (same Kafka raw source, same
   watermark and source options, the Java decode UDF, the DLQ insert) with the valid events going to a
   blackhole sink instead of sessionize's topology. The ceiling a job built on the decode step can reach.
-- `floor`: the least any sessionize design that keys its events by user does per event: sessionize's decode
-  step, enrichment and events view (`jobs.sessionize.job.events_view`, the columns it reads and the packed
-  session fields), one hash exchange of those rows by device key, and one keyed-state update per event
-  (io.uxstream.udf.KeyedFloor, a process table function that counts each key's rows and emits nothing).
-  What sessionize adds beyond it (classification, dedup, KPI windows, sessions, sinks) is what a faster
-  sessionize core could save (issue 17).
+- `floor`: the least any exact sessionize design does per event: sessionize's decode step, enrichment and
+  events view (`jobs.sessionize.job.events_view`, the columns it reads and the packed session fields), then
+  its two keys (duplicates are found by event id, sessions by device key): a hash exchange of those rows by
+  bucket of event ids (`dedup_bucket`, sessionize's dedup key on the heap backend) and one keyed-state
+  update per event that passes on the device key and the packed fields, a hash exchange of those by device
+  key and one more keyed-state update (io.uxstream.udf.KeyedFloor: process table functions that count
+  each key's rows; the last emits nothing). Neither remembers event ids nor buffers events: the floor is
+  below what any exact design pays. What sessionize does beyond it
+  (the work itself: classification, dedup, KPI windows, sessions, sinks) is what a faster core could save
+  (issue 17).
 
 The MiniCluster's REST endpoint listens on `--rest-port` (127.0.0.1) with fast metric refresh, a long
 checkpoint history and flame graphs enabled, so the harness can read progress, per-vertex busy time,
@@ -93,13 +97,16 @@ def build_bare(t_env: StreamTableEnvironment, settings: SessionizeSettings, job:
     return statements.execute()
 
 
-FLOOR_UID: Final = "bench_keyed_floor"
-"""The uid of the floor run's keyed operator (io.uxstream.udf.KeyedFloor)."""
+FLOOR_UIDS: Final = ("bench_floor_by_event", "bench_floor_by_device")
+"""The uids of the floor run's keyed operators (io.uxstream.udf.KeyedFloor: by bucket of event ids, by
+device key)."""
 
 
 def floor_statements(t_env: StreamTableEnvironment, settings: SessionizeSettings, job: str) -> StatementSet:
     """The floor run's tables and views in `t_env` and its statement set: sessionize's decode step and events
-    view → exchange by device key → one keyed-state update per event; dead letters to the DLQ."""
+    view → exchange by bucket of event ids (sessionize's dedup key on the heap backend) → one keyed-state
+    update per event, passing on the device key and the packed session fields → exchange by device key →
+    one keyed-state update per event; dead letters to the DLQ."""
     from jobs.common import decode
     from jobs.sessionize import job as sessionize
     from uxstream.bench.decode import blackhole_insert
@@ -108,16 +115,21 @@ def floor_statements(t_env: StreamTableEnvironment, settings: SessionizeSettings
     names = decode.create(t_env, spec)
     t_env.execute_sql(sessionize.PACK_FUNCTION)
     t_env.execute_sql(sessionize.events_view() + decode.quote(names.valid_view))
+    for name, java in (("keyed_floor", "KeyedFloor"), ("keyed_floor_forward", "KeyedFloor$Forward")):
+        t_env.execute_sql(
+            f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS 'io.uxstream.udf.{java}' LANGUAGE JAVA"
+        )
     t_env.execute_sql(
-        "CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS keyed_floor AS 'io.uxstream.udf.KeyedFloor' "
-        "LANGUAGE JAVA"
+        f"CREATE TEMPORARY VIEW floor_input AS SELECT *, {decode.DEVICE_KEY} AS device_key, "
+        f"dedup_bucket(event_id) AS dedup_bucket FROM {sessionize.EVENTS_VIEW}"
     )
     t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW floor_input AS SELECT *, {decode.DEVICE_KEY} AS device_key "
-        f"FROM {sessionize.EVENTS_VIEW}"
+        "CREATE TEMPORARY VIEW floor_by_event AS SELECT * FROM keyed_floor_forward("
+        f"input => TABLE floor_input PARTITION BY dedup_bucket, uid => '{FLOOR_UIDS[0]}')"
     )
     query = (
-        f"SELECT * FROM keyed_floor(input => TABLE floor_input PARTITION BY device_key, uid => '{FLOOR_UID}')"
+        "SELECT * FROM keyed_floor(input => TABLE floor_by_event PARTITION BY device_key, "
+        f"uid => '{FLOOR_UIDS[1]}')"
     )
     statements = t_env.create_statement_set()
     statements.add_insert_sql(blackhole_insert(t_env, "bench_floor_sink", query))
